@@ -1,0 +1,57 @@
+"""How a batch meets a model: which keys are model inputs, and where the logits are.
+
+Every batch in this package is a flat mapping. Classification batches carry ``inputs`` (a tensor the
+model takes positionally, so a plain ``forward(x)`` works) and ``labels``; causal-LM batches carry
+``input_ids``, ``attention_mask`` and ``labels`` (prompt and padding labelled -100). Any other key
+(``index``, ``labels``, evaluation extras) is metadata that never reaches the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+#: Keyword inputs a Hugging Face model receives from a batch.
+LM_INPUT_KEYS: tuple[str, ...] = ("input_ids", "attention_mask")
+
+#: The policy seam of DESIGN.md: the model applied to a sub-batch's inputs, returning logits.
+Policy = Callable[[Mapping[str, Any]], Tensor]
+
+
+def model_inputs(batch: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Split a batch into the positional and keyword arguments of the model's ``forward``."""
+    if "inputs" in batch:
+        return (batch["inputs"],), {}
+    kwargs = {key: batch[key] for key in LM_INPUT_KEYS if key in batch}
+    if not kwargs:
+        raise KeyError(f"batch has neither 'inputs' nor any of {LM_INPUT_KEYS}; keys are {sorted(batch)}")
+    return (), kwargs
+
+
+def logits_of(output: Any) -> Tensor:
+    """The logits of a model output: a tensor, a ``ModelOutput`` with ``.logits``, or a tuple's first item."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def call_model(model: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+    """Run ``model`` on the model inputs of ``batch`` and return its logits."""
+    args, kwargs = model_inputs(batch)
+    return logits_of(model(*args, **kwargs))
+
+
+def as_policy(model: nn.Module) -> Policy:
+    """The policy of a plain model: ``policy(batch) == call_model(model, batch)``."""
+
+    def policy(batch: Mapping[str, Any]) -> Tensor:
+        return call_model(model, batch)
+
+    return policy
