@@ -1,0 +1,34 @@
+"""Weight-space curves between two models, for any ``nn.Module`` (Garipov et al., 2018; Cheng & Amiri, 2025)."""
+
+from mcu_lightning.curves.barrier import (
+    CurveSummary,
+    barrier_vs_line,
+    barrier_vs_max_end,
+    barrier_vs_mean_end,
+    summarize_series,
+)
+from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm, recompute_curve_batchnorm
+from mcu_lightning.curves.curve import Curve
+from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, grid
+from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
+
+__all__ = [
+    "Bezier",
+    "ClippedNormal",
+    "Curve",
+    "CurveShape",
+    "CurveSummary",
+    "Linear",
+    "PolyChain",
+    "Stratified",
+    "TSampler",
+    "Uniform",
+    "barrier_vs_line",
+    "barrier_vs_max_end",
+    "barrier_vs_mean_end",
+    "grid",
+    "has_batchnorm",
+    "recompute_batchnorm",
+    "recompute_curve_batchnorm",
+    "summarize_series",
+]

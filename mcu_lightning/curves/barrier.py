@@ -1,0 +1,127 @@
+"""Barriers along a curve: how much worse a metric gets between the endpoints than at them.
+
+Definitions for a lower-is-better series ``m(t_i)`` (DESIGN.md; Garipov et al., 2018; Frankle et al., 2020;
+Cheng & Amiri, 2025), each reported with the ``t`` of its maximum::
+
+    vs_line     = max_i [m(t_i) - ((1 - t_i) m(0) + t_i m(1))]
+    vs_max_end  = max_i m(t_i) - max(m(0), m(1))
+    vs_mean_end = max_i m(t_i) - (m(0) + m(1)) / 2
+
+A higher-is-better series (accuracy, ROUGE) is negated first, so a barrier is always "how much worse", in the
+metric's units, and positive when the path is worse than the reference. The maximum runs over every ``t_i``,
+endpoints included, so ``vs_line >= 0`` and ``vs_max_end >= 0``.
+
+NaN rule: a NaN at an interior ``t`` (a metric undefined there) is skipped; a NaN at ``t = 0`` or ``t = 1``
+raises, since every definition needs both endpoint values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def _prepare(ts: Sequence[float], values: Sequence[float], higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(t, m)`` arrays in lower-is-better orientation, interior NaNs dropped."""
+    t = np.asarray(ts, dtype=np.float64)
+    m = np.asarray(values, dtype=np.float64)
+    if t.ndim != 1 or t.shape != m.shape:
+        raise ValueError(f"ts and values must be 1-D of equal length, got {t.shape} and {m.shape}")
+    if t.size < 2 or t[0] != 0.0 or t[-1] != 1.0:
+        raise ValueError(f"ts must start at 0 and end at 1 (both endpoints evaluated), got {t.tolist()}")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"ts must be strictly increasing, got {t.tolist()}")
+    if np.isnan(m[0]) or np.isnan(m[-1]):
+        raise ValueError(f"the metric is NaN at an endpoint (m(0)={m[0]}, m(1)={m[-1]}); a barrier needs both")
+    keep = ~np.isnan(m)
+    t, m = t[keep], m[keep]
+    return t, (-m if higher_is_better else m)
+
+
+def _argmax(t: np.ndarray, excess: np.ndarray) -> tuple[float, float]:
+    i = int(np.argmax(excess))  # first maximum on ties
+    return float(excess[i]), float(t[i])
+
+
+def barrier_vs_line(
+    ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False
+) -> tuple[float, float]:
+    """``max_i [m(t_i) - ((1 - t_i) m(0) + t_i m(1))]`` and its ``t``: the excess over the straight line."""
+    t, m = _prepare(ts, values, higher_is_better)
+    return _argmax(t, m - ((1.0 - t) * m[0] + t * m[-1]))
+
+
+def barrier_vs_max_end(
+    ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False
+) -> tuple[float, float]:
+    """``max_i m(t_i) - max(m(0), m(1))`` and its ``t``: the excess over the worse endpoint."""
+    t, m = _prepare(ts, values, higher_is_better)
+    return _argmax(t, m - max(m[0], m[-1]))
+
+
+def barrier_vs_mean_end(
+    ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False
+) -> tuple[float, float]:
+    """``max_i m(t_i) - (m(0) + m(1)) / 2`` and its ``t``: the excess over the endpoints' mean."""
+    t, m = _prepare(ts, values, higher_is_better)
+    return _argmax(t, m - 0.5 * (m[0] + m[-1]))
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """One metric along one curve. Barriers are "how much worse" (positive = a barrier); values, the best interior
+    and best endpoint are in the metric's own orientation; ``margin`` is how much better the best interior point is
+    than the best endpoint (positive when ``interior_beats_endpoints``; NaN without interior points).
+    """
+
+    barrier_vs_line: float
+    t_barrier_vs_line: float
+    barrier_vs_max_end: float
+    t_barrier_vs_max_end: float
+    barrier_vs_mean_end: float
+    t_barrier_vs_mean_end: float
+    value_t0: float
+    value_t1: float
+    best_interior: float
+    t_best_interior: float
+    best_endpoint: float
+    interior_beats_endpoints: bool
+    margin: float
+    higher_is_better: bool
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return asdict(self)
+
+
+def summarize_series(ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False) -> CurveSummary:
+    """Barriers, endpoint values and the best interior point of a metric series ``values[i] = m(ts[i])``."""
+    line = barrier_vs_line(ts, values, higher_is_better)
+    max_end = barrier_vs_max_end(ts, values, higher_is_better)
+    mean_end = barrier_vs_mean_end(ts, values, higher_is_better)
+    t, m = _prepare(ts, values, higher_is_better)  # m: lower is better
+    sign = -1.0 if higher_is_better else 1.0
+    best_end = min(m[0], m[-1])
+    if t.size > 2:
+        i = 1 + int(np.argmin(m[1:-1]))
+        best_interior, t_best, margin = m[i], float(t[i]), float(best_end - m[i])
+    else:
+        best_interior, t_best, margin = math.nan, math.nan, math.nan
+    return CurveSummary(
+        barrier_vs_line=line[0],
+        t_barrier_vs_line=line[1],
+        barrier_vs_max_end=max_end[0],
+        t_barrier_vs_max_end=max_end[1],
+        barrier_vs_mean_end=mean_end[0],
+        t_barrier_vs_mean_end=mean_end[1],
+        value_t0=float(sign * m[0]),
+        value_t1=float(sign * m[-1]),
+        best_interior=float(sign * best_interior),
+        t_best_interior=t_best,
+        best_endpoint=float(sign * best_end),
+        interior_beats_endpoints=bool(margin > 0),
+        margin=margin,
+        higher_is_better=higher_is_better,
+    )

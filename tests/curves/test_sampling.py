@@ -1,0 +1,38 @@
+import torch
+
+from mcu_lightning.curves.sampling import ClippedNormal, Stratified, Uniform, grid
+
+
+def test_uniform_range_and_determinism():
+    draws = [Uniform().sample(torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert draws[0] == draws[1]
+    gen = torch.Generator().manual_seed(0)
+    values = [Uniform().sample(gen) for _ in range(500)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert min(values) < 0.05 and max(values) > 0.95
+
+
+def test_clipped_normal_mean_and_clipping():
+    gen = torch.Generator().manual_seed(0)
+    values = torch.tensor([ClippedNormal().sample(gen) for _ in range(2000)])
+    assert abs(values.mean().item() - 0.5) < 0.01
+    assert abs(values.std().item() - 0.1) < 0.01
+    wide = [ClippedNormal(0.5, 2.0).sample(gen) for _ in range(200)]
+    assert min(wide) == 0.0 and max(wide) == 1.0  # clipped, and clipping happens
+
+
+def test_stratified_covers_every_stratum_each_cycle():
+    gen = torch.Generator().manual_seed(1)
+    sampler = Stratified(num_strata=4)
+    for _ in range(3):
+        strata = sorted(int(sampler.sample(gen) * 4) for _ in range(4))
+        assert strata == [0, 1, 2, 3]
+    a = [Stratified(8).sample(torch.Generator().manual_seed(5)) for _ in range(1)]
+    b = [Stratified(8).sample(torch.Generator().manual_seed(5)) for _ in range(1)]
+    assert a == b
+
+
+def test_grid():
+    assert grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    points = grid()
+    assert len(points) == 31 and points[0] == 0.0 and points[-1] == 1.0
