@@ -1,0 +1,50 @@
+"""Gradient difference: gradient ascent on the forget set, descent on the retain set.
+
+``loss = gamma * (-NLL(forget)) + alpha * R(retain)`` with ``R`` the retain NLL or KL(p_ref || p_theta)
+(Liu et al., 2022, "Continual learning and private unlearning"; TOFU's "Grad. Diff.", Maini et al., 2024).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
+from mcu_lightning.models.forward import Policy
+
+
+class GradDiff(UnlearningLoss):
+    """``gamma * (-NLL(forget)) + alpha * retain term``; the retain term is skipped when the batch has none.
+
+    Args:
+        gamma: weight of the forget term.
+        alpha: weight of the retain term.
+        retain_loss: ``"nll"`` (retain answers' NLL) or ``"kl"`` (KL to the reference; needs one).
+    """
+
+    def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll") -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.alpha = alpha
+        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.retain_loss == "kl"
+
+    @property
+    def forget_weight(self) -> float:
+        return self.gamma
+
+    def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
+        forget = require_split(batch, "forget", type(self).__name__)
+        if self.needs_reference:
+            reference = self.require_reference(reference)
+        shares = nll_shares(policy_logits(policy, forget), forget["labels"])
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        return forget_retain_output(-shares, self.gamma, retain, self.alpha, logs={"forget_nll": shares.mean()})
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, retain_loss={self.retain_loss!r}"

@@ -1,0 +1,83 @@
+"""SimNPO (Fan et al., 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
+Unlearning"): NPO without a reference model, with the log-probability normalised by the answer length.
+
+Paper, per sample: ``-(2/beta) * logsigmoid(-(beta/|y|) log pi_theta(y|x) - margin)``; since
+``log pi_theta(y|x) = -S(x)`` (summed answer NLL) the argument is ``beta * S/|y| - margin``.
+We follow the authors' code (OPTML-Group/Unlearn-Simple) and open-unlearning's ``SimNPO``, which put the
+margin inside the product: ``-(2/beta) * logsigmoid(beta * (S/|y| - delta))``, i.e. the paper's margin is
+``beta * delta``. ``gamma`` weights the forget term and ``alpha`` the retain term, as in every loss of
+this package (DESIGN.md); the defaults ``beta=4.5, gamma=0.125, delta=0, alpha=1, retain NLL`` are
+open-unlearning's TOFU configuration (its ``gamma`` is Unlearn-Simple's ``npo_coeff``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.nll import policy_logits, require_split
+from mcu_lightning.losses.per_sample import sequence_nll
+from mcu_lightning.models.forward import Policy
+
+
+def simnpo_loss(nll_sum: Tensor, length: Tensor, beta: float = 4.5, delta: float = 0.0) -> Tensor:
+    """SimNPO (Fan et al., 2024), per sample: ``-(2/beta) * logsigmoid(beta * (S/|y| - delta))``."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll_sum / length.clamp_min(1) - delta))
+
+
+class SimNPO(UnlearningLoss):
+    """``gamma * mean_i simnpo_loss(S_i, |y_i|) + alpha * retain term``; no reference model.
+
+    Args:
+        beta: inverse temperature (4.5).
+        gamma: weight of the forget term (0.125).
+        delta: margin on the length-normalised NLL (0).
+        alpha: weight of the retain term (skipped when the batch has no retain part).
+        retain_loss: ``"nll"``, ``"kl"`` (needs a reference) or None.
+    """
+
+    def __init__(
+        self,
+        beta: float = 4.5,
+        gamma: float = 0.125,
+        delta: float = 0.0,
+        alpha: float = 1.0,
+        retain_loss: str | None = "nll",
+    ) -> None:
+        super().__init__()
+        if beta <= 0:
+            raise ValueError(f"SimNPO: beta must be positive, got {beta}")
+        self.beta = beta
+        self.gamma = gamma
+        self.delta = delta
+        self.alpha = alpha
+        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=True)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.retain_loss == "kl"
+
+    @property
+    def forget_weight(self) -> float:
+        return self.gamma
+
+    def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
+        forget = require_split(batch, "forget", type(self).__name__)
+        if self.needs_reference:
+            reference = self.require_reference(reference)
+        total, count = sequence_nll(policy_logits(policy, forget), forget["labels"])
+        per_sample = simnpo_loss(total, count, self.beta, self.delta)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        logs = {"forget_nll": total.sum() / count.sum().clamp_min(1)}
+        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"beta={self.beta}, gamma={self.gamma}, delta={self.delta}, alpha={self.alpha}, "
+            f"retain_loss={self.retain_loss!r}"
+        )
