@@ -6,9 +6,7 @@ One family a file; every class is YAML-constructible
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from mcu_lightning.losses.bad_teaching import BadTeaching
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.grad_ascent import GradAscent
 from mcu_lightning.losses.grad_diff import GradDiff
@@ -17,23 +15,10 @@ from mcu_lightning.losses.kl import kl_to_reference, retain_term
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.losses.npo import NPO, npo_loss
 from mcu_lightning.losses.random_label import RandomLabel
+from mcu_lightning.losses.salun import SalUn
+from mcu_lightning.losses.scrub import SCRUB
 from mcu_lightning.losses.simnpo import SimNPO, simnpo_loss
 from mcu_lightning.losses.superloss import SuperLoss, superloss, superloss_sigma
-
-# Written in parallel (SCRUB, BadTeaching, SalUn): imported on first access so that this package imports
-# while they are being written. The lead may turn these into plain imports once all files are in.
-_LAZY: dict[str, str] = {
-    "SCRUB": "mcu_lightning.losses.scrub",
-    "BadTeaching": "mcu_lightning.losses.bad_teaching",
-    "SalUn": "mcu_lightning.losses.salun",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "IDK_ANSWERS",

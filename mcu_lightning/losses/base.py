@@ -32,7 +32,7 @@ class UnlearningLoss(nn.Module):
     """Base class of every objective: ``forward(policy, batch, reference=None) -> LossOutput``.
 
     ``batch`` is ``{"forget": sub_batch, "retain": sub_batch}`` (``retain`` may be absent); a plain
-    training batch for fine-tuning is passed as ``{"retain": batch}``. ``reference`` is a frozen policy
+    training batch for fine-tuning is passed as ``{"train": batch}``. ``reference`` is a frozen policy
     of the starting model, given only when ``needs_reference`` is true.
 
     Hooks the modules call (no-ops here): ``setup_model`` once before training (a saliency mask, a
