@@ -1,0 +1,113 @@
+"""The classification data module (MU-Bench style): forget/retain from a train part, and a test part."""
+
+from __future__ import annotations
+
+from mcu_lightning.data.classification import (
+    ClassificationCollator,
+    ClassificationDataset,
+    ClassificationParts,
+    load_digits_parts,
+    load_hf_parts,
+    select_forget,
+)
+from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule
+
+FINETUNE_SPLITS = ("train", "full", "retain", "forget")
+
+
+class ClassificationDataModule(UnlearningDataModule):
+    """Forget/retain image or text classification with eval splits ``forget``, ``retain``, ``test``.
+
+    ``dataset``: ``"digits"`` (scikit-learn, offline), a Hub dataset name, or a ``save_to_disk`` folder.
+    The test part is the dataset's ``test`` split, else a ``test_fraction`` drawn from ``data_seed``; the
+    forget set is ``forget_fraction`` of the train part drawn from ``data_seed`` (independent of the
+    training ``seed``) or the train indices in ``forget_index_file`` (a JSON list). ``finetune_split`` is
+    ``"train"`` or ``"full"`` (the whole train part: the base model), ``"retain"`` (the oracle) or ``"forget"``.
+    """
+
+    task = "classification"
+    default_eval_splits = ("forget", "retain", "test")
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        forget_fraction: float = 0.1,
+        forget_index_file: str | None = None,
+        test_fraction: float = 0.2,
+        image_size: int = 32,
+        tokenizer: str | None = None,
+        max_length: int = 128,
+        data_seed: int = 0,
+        eval_splits: list[str] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        use_retain: bool = True,
+        finetune_split: str | None = None,
+        curriculum: Curriculum | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
+        )
+        if forget_index_file is None and not 0 < forget_fraction < 1:
+            raise ValueError(f"forget_fraction={forget_fraction} must lie in (0, 1), e.g. 0.1 for 10 %")
+        if finetune_split is not None and finetune_split not in FINETUNE_SPLITS:
+            raise ValueError(f"finetune_split={finetune_split!r}; use one of {FINETUNE_SPLITS}")
+        self.save_hyperparameters(ignore=["curriculum"])
+        self.dataset_name = dataset
+        self.forget_fraction, self.forget_index_file = forget_fraction, forget_index_file
+        self.test_fraction, self.image_size = test_fraction, image_size
+        self.tokenizer_name, self.max_length = tokenizer, max_length
+        self.data_seed = data_seed
+        self._parts: ClassificationParts | None = None
+        self._splits: dict[str, ClassificationDataset] = {}
+
+    @property
+    def parts(self) -> ClassificationParts:
+        if self._parts is None:
+            if self.dataset_name == "digits":
+                self._parts = load_digits_parts(self.test_fraction, self.data_seed)
+            else:
+                tokenizer = None
+                if self.tokenizer_name is not None:
+                    from transformers import AutoTokenizer
+
+                    tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+                self._parts = load_hf_parts(
+                    self.dataset_name, self.image_size, tokenizer, self.max_length, self.test_fraction, self.data_seed
+                )
+        return self._parts
+
+    @property
+    def num_classes(self) -> int:
+        return self.parts.num_classes
+
+    def split(self, name: str) -> ClassificationDataset:
+        """``train``, ``forget``, ``retain`` or ``test`` (forget and retain are built once)."""
+        if name not in self._splits:
+            train = self.parts.train
+            forget, retain = select_forget(len(train), self.forget_fraction, self.data_seed, self.forget_index_file)
+            self._splits = {"train": train, "forget": train.subset(forget), "retain": train.subset(retain)}
+            self._splits["test"] = self.parts.test
+        return self._splits[name]
+
+    def prepare_data(self) -> None:
+        _ = self.parts
+
+    def load_forget_retain(self) -> tuple[ClassificationDataset, ClassificationDataset]:
+        return self.split("forget"), self.split("retain")
+
+    def load_finetune(self, split: str) -> ClassificationDataset:
+        return self.split("train" if split == "full" else split)
+
+    def load_eval(self, split: str) -> ClassificationDataset:
+        return self.split(split)
+
+    def collate_fn(self) -> ClassificationCollator:
+        pad = 0
+        if self.tokenizer_name is not None:
+            from transformers import AutoTokenizer
+
+            pad = AutoTokenizer.from_pretrained(self.tokenizer_name).pad_token_id or 0
+        return ClassificationCollator(pad)

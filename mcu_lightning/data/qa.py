@@ -1,0 +1,223 @@
+"""QA rows -> token ids for causal LMs: prompt formatting, label masking, padding.
+
+A row is (question, answer). The prompt is the tokenizer's chat template with the question as the user
+turn when the tokenizer has one, else ``"Question: {q}\\nAnswer:"``; the answer follows (the assistant
+turn, or ``" {a}"``) and an EOS token is appended. ``labels`` copy the ids on the answer and its EOS and
+are -100 on the prompt and on padding, so a loss counts answer tokens only. A tokenizer without a pad
+token gets ``pad = eos`` (padding is told apart by ``attention_mask`` and -100 labels, never by the id).
+
+Rows are tokenized once when a dataset is built (the ids are cached as lists). Collation pads training
+keys on the right and ``prompt_*`` keys on the LEFT (for ``generate``); perturbed answers stack to
+``[B, K, L]``. Batch keys follow docs/internals.md.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from mcu_lightning.losses.per_sample import IGNORE_INDEX
+
+PLAIN_PROMPT = "Question: {question}\nAnswer:"
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give a tokenizer without a pad token ``pad = eos`` (in place); raise if it has neither."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def format_qa(tokenizer: PreTrainedTokenizerBase, question: str, answer: str) -> tuple[str, str]:
+    """The prompt text and the answer text that follows it (their concatenation is the training text)."""
+    if not has_chat_template(tokenizer):
+        return PLAIN_PROMPT.format(question=question), " " + answer
+    user = [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": answer}], tokenize=False)
+    if full.startswith(prompt):
+        return prompt, full[len(prompt) :]
+    return prompt, answer  # templates that rewrite earlier turns: keep the raw answer after the prompt
+
+
+class QATokenizer:
+    """Tokenizes (question, answer) pairs into ``(prompt_ids, answer_ids)`` with EOS and truncation.
+
+    Prompt and answer are tokenized separately and concatenated, so the prompt alone (used for
+    generation) is exactly the prefix the model was trained on. A sequence longer than ``max_length``
+    keeps at least one answer token: the answer is cut at the end first, then the prompt at its start.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
+        if max_length < 2:
+            raise ValueError(f"max_length={max_length} leaves no room for a prompt and an answer; use at least 2")
+        self.tokenizer = ensure_pad_token(tokenizer)
+        self.max_length = max_length
+        self.chat = has_chat_template(tokenizer)
+
+    def prompt_ids(self, question: str) -> list[int]:
+        return self.encode(question, "")[0]
+
+    def encode(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+        prompt, answer_text = format_qa(self.tokenizer, question, answer)
+        # a chat template writes its own BOS; the plain format lets the tokenizer add its special tokens
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=not self.chat)["input_ids"]
+        answer_ids = self.tokenizer(answer_text, add_special_tokens=False)["input_ids"] if answer else []
+        eos = self.tokenizer.eos_token_id
+        if answer and eos is not None and (not answer_ids or answer_ids[-1] != eos):
+            answer_ids = [*answer_ids, eos]
+        answer_ids = answer_ids[: max(1, self.max_length - len(prompt_ids))] if answer else []
+        keep = self.max_length - len(answer_ids)
+        return prompt_ids[-keep:] if len(prompt_ids) > keep else prompt_ids, answer_ids
+
+    def sequence(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+        """``(input_ids, labels)`` of one pair: labels are -100 on the prompt."""
+        prompt_ids, answer_ids = self.encode(question, answer)
+        return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def _rows(data: Any) -> list[dict[str, Any]]:
+    if hasattr(data, "to_list"):
+        return data.to_list()
+    return [dict(row) for row in data]
+
+
+class QADataset(Dataset):
+    """Training items ``{"input_ids", "labels", "index"}`` (lists; the collator pads them)."""
+
+    def __init__(self, data: Any, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
+        self.rows = _rows(data)
+        for key in ("question", "answer"):
+            if self.rows and key not in self.rows[0]:
+                raise KeyError(f"QA rows need '{key}'; got fields {sorted(self.rows[0])}")
+        self.encoder = QATokenizer(tokenizer, max_length)
+        self.items = [self.encoder.sequence(r["question"], r["answer"]) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        input_ids, labels = self.items[index]
+        return {"input_ids": input_ids, "labels": labels, "index": index}
+
+    @property
+    def questions(self) -> list[str]:
+        return [r["question"] for r in self.rows]
+
+
+class QAEvalDataset(QADataset):
+    """Evaluation items: the training keys plus what the metric suite reads (docs/internals.md).
+
+    ``paraphrased_*`` when rows have ``paraphrased_answer``; ``perturbed_*`` (K sequences) when rows have
+    ``perturbed_answer``; ``prompt_input_ids`` always; ``answer`` and ``question`` texts. Rows with a
+    different number of perturbed answers are cut to the smallest K (with a warning) so they stack.
+    """
+
+    def __init__(self, data: Any, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
+        super().__init__(data, tokenizer, max_length)
+        fields = set(self.rows[0]) if self.rows else set()
+        self.has_paraphrased = "paraphrased_answer" in fields
+        self.num_perturbed = 0
+        if "perturbed_answer" in fields:
+            counts = [len(_as_list(r["perturbed_answer"])) for r in self.rows]
+            self.num_perturbed = min(counts)
+            if max(counts) != self.num_perturbed:
+                warnings.warn(
+                    f"rows have {min(counts)} to {max(counts)} perturbed answers; using the first "
+                    f"{self.num_perturbed} of each so they stack",
+                    stacklevel=2,
+                )
+        enc = self.encoder
+        self.extras: list[dict[str, Any]] = []
+        for r in self.rows:
+            extra: dict[str, Any] = {"prompt_input_ids": enc.prompt_ids(r["question"])}
+            if self.has_paraphrased:
+                extra["paraphrased"] = enc.sequence(r["question"], r["paraphrased_answer"])
+            if self.num_perturbed:
+                wrong = _as_list(r["perturbed_answer"])[: self.num_perturbed]
+                extra["perturbed"] = [enc.sequence(r["question"], a) for a in wrong]
+            self.extras.append(extra)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        extra = self.extras[index]
+        item["prompt_input_ids"] = extra["prompt_input_ids"]
+        if "paraphrased" in extra:
+            item["paraphrased_input_ids"], item["paraphrased_labels"] = extra["paraphrased"]
+        if "perturbed" in extra:
+            item["perturbed_input_ids"] = [ids for ids, _ in extra["perturbed"]]
+            item["perturbed_labels"] = [labels for _, labels in extra["perturbed"]]
+        item["answer"] = self.rows[index]["answer"]
+        item["question"] = self.rows[index]["question"]
+        return item
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], value: int, left: bool = False, length: int | None = None) -> Tensor:
+    """Stack integer lists into ``[N, L]`` padded with ``value`` on the right (or the left)."""
+    length = max((len(s) for s in seqs), default=0) if length is None else length
+    out = torch.full((len(seqs), length), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            if left:
+                out[i, length - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+            else:
+                out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+class QACollator:
+    """Pads QA items into a batch (keys of docs/internals.md); picklable for worker processes."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def _pair(self, prefix: str, ids: list, labels: list, out: dict[str, Any]) -> None:
+        input_ids = pad_sequences(ids, self.pad_token_id)
+        out[f"{prefix}input_ids"] = input_ids
+        out[f"{prefix}attention_mask"] = pad_sequences([[1] * len(s) for s in ids], 0, length=input_ids.shape[1])
+        out[f"{prefix}labels"] = pad_sequences(labels, IGNORE_INDEX, length=input_ids.shape[1])
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        self._pair("", [it["input_ids"] for it in items], [it["labels"] for it in items], out)
+        out["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
+        first = items[0]
+        if "paraphrased_input_ids" in first:
+            self._pair(
+                "paraphrased_",
+                [it["paraphrased_input_ids"] for it in items],
+                [it["paraphrased_labels"] for it in items],
+                out,
+            )
+        if "perturbed_input_ids" in first:
+            k = len(first["perturbed_input_ids"])
+            flat = {}
+            ids = [s for it in items for s in it["perturbed_input_ids"]]
+            labels = [s for it in items for s in it["perturbed_labels"]]
+            self._pair("", ids, labels, flat)
+            for key, value in flat.items():
+                out[f"perturbed_{key}"] = value.view(len(items), k, -1)
+        if "prompt_input_ids" in first:
+            prompts = [it["prompt_input_ids"] for it in items]
+            out["prompt_input_ids"] = pad_sequences(prompts, self.pad_token_id, left=True)
+            out["prompt_attention_mask"] = pad_sequences([[1] * len(s) for s in prompts], 0, left=True)
+        for key in ("answer", "question"):
+            if key in first:
+                out[key] = [it[key] for it in items]
+        return out

@@ -1,0 +1,143 @@
+"""The QA data module: TOFU (Hub or a local folder) or the generated fictitious-facts set.
+
+Evaluation splits map to TOFU configs: ``forget -> {forget_split}_perturbed``, ``retain -> retain_perturbed``
+(a subset of the retain authors), ``holdout -> holdout_split``, ``real_authors -> real_authors_perturbed``,
+``world_facts -> world_facts_perturbed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
+from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
+from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
+from mcu_lightning.data.tofu import (
+    check_config,
+    holdout_split_for,
+    load_tofu_splits,
+    perturbed_split_for,
+    retain_split_for,
+)
+
+DATA_SOURCES = ("fictitious", "tofu")
+
+
+class QADataModule(UnlearningDataModule):
+    """Forget/retain QA pairs and TOFU-style evaluation splits for causal LMs.
+
+    ``data="fictitious"`` generates the embedded set (from ``data_seed`` and ``num_people``, independent of
+    the training ``seed``) into ``data_root`` or ``cache_dir`` and uses its word-level tokenizer unless
+    ``tokenizer`` is given; ``data="tofu"`` reads ``data_root`` (a folder of TOFU's JSON files) or the Hub and
+    needs ``tokenizer`` (a path or Hub name). ``retain_split``/``holdout_split`` default to the ones matching
+    ``forget_split`` (``forget10 -> retain90, holdout10``). ``finetune_split`` is a config, configs joined
+    with ``+``, or ``forget``/``retain``/``holdout`` (this module's splits): the base model trains on ``full``,
+    the oracle on ``retain``.
+    """
+
+    task = "qa"
+    default_eval_splits = ("forget", "retain", "holdout", "real_authors", "world_facts")
+
+    def __init__(
+        self,
+        data: str = "fictitious",
+        forget_split: str = "forget10",
+        retain_split: str | None = None,
+        holdout_split: str | None = None,
+        tokenizer: str | None = None,
+        max_length: int = 64,
+        data_root: str | None = None,
+        cache_dir: str | None = None,
+        data_seed: int = 0,
+        num_people: int = 40,
+        eval_splits: list[str] | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        use_retain: bool = True,
+        finetune_split: str | None = None,
+        curriculum: Curriculum | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
+        )
+        if data not in DATA_SOURCES:
+            raise ValueError(f"data={data!r}; use one of {DATA_SOURCES}")
+        if data == "tofu" and tokenizer is None:
+            raise ValueError("data='tofu' needs tokenizer=<path or Hub name of the model's tokenizer>")
+        self.save_hyperparameters(ignore=["curriculum"])
+        self.data = data
+        self.forget_split = check_config(forget_split)
+        self.retain_split = check_config(retain_split or retain_split_for(forget_split))
+        self.holdout_split = check_config(holdout_split or holdout_split_for(forget_split))
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.data_seed, self.num_people = data_seed, num_people
+        if data == "fictitious":
+            default = fictitious_root(cache_dir, data_seed, num_people)
+            self.root: Path | None = Path(data_root).expanduser() if data_root else default
+        else:
+            self.root = Path(data_root).expanduser() if data_root else None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+
+    @property
+    def eval_configs(self) -> dict[str, str]:
+        """Evaluation split name -> TOFU config."""
+        return {
+            "forget": perturbed_split_for(self.forget_split),
+            "retain": "retain_perturbed",
+            "holdout": self.holdout_split,
+            "real_authors": "real_authors_perturbed",
+            "world_facts": "world_facts_perturbed",
+        }
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer (loaded on first use; the fictitious data is generated first when needed)."""
+        if self._tokenizer is None:
+            name = self.tokenizer_name
+            if name is None:
+                self.prepare_data()
+                name = str(self.root / TOKENIZER_DIR)
+            self._tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(name))
+        return self._tokenizer
+
+    def prepare_data(self) -> None:
+        if self.data == "fictitious":
+            prepare_fictitious(self.root, seed=self.data_seed, num_people=self.num_people)
+
+    def load(self, spec: str) -> Any:
+        if self.data == "fictitious":
+            self.prepare_data()
+        return load_tofu_splits(spec, self.root)
+
+    def load_forget_retain(self) -> tuple[QADataset, QADataset]:
+        forget_rows, retain_rows = self.load(self.forget_split), self.load(self.retain_split)
+        if len(forget_rows) == 0:
+            raise ValueError(f"forget split {self.forget_split!r} is empty; nothing to unlearn")
+        shared = overlapping(forget_rows["question"], retain_rows["question"])
+        if shared:
+            raise ValueError(
+                f"{len(shared)} question(s) of forget split {self.forget_split!r} also appear in retain split "
+                f"{self.retain_split!r}, e.g. {shared[0]!r}; pair matching splits (forget10 with retain90)"
+            )
+        return (
+            QADataset(forget_rows, self.tokenizer, self.max_length),
+            QADataset(retain_rows, self.tokenizer, self.max_length),
+        )
+
+    def load_finetune(self, split: str) -> QADataset:
+        """A config, ``+``-joined configs, or the aliases ``forget``/``retain``/``holdout`` of this module's splits."""
+        aliases = {"forget": self.forget_split, "retain": self.retain_split, "holdout": self.holdout_split}
+        spec = "+".join(aliases.get(part.strip(), part.strip()) for part in split.split("+"))
+        return QADataset(self.load(spec), self.tokenizer, self.max_length)
+
+    def load_eval(self, split: str) -> QAEvalDataset:
+        return QAEvalDataset(self.load(self.eval_configs[split]), self.tokenizer, self.max_length)
+
+    def collate_fn(self) -> QACollator:
+        return QACollator(self.tokenizer.pad_token_id)

@@ -1,0 +1,109 @@
+"""TOFU (Maini et al., 2024, "TOFU: A Task of Fictitious Unlearning for LLMs"): configs and one loader.
+
+The Hub dataset ``locuslab/TOFU`` has one configuration per split, each a JSON-lines file of the same name
+(``forget10.json``, ``retain_perturbed.json``, ...). A local folder laid out the same way (the generated
+fictitious-facts set, or a copy of TOFU) loads through the very same code path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import datasets
+
+TOFU_HUB_NAME = "locuslab/TOFU"
+
+#: Every configuration of ``locuslab/TOFU`` (its dataset card), in the card's order.
+TOFU_CONFIGS: tuple[str, ...] = (
+    "full",
+    "forget01",
+    "forget05",
+    "forget10",
+    "retain90",
+    "retain95",
+    "retain99",
+    "world_facts",
+    "real_authors",
+    "forget01_perturbed",
+    "forget05_perturbed",
+    "forget10_perturbed",
+    "retain_perturbed",
+    "world_facts_perturbed",
+    "real_authors_perturbed",
+    "holdout01",
+    "holdout05",
+    "holdout10",
+)
+
+#: Forget percentages TOFU ships, with their matching retain and holdout configurations.
+FORGET_PERCENTS: tuple[int, ...] = (1, 5, 10)
+
+_FORGET_RE = re.compile(r"^forget(\d\d)$")
+
+
+def check_config(name: str, valid: tuple[str, ...] = TOFU_CONFIGS) -> str:
+    """Return ``name`` if it is a TOFU configuration, else raise a ``ValueError`` listing the valid ones."""
+    if name not in valid:
+        raise ValueError(f"unknown TOFU config {name!r}; valid configs are: {', '.join(valid)}")
+    return name
+
+
+def forget_percent(forget_split: str) -> int:
+    """The percentage in a forget config name: ``forget05 -> 5``."""
+    match = _FORGET_RE.match(forget_split)
+    if match is None or int(match.group(1)) not in FORGET_PERCENTS:
+        names = ", ".join(f"forget{p:02d}" for p in FORGET_PERCENTS)
+        raise ValueError(f"forget split {forget_split!r} is not one of {names}")
+    return int(match.group(1))
+
+
+def retain_split_for(forget_split: str) -> str:
+    """The retain config matching a forget config: ``forget10 -> retain90`` (the other authors)."""
+    return f"retain{100 - forget_percent(forget_split):02d}"
+
+
+def holdout_split_for(forget_split: str) -> str:
+    """The holdout config matching a forget config: ``forget10 -> holdout10`` (same size, never trained on)."""
+    return f"holdout{forget_percent(forget_split):02d}"
+
+
+def perturbed_split_for(forget_split: str) -> str:
+    """The evaluation config of a forget config: ``forget10 -> forget10_perturbed``."""
+    return f"{check_config(forget_split)}_perturbed"
+
+
+def load_tofu_split(name: str, root: str | Path | None = None) -> datasets.Dataset:
+    """Load one TOFU configuration as a ``datasets.Dataset``.
+
+    ``root=None`` reads the Hub (``load_dataset("locuslab/TOFU", name, split="train")``); a folder reads
+    ``root/{name}.json`` (JSON lines, TOFU's field names) with the ``json`` builder. Both return the rows as
+    they are stored: ``question``, ``answer`` and, for ``*_perturbed`` configs, ``paraphrased_answer`` and
+    ``perturbed_answer`` (a list).
+    """
+    check_config(name)
+    if root is None:
+        return datasets.load_dataset(TOFU_HUB_NAME, name, split="train")
+    folder = Path(root).expanduser()
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"TOFU folder '{folder}' lacks '{path.name}' (config {name!r}); "
+            f"copy it there, or pass root=None to read it from the Hub '{TOFU_HUB_NAME}'"
+        )
+    if not path.read_text(encoding="utf-8").strip():
+        raise ValueError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
+    return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+def load_tofu_splits(spec: str, root: str | Path | None = None) -> datasets.Dataset:
+    """Load one config, or several joined by ``+`` and concatenated (``"retain90+world_facts"``)."""
+    names = [part.strip() for part in spec.split("+") if part.strip()]
+    if not names:
+        raise ValueError(f"empty split specification {spec!r}; name a TOFU config such as 'full'")
+    parts = [load_tofu_split(name, root) for name in names]
+    if len(parts) == 1:
+        return parts[0]
+    columns = set.intersection(*(set(p.column_names) for p in parts))
+    keep = [c for c in parts[0].column_names if c in columns]
+    return datasets.concatenate_datasets([p.select_columns(keep) for p in parts])

@@ -1,0 +1,99 @@
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mcu_lightning.data.classification import load_digits_parts, select_forget
+from mcu_lightning.data.classification_datamodule import ClassificationDataModule
+
+
+def test_digits_parts():
+    parts = load_digits_parts(test_fraction=0.2, seed=0)
+    assert (len(parts.train), len(parts.test), parts.num_classes) == (1438, 359, 10)
+    item = parts.train[0]
+    assert item["inputs"].shape == (1, 8, 8) and item["inputs"].dtype == torch.float
+    assert parts.train.inputs.min() >= 0.0 and parts.train.inputs.max() == 1.0
+    train, test = set(parts.train.source_index.tolist()), set(parts.test.source_index.tolist())
+    assert not train & test and len(train | test) == 1797
+
+
+def test_forget_split_is_reproducible_and_disjoint():
+    forget, retain = select_forget(100, 0.1, seed=4)
+    assert len(forget) == 10 and len(retain) == 90
+    assert not set(forget.tolist()) & set(retain.tolist())
+    assert torch.equal(forget, select_forget(100, 0.1, seed=4)[0])
+    assert not torch.equal(forget, select_forget(100, 0.1, seed=5)[0])
+    assert len(select_forget(30, 0.01)[0]) == 1  # at least one sample
+
+
+def test_datamodule_batches_and_sizes():
+    dm = ClassificationDataModule(forget_fraction=0.1, batch_size=16)
+    assert dm.num_classes == 10 and dm.task == "classification"
+    dm.setup("fit")
+    assert (len(dm.forget_dataset), len(dm.retain_dataset)) == (144, 1294)
+    forget_rows = set(dm.forget_dataset.source_index.tolist())
+    assert not forget_rows & set(dm.retain_dataset.source_index.tolist())
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"forget", "retain"}
+    assert batch["forget"]["inputs"].shape == (16, 1, 8, 8) and batch["forget"]["labels"].dtype == torch.long
+    assert set(batch["retain"]) == {"inputs", "labels", "index"}
+    assert [len(dl.dataset) for dl in dm.val_dataloader()] == [144, 1294, 359]
+    ft = ClassificationDataModule(finetune_split="full", batch_size=64)
+    ft.setup("fit")
+    assert sum(len(b["train"]["labels"]) for b in ft.train_dataloader()) == 1438
+    oracle = ClassificationDataModule(finetune_split="retain")
+    oracle.setup("fit")
+    assert len(oracle.finetune_dataset) == 1294
+
+
+def test_index_file(tmp_path):
+    path = tmp_path / "forget.json"
+    path.write_text(json.dumps([3, 1, 2]))
+    dm = ClassificationDataModule(forget_index_file=str(path))
+    dm.setup("fit")
+    assert dm.forget_dataset.source_index.tolist() == [1, 2, 3] and len(dm.retain_dataset) == 1435
+    path.write_text("[]")
+    with pytest.raises(ValueError, match="is empty"):
+        ClassificationDataModule(forget_index_file=str(path)).setup("fit")
+    path.write_text("[5000]")
+    with pytest.raises(ValueError, match="outside"):
+        ClassificationDataModule(forget_index_file=str(path)).setup("fit")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_forget_fraction_outside_unit_interval_is_refused(fraction):
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
+        ClassificationDataModule(forget_fraction=fraction)
+
+
+def test_local_image_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)) for _ in range(20)]
+    data = datasets.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(20)]})
+    data.save_to_disk(str(tmp_path / "tiny"))
+    dm = ClassificationDataModule(dataset=str(tmp_path / "tiny"), image_size=4, forget_fraction=0.25, batch_size=4)
+    assert dm.num_classes == 3
+    dm.setup("fit")
+    assert (len(dm.forget_dataset), len(dm.retain_dataset), len(dm.eval_datasets["test"])) == (4, 12, 4)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["forget"]["inputs"].shape == (4, 3, 4, 4)
+    assert batch["forget"]["inputs"].min() >= 0.0 and batch["forget"]["inputs"].max() <= 1.0
+
+
+def test_local_text_dataset(tmp_path):
+    from mcu_lightning.data.fictitious import build_fictitious_tokenizer
+
+    texts = ["good film", "bad film", "good plot", "bad plot very bad"] * 3
+    build_fictitious_tokenizer(texts).save_pretrained(str(tmp_path / "tok"))
+    data = datasets.Dataset.from_dict({"text": texts, "label": [0, 1, 0, 1] * 3})
+    data.save_to_disk(str(tmp_path / "text"))
+    dm = ClassificationDataModule(
+        dataset=str(tmp_path / "text"), tokenizer=str(tmp_path / "tok"), test_fraction=0.25, batch_size=8
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.eval_dataloader("retain")))
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "index"}
+    assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].sum() < batch["attention_mask"].numel()
