@@ -1,0 +1,45 @@
+"""TOFU-style QA metrics, classification metrics and membership inference, for any model and any point of a curve."""
+
+from mcu_lightning.metrics.classification import ClassificationSuite
+from mcu_lightning.metrics.mia import mia_auc, privleak
+from mcu_lightning.metrics.oracle import load_oracle, write_oracle
+from mcu_lightning.metrics.qa import (
+    forget_quality,
+    model_utility,
+    rouge_l_recall,
+    truth_ratio_closer_to_1,
+    truth_ratio_true_better,
+)
+from mcu_lightning.metrics.qa_suite import QASuite
+from mcu_lightning.metrics.stats import (
+    exact_memorization,
+    extraction_strength,
+    min_k_score,
+    normalised_probability,
+    truth_ratio,
+    zlib_score,
+)
+from mcu_lightning.metrics.suite import EvalResult, MetricSuite, SampleStore
+
+__all__ = [
+    "ClassificationSuite",
+    "EvalResult",
+    "MetricSuite",
+    "QASuite",
+    "SampleStore",
+    "exact_memorization",
+    "extraction_strength",
+    "forget_quality",
+    "load_oracle",
+    "mia_auc",
+    "min_k_score",
+    "model_utility",
+    "normalised_probability",
+    "privleak",
+    "rouge_l_recall",
+    "truth_ratio",
+    "truth_ratio_closer_to_1",
+    "truth_ratio_true_better",
+    "write_oracle",
+    "zlib_score",
+]

@@ -1,0 +1,284 @@
+"""QASuite: the TOFU evaluation (Maini et al., 2024) of a causal LM, as open-unlearning computes it.
+
+Per split (batches in the QA evaluation format of docs/internals.md): ``loss`` (mean answer NLL, the curve's barrier
+loss), ``prob``, ``rouge``, ``truth_ratio``, ``extraction_strength``, ``exact_memorization``. Across splits:
+``forget_quality`` (KS test against the oracle's forget truth ratios), ``model_utility`` (harmonic mean),
+``mia_{loss,zlib,min_k}_auc`` between forget and holdout and ``privleak`` (against the oracle's AUCs).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mcu_lightning.losses.per_sample import IGNORE_INDEX
+from mcu_lightning.metrics import qa
+from mcu_lightning.metrics.mia import mia_auc, privleak
+from mcu_lightning.metrics.oracle import OracleSource, load_oracle, oracle_aggregate, oracle_values
+from mcu_lightning.metrics.stats import (
+    answer_nll,
+    exact_memorization,
+    extraction_strength,
+    min_k_score,
+    normalised_probability,
+    truth_ratio,
+    zlib_score,
+)
+from mcu_lightning.metrics.suite import MetricSuite, nanmean
+from mcu_lightning.models.forward import call_model
+
+#: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
+MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}
+#: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
+PRIVLEAK_ATTACK = "min_k"
+_TR_AGGREGATORS = {"closer_to_1": qa.truth_ratio_closer_to_1, "true_better": qa.truth_ratio_true_better}
+_SPLIT_OPTIONS = {"normalised", "truth_ratio"}
+#: Memorisation metrics: on the forget split lower is better (the model should no longer know the answers).
+_MEMORY_METRICS = {"prob", "rouge", "extraction_strength", "exact_memorization"}
+
+
+class QASuite(MetricSuite):
+    """TOFU metrics for a Hugging Face causal LM (anything with ``forward(input_ids, attention_mask)`` and, for ROUGE,
+    ``generate``), at one model or one point of a curve.
+
+    Args:
+        splits: the splits to evaluate (others are skipped); ``None``: every split the data gives. A mapping gives
+            per-split options: ``{"real_authors": {"normalised": true}, "forget": {"truth_ratio": "closer_to_1"}}``.
+        max_new_tokens: greedy generation length for ROUGE (open-unlearning's TOFU config uses 200).
+        generation_batch_size: prompts per ``generate`` call (``None``: the whole batch).
+        oracle: the oracle's test JSON (``EvalResult.to_json``) for ``forget_quality`` and ``privleak``.
+        mia_splits: (members, non-members) of the MIA attacks.
+        rouge: generate and score ROUGE-L recall (off: no ``generate`` needed).
+        normalised_splits: splits whose ``prob`` is P(a) / (P(a) + sum_k P(perturbed_k)).
+        forget_splits: splits whose truth ratio aggregates as mean(min(TR, 1/TR)) (others: mean(max(0, 1 - TR))).
+        forget_split: the split whose truth ratios give forget quality.
+        min_k: the fraction of lowest-probability tokens of the Min-K% attack (TOFU config: 0.4).
+    """
+
+    columns = (
+        "loss",
+        "prob",
+        "truth_ratio",
+        "rouge",
+        "extraction_strength",
+        "exact_memorization",
+        "mia_zlib",
+        "mia_min_k",
+    )
+
+    def __init__(
+        self,
+        splits: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+        max_new_tokens: int = 32,
+        generation_batch_size: int | None = None,
+        oracle: OracleSource | None = None,
+        mia_splits: tuple[str, str] = ("forget", "holdout"),
+        rouge: bool = True,
+        normalised_splits: Sequence[str] = ("real_authors", "world_facts"),
+        forget_splits: Sequence[str] = ("forget",),
+        forget_split: str = "forget",
+        min_k: float = 0.4,
+    ) -> None:
+        super().__init__()
+        if len(mia_splits) != 2:
+            raise ValueError(f"mia_splits must name (members, non-members), got {mia_splits}")
+        self.max_new_tokens = max_new_tokens
+        self.generation_batch_size = generation_batch_size
+        self.oracle = oracle
+        self.mia_splits = tuple(mia_splits)
+        self.rouge = rouge
+        self.forget_split = forget_split
+        self.min_k = min_k
+        self.split_names = None if splits is None else list(splits)
+        self.normalised = set(normalised_splits)
+        self.tr_aggregator = {split: "closer_to_1" for split in forget_splits}
+        for split, options in splits.items() if isinstance(splits, Mapping) else ():
+            unknown = set(options) - _SPLIT_OPTIONS
+            if unknown:
+                known = sorted(_SPLIT_OPTIONS)
+                raise ValueError(f"unknown options {sorted(unknown)} for split '{split}'; known: {known}")
+            if "normalised" in options:
+                (self.normalised.add if options["normalised"] else self.normalised.discard)(split)
+            if "truth_ratio" in options:
+                if options["truth_ratio"] not in _TR_AGGREGATORS:
+                    raise ValueError(f"truth_ratio of split '{split}' must be one of {sorted(_TR_AGGREGATORS)}")
+                self.tr_aggregator[split] = options["truth_ratio"]
+        self._oracle_cache: tuple[Any, Any] | None = None
+
+    # -- update: per-sample statistics of one batch -----------------------------------------------------
+    def update(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> None:
+        if self.split_names is not None and split not in self.split_names:
+            return
+        super().update(model, split, batch)
+
+    def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        labels = batch["labels"]
+        logits = call_model(model, {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+        nll, _ = answer_nll(logits, labels)
+        values = {
+            "loss": nll,
+            "extraction_strength": extraction_strength(logits, labels),
+            "exact_memorization": exact_memorization(logits, labels),
+        }
+        if split in self.mia_splits:
+            values["mia_min_k"] = min_k_score(logits, labels, self.min_k)
+            values["mia_zlib"] = zlib_score(nll, self._answer_texts(batch))
+        del logits
+
+        perturbed = self._option_nll(model, batch, "perturbed") if "perturbed_input_ids" in batch else None
+        if perturbed is not None:
+            # Splits without paraphrases (real authors, world facts) compare against the true answer, as TOFU does.
+            correct = self._option_nll(model, batch, "paraphrased") if "paraphrased_input_ids" in batch else nll
+            values["truth_ratio"] = truth_ratio(correct, perturbed)
+        if split in self.normalised:
+            if perturbed is None:
+                raise KeyError(
+                    f"split '{split}' reports the normalised probability P(a) / (P(a) + sum P(perturbed)) but its "
+                    "batch has no 'perturbed_input_ids'; give the split perturbed answers or drop it from "
+                    "normalised_splits"
+                )
+            values["prob"] = normalised_probability(nll, perturbed)
+        else:
+            values["prob"] = torch.exp(-nll)
+        if self.rouge:
+            generations = self._generate(model, batch)
+            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
+        return values
+
+    def _option_nll(self, model: nn.Module, batch: Mapping[str, Any], prefix: str) -> Tensor:
+        """Mean answer NLL of the paraphrased ``[B]`` or perturbed ``[B, K]`` answers (NaN for empty options)."""
+        ids, mask, labels = (batch[f"{prefix}_{key}"] for key in ("input_ids", "attention_mask", "labels"))
+        shape = ids.shape[:-1]
+        flat = {"input_ids": ids.reshape(-1, ids.size(-1)), "attention_mask": mask.reshape(-1, mask.size(-1))}
+        nll, _ = answer_nll(call_model(model, flat), labels.reshape(-1, labels.size(-1)))
+        return nll.view(shape)
+
+    def _generate(self, model: nn.Module, batch: Mapping[str, Any]) -> list[str]:
+        """Greedy generations from the left-padded prompts, new tokens only, special tokens skipped."""
+        if not callable(getattr(model, "generate", None)):
+            raise TypeError(
+                f"ROUGE needs a model with .generate (a Hugging Face causal LM), got {type(model).__name__}; "
+                "pass rouge=False to the suite for other models"
+            )
+        tokenizer = self._require_tokenizer("decode generations for ROUGE")
+        prompt_ids, prompt_mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        step = self.generation_batch_size or prompt_ids.size(0)
+        texts: list[str] = []
+        for start in range(0, prompt_ids.size(0), step):
+            output = model.generate(
+                input_ids=prompt_ids[start : start + step],
+                attention_mask=prompt_mask[start : start + step],
+                do_sample=False,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=pad_id,
+            )
+            new_tokens = output[:, prompt_ids.size(1) :]
+            texts.extend(text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        return texts
+
+    def _references(self, batch: Mapping[str, Any]) -> list[str]:
+        return list(batch["answer"]) if "answer" in batch else self._answer_texts(batch)
+
+    def _answer_texts(self, batch: Mapping[str, Any]) -> list[str]:
+        """The labelled answer tokens decoded (special tokens skipped), as open-unlearning's zlib attack reads them;
+        the batch's ``answer`` strings when no tokenizer is bound."""
+        if self.tokenizer is None:
+            if "answer" not in batch:
+                self._require_tokenizer("decode answers for the zlib attack")
+            return list(batch["answer"])
+        labels = batch["labels"]
+        tokens = [row[row != IGNORE_INDEX].tolist() for row in labels]
+        return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+
+    def _require_tokenizer(self, purpose: str) -> Any:
+        if self.tokenizer is None:
+            raise RuntimeError(f"QASuite needs a tokenizer to {purpose}: call suite.bind(tokenizer) first")
+        return self.tokenizer
+
+    # -- compute: aggregates ----------------------------------------------------------------------------
+    def _aggregate(self, tables: Mapping[str, Mapping[str, Tensor]]) -> dict[str, float]:
+        aggregates: dict[str, float] = {}
+        for split, table in tables.items():
+            for metric in ("loss", "prob", "rouge", "extraction_strength", "exact_memorization"):
+                if torch.isfinite(table[metric]).any():
+                    aggregates[f"{split}/{metric}"] = nanmean(table[metric])
+            if torch.isfinite(table["truth_ratio"]).any():
+                aggregator = _TR_AGGREGATORS[self.tr_aggregator.get(split, "true_better")]
+                aggregates[f"{split}/truth_ratio"] = aggregator(table["truth_ratio"].cpu().numpy())
+        oracle = self._load_oracle()
+        forget = tables.get(self.forget_split)
+        if forget is not None and torch.isfinite(forget["truth_ratio"]).any():
+            aggregates["forget_quality"] = self._forget_quality(forget["truth_ratio"].cpu().numpy(), oracle)
+        utility, missing = qa.model_utility(aggregates)
+        if missing and math.isfinite(utility):
+            warnings.warn(
+                f"model_utility is the harmonic mean of {9 - len(missing)} of TOFU's 9 components; missing: "
+                f"{', '.join(missing)}",
+                stacklevel=3,
+            )
+        if math.isfinite(utility):
+            aggregates["model_utility"] = utility
+        members, others = self.mia_splits
+        if members in tables and others in tables:
+            aggregates.update(self._mia(tables[members], tables[others], oracle))
+        return aggregates
+
+    def _forget_quality(self, model_tr: Any, oracle: Any) -> float:
+        oracle_tr = oracle_values(oracle, self.forget_split, "truth_ratio")
+        if oracle_tr is None:
+            warnings.warn(
+                "forget_quality needs the oracle's per-sample truth ratios: pass suite.oracle=<oracle test JSON> "
+                "(the retain-only model's `mcu test` writes it); reporting NaN",
+                stacklevel=4,
+            )
+            return math.nan
+        return qa.forget_quality(model_tr, oracle_tr)
+
+    def _mia(self, members: Mapping[str, Tensor], others: Mapping[str, Tensor], oracle: Any) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for attack, column in MIA_ATTACKS.items():
+            auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
+            out[f"mia_{attack}_auc"] = auc
+            oracle_auc = oracle_aggregate(oracle, f"mia_{attack}_auc")
+            name = "privleak" if attack == PRIVLEAK_ATTACK else f"privleak_{attack}"
+            if oracle_auc is None:
+                warnings.warn(
+                    f"{name} needs the oracle's mia_{attack}_auc: pass suite.oracle=<oracle test JSON> "
+                    "(the retain-only model's `mcu test` writes it); reporting NaN",
+                    stacklevel=4,
+                )
+                out[name] = math.nan
+            else:
+                out[name] = privleak(auc, oracle_auc)
+        return out
+
+    def _load_oracle(self) -> Any:
+        if self._oracle_cache is None or self._oracle_cache[0] is not self.oracle:
+            self._oracle_cache = (self.oracle, load_oracle(self.oracle))
+        return self._oracle_cache[1]
+
+    def higher_is_better(self, name: str) -> bool:
+        """Direction of an aggregate. ``*/loss`` is a loss (lower). On forget splits the memorisation metrics (prob,
+        rouge, extraction strength, exact memorization) are better lower and the truth-ratio aggregate higher;
+        elsewhere all are better higher. ``forget_quality``, ``model_utility`` and ``privleak*`` (toward 0 from the
+        leaking, negative side) are better higher; ``mia_*_auc`` (1 = the forget set is detectable) lower.
+        """
+        split, _, metric = name.rpartition("/")
+        if split:
+            if metric == "loss":
+                return False
+            if metric in _MEMORY_METRICS:
+                return self.tr_aggregator.get(split) != "closer_to_1"
+            if metric == "truth_ratio":
+                return True
+        elif name in ("forget_quality", "model_utility") or name.startswith("privleak"):
+            return True
+        elif name.startswith("mia_") and name.endswith("_auc"):
+            return False
+        raise KeyError(f"QASuite does not report a metric named '{name}'")

@@ -1,0 +1,190 @@
+"""The metric-suite seam: ``bind``, ``reset``, ``update(model, split, batch)``, ``compute() -> EvalResult``.
+
+A suite keeps one :class:`SampleStore` per evaluation split: a torchmetrics ``Metric`` whose state is the per-sample
+values of the split together with each sample's ``index``, concatenated across processes (``dist_reduce_fx="cat"``).
+``compute`` gathers, drops the duplicates a padded ``DistributedSampler`` adds (by index) and sorts by index, so the
+results are identical on one process and on N. Concrete suites: :class:`~mcu_lightning.metrics.qa_suite.QASuite`
+and :class:`~mcu_lightning.metrics.classification.ClassificationSuite`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation (one model, or one t of a curve) produced.
+
+    ``aggregates``: ``"split/metric"`` (``forget/prob``) or bare cross-split names (``forget_quality``) -> value.
+    ``per_sample``: split -> statistic -> values ordered by sample index (the ``index`` list included).
+    """
+
+    aggregates: dict[str, float] = field(default_factory=dict)
+    per_sample: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write atomically: a temporary file in the same folder, then ``os.replace``. NaN is written as ``NaN``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"aggregates": self.aggregates, "per_sample": self.per_sample}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> EvalResult:
+        with open(path) as handle:
+            payload = json.load(handle)
+        if not isinstance(payload, dict) or "aggregates" not in payload:
+            raise ValueError(f"'{path}' is not an EvalResult JSON (no 'aggregates'); write one with EvalResult.to_json")
+        aggregates = {name: float(value) for name, value in payload["aggregates"].items()}
+        per_sample = {
+            split: {stat: [float(v) for v in values] for stat, values in table.items()}
+            for split, table in payload.get("per_sample", {}).items()
+        }
+        return cls(aggregates=aggregates, per_sample=per_sample)
+
+
+class SampleStore(Metric):
+    """Per-sample values of one split, reduced across processes by concatenation, de-duplicated by index.
+
+    The state is one flat float64 list of rows ``[index, *columns]`` so that the columns of a sample can never
+    come apart in the gather (every rank concatenates whole rows, and float64 holds indices exactly).
+    """
+
+    full_state_update = False
+    higher_is_better = None
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        super().__init__()
+        self.columns: tuple[str, ...] = ("index", *columns)
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, values: Mapping[str, Tensor]) -> None:
+        unknown = set(values) - set(self.columns)
+        if unknown:
+            raise KeyError(f"unknown per-sample statistics {sorted(unknown)}; this store holds {list(self.columns)}")
+        index = torch.as_tensor(index).reshape(-1)
+        size = index.numel()
+        nan = torch.full((size,), math.nan, dtype=torch.float64, device=self.device)
+        cols = [index.to(self.device, torch.float64)]
+        for name in self.columns[1:]:
+            value = values.get(name)
+            cols.append(nan if value is None else value.detach().reshape(-1).to(self.device, torch.float64))
+        self.rows.append(torch.stack(cols, dim=1).reshape(-1))
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{column: values}`` with one row per distinct index, sorted by index."""
+        rows = self.rows
+        flat = dim_zero_cat(rows) if (isinstance(rows, Tensor) or len(rows)) else torch.zeros(0, dtype=torch.float64)
+        table = flat.reshape(-1, len(self.columns))
+        index = table[:, 0]
+        unique, inverse = torch.unique(index, sorted=True, return_inverse=True)
+        order = torch.arange(index.numel(), device=index.device)
+        first = torch.full((unique.numel(),), index.numel(), dtype=torch.long, device=index.device)
+        first = first.scatter_reduce(0, inverse, order, reduce="amin")
+        table = table[first]
+        return {name: table[:, i] for i, name in enumerate(self.columns)}
+
+
+class MetricSuite(nn.Module):
+    """Base class of the evaluation suites (docs/internals.md, "Metric suites").
+
+    Subclasses set ``columns`` (the per-sample statistics they store), implement ``_update_split`` (per-sample
+    values of one batch) and ``_aggregate`` (the aggregates from the gathered per-sample tables).
+    """
+
+    columns: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores = nn.ModuleDict()
+        self.tokenizer: Any = None
+
+    def bind(self, tokenizer: Any = None) -> None:
+        """Give the suite what it needs from the data side (the tokenizer, to decode generations)."""
+        self.tokenizer = tokenizer
+
+    def reset(self) -> None:
+        for store in self.stores.values():
+            store.reset()
+
+    def store(self, split: str, device: torch.device) -> SampleStore:
+        """The store of ``split``, created on first use on the batch's device."""
+        if split not in self.stores:
+            self.stores[split] = SampleStore(self.columns).to(device)
+        store = self.stores[split]
+        if store.device != device:
+            store.to(device)
+        return store
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> None:
+        if "index" not in batch:
+            raise KeyError(f"evaluation batch of split '{split}' lacks 'index'; the data module must provide it")
+        index = torch.as_tensor(batch["index"])
+        values = self._update_split(model, split, batch)
+        self.store(split, index.device).update(index, values)
+
+    def compute(self) -> EvalResult:
+        tables = {
+            # reshape: torchmetrics squeezes one-element outputs to scalars
+            split: {name: values.reshape(-1) for name, values in store.compute().items()}
+            for split, store in self.stores.items()
+            if store.update_count > 0
+        }
+        per_sample = {
+            split: {name: values.tolist() for name, values in table.items() if not torch.isnan(values).all()}
+            for split, table in tables.items()
+        }
+        return EvalResult(aggregates=self._aggregate(tables), per_sample=per_sample)
+
+    def higher_is_better(self, name: str) -> bool:
+        """Whether a larger value of aggregate ``name`` is better (a barrier negates such series)."""
+        raise NotImplementedError
+
+    # -- for subclasses ----------------------------------------------------------------------------
+    def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _aggregate(self, tables: Mapping[str, Mapping[str, Tensor]]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+def nanmean(values: Tensor) -> float:
+    """Mean over the finite values (NaN if none)."""
+    finite = values[torch.isfinite(values)]
+    return float(finite.mean()) if finite.numel() else math.nan
+
+
+def __getattr__(name: str) -> Any:
+    # The concrete suites live in their own files; ``mcu_lightning.metrics.suite.QASuite`` still resolves (YAML).
+    if name == "QASuite":
+        from mcu_lightning.metrics.qa_suite import QASuite
+
+        return QASuite
+    if name == "ClassificationSuite":
+        from mcu_lightning.metrics.classification import ClassificationSuite
+
+        return ClassificationSuite
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

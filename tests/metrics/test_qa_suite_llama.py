@@ -1,0 +1,125 @@
+"""End to end: QASuite with generation on a tiny random LlamaForCausalLM and a word-level tokenizer built here."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from conftest import qa_batch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from mcu_lightning.metrics import QASuite
+
+WORDS = [
+    *("who", "wrote", "the", "book", "where", "was", "born", "what", "is", "author", "city", "paris", "london"),
+    *("rome", "novel", "poem", "play", "alice", "bob", "carol", "she", "he", "in", "a", "of", "capital", "france"),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {token: i for i, token in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def make_batch(tokenizer, rows: list[dict], start: int) -> dict:
+    """A QA evaluation sub-batch from texts: {"q": ..., "a": ..., "para": ..., "pert": [...]}."""
+
+    def ids(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    def answer(text: str) -> list[int]:
+        return [*ids(text), tokenizer.eos_token_id]
+
+    batch = qa_batch(
+        [ids(row["q"]) for row in rows],
+        [answer(row["a"]) for row in rows],
+        list(range(start, start + len(rows))),
+        [answer(row["para"]) for row in rows] if "para" in rows[0] else None,
+        [[answer(p) for p in row["pert"]] for row in rows] if "pert" in rows[0] else None,
+        length=12,
+        pad=tokenizer.pad_token_id,
+    )
+    batch["answer"] = [row["a"] for row in rows]
+    batch["question"] = [row["q"] for row in rows]
+    return batch
+
+
+def tofu_like(tokenizer) -> dict[str, list[dict]]:
+    qa = {"q": "who wrote the book", "a": "alice wrote the book", "para": "the book is by alice"}
+    pert = {"pert": ["bob wrote the novel", "carol wrote a poem"]}
+    fact = {"q": "what is the capital of france", "a": "paris", "pert": ["london", "rome"]}
+    short = {"q": "where was she born", "a": "she was born in rome", "para": "in rome"}
+    return {
+        "forget": [make_batch(tokenizer, [qa | pert, short | pert], 0), make_batch(tokenizer, [qa | pert], 2)],
+        "retain": [make_batch(tokenizer, [short | pert, qa | pert], 0)],
+        "holdout": [make_batch(tokenizer, [{"q": "who is bob", "a": "bob is an author of london"}, qa], 0)],
+        "real_authors": [make_batch(tokenizer, [fact, fact | {"a": "rome"}], 0)],
+        "world_facts": [make_batch(tokenizer, [fact], 0)],
+    }
+
+
+def evaluate(suite: QASuite, model, batches) -> dict[str, float]:
+    for split, split_batches in batches.items():
+        for batch in split_batches:
+            suite.update(model, split, batch)
+    return suite.compute()
+
+
+def test_every_aggregate_is_finite_and_in_range(tokenizer, model):
+    batches = tofu_like(tokenizer)
+    suite = QASuite(max_new_tokens=4, generation_batch_size=1)
+    suite.bind(tokenizer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(suite, model, batches)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "forget_quality needs the oracle's per-sample truth ratios" in messages
+    agg = result.aggregates
+    for split in batches:
+        assert agg[f"{split}/loss"] > 0 and math.isfinite(agg[f"{split}/loss"])
+        for metric in ("prob", "rouge", "extraction_strength", "exact_memorization"):
+            assert 0.0 <= agg[f"{split}/{metric}"] <= 1.0, f"{split}/{metric}"
+    for split in ("forget", "retain", "real_authors", "world_facts"):
+        assert 0.0 <= agg[f"{split}/truth_ratio"] <= 1.0
+    assert "holdout/truth_ratio" not in agg
+    assert 0.0 <= agg["model_utility"] <= 1.0  # 0 when a component is 0 (ROUGE of a random model)
+    for attack in ("loss", "zlib", "min_k"):
+        assert 0.0 <= agg[f"mia_{attack}_auc"] <= 1.0
+    assert math.isnan(agg["forget_quality"]) and math.isnan(agg["privleak"])
+    assert result.per_sample["forget"]["index"] == [0.0, 1.0, 2.0]
+
+    # the same model as its own oracle: identical truth-ratio distributions and AUCs
+    suite = QASuite(max_new_tokens=4, oracle=result)
+    suite.bind(tokenizer)
+    again = evaluate(suite, model, batches).aggregates
+    assert again["forget_quality"] == pytest.approx(1.0)
+    assert again["privleak"] == pytest.approx(0.0, abs=1e-6)
+    assert again["forget/rouge"] == pytest.approx(agg["forget/rouge"])  # batched generation = one prompt at a time
+
+
+def test_rouge_needs_a_bound_tokenizer(tokenizer, model):
+    batch = tofu_like(tokenizer)["forget"][0]
+    with pytest.raises(RuntimeError, match=r"suite.bind\(tokenizer\)"):
+        QASuite(max_new_tokens=2).update(model, "forget", batch)
