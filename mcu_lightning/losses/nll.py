@@ -1,7 +1,7 @@
 """The plain likelihood objective, and the per-sample shares of a token-mean NLL.
 
-``NLL(on="train")`` is fine-tuning (the base model on ``full``, the oracle on ``retain``);
-``NLL(on="retain")`` is the retain-only objective a curve can be trained with.
+``NLL(split="train")`` is fine-tuning (the base model on ``full``, the oracle on ``retain``);
+``NLL(split="retain")`` is the retain-only objective a curve can be trained with.
 """
 
 from __future__ import annotations
@@ -43,20 +43,20 @@ def nll_shares(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class NLL(UnlearningLoss):
-    """Token-mean cross-entropy on the answer tokens of sub-batch ``on`` (plain CE for classifiers).
+    """Token-mean cross-entropy on the answer tokens of sub-batch ``split`` (plain CE for classifiers).
 
-    ``on="train"`` for fine-tuning batches ``{"train": ...}``, ``on="retain"`` for the retain-only
+    ``split="train"`` for fine-tuning batches ``{"train": ...}``, ``split="retain"`` for the retain-only
     objective on unlearning batches. Logs ``f"{on}_loss"``.
     """
 
-    def __init__(self, on: str = "retain") -> None:
+    def __init__(self, split: str = "retain") -> None:
         super().__init__()
-        self.on = on
+        self.split = split
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
-        sub_batch = require_split(batch, self.on, type(self).__name__)
+        sub_batch = require_split(batch, self.split, type(self).__name__)
         loss = batch_nll(policy_logits(policy, sub_batch), sub_batch["labels"])
-        return LossOutput(loss=loss, logs={f"{self.on}_loss": loss.detach()})
+        return LossOutput(loss=loss, logs={f"{self.split}_loss": loss.detach()})
 
     def extra_repr(self) -> str:
-        return f"on={self.on!r}"
+        return f"split={self.split!r}"

@@ -18,7 +18,7 @@ def lm_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_nll_classification_is_cross_entropy():
     logits = torch.tensor([[0.0, math.log(3.0)], [math.log(3.0), 0.0]])
     labels = torch.tensor([1, 1])
-    out = NLL(on="retain")(lambda b: logits, {"retain": {"inputs": torch.zeros(2, 1), "labels": labels}})
+    out = NLL(split="retain")(lambda b: logits, {"retain": {"inputs": torch.zeros(2, 1), "labels": labels}})
     expected = (-math.log(0.75) - math.log(0.25)) / 2
     assert out.loss.item() == pytest.approx(expected, abs=1e-6)
     assert out.logs["retain_loss"].item() == pytest.approx(expected, abs=1e-6)
@@ -27,7 +27,7 @@ def test_nll_classification_is_cross_entropy():
 
 def test_nll_on_train_logs_train_loss():
     logits, labels = lm_batch()
-    out = NLL(on="train")(
+    out = NLL(split="train")(
         lambda b: logits, {"train": {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels}}
     )
     assert out.loss.item() == pytest.approx(math.log(4.0), abs=1e-6)

@@ -1,0 +1,139 @@
+"""Curve reports: the metric table along t, a figure of every metric against t, and the barrier summary.
+
+Written by ``CurveModule.test`` and rebuilt by ``mcu report`` from the saved CSV; all files atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mcu_lightning.curves.barrier import summarize_series
+
+CURVE_METRICS_CSV = "curve_metrics.csv"
+CURVE_FIGURE = "curve_metrics.png"
+BARRIER_JSON = "barrier_summary.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def curve_table(ts: Sequence[float], results: Sequence[Any]) -> tuple[list[str], list[dict[str, float]]]:
+    """Columns and rows (one per t) from the suite results at each t."""
+    names = sorted({name for result in results for name in result.aggregates})
+    rows = [{"t": float(t), **{name: float(result.aggregates.get(name, math.nan)) for name in names}}
+            for t, result in zip(ts, results)]
+    return ["t", *names], rows
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: f"{row[key]:.8g}" for key in columns})
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [{key: float(value) for key, value in row.items()} for row in reader]
+        return list(reader.fieldnames or []), rows
+
+
+def barrier_summaries(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, float]],
+    higher_is_better: Callable[[str], bool],
+    path_length: float | None = None,
+) -> dict[str, Any]:
+    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints."""
+    ts = [row["t"] for row in rows]
+    summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
+    for name in columns:
+        if name == "t":
+            continue
+        values = [row[name] for row in rows]
+        if any(math.isnan(v) for v in values):
+            summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)"}
+            continue
+        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=higher_is_better(name)).as_dict()
+    return summary
+
+
+def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], title: str = "") -> Any:
+    """A figure with one panel per metric against t, the endpoints marked."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = [c for c in columns if c != "t"]
+    ncols = min(4, max(1, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    ts = [row["t"] for row in rows]
+    for ax, name in zip(axes.flat, names):
+        values = [row[name] for row in rows]
+        ax.plot(ts, values, color="tab:blue", linewidth=1.5)
+        ax.scatter([ts[0], ts[-1]], [values[0], values[-1]], color="tab:red", zorder=3, s=18)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("t", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_curve_report(
+    ts: Sequence[float],
+    results: Sequence[Any],
+    out_dir: Path,
+    higher_is_better: Callable[[str], bool],
+    path_length: float | None = None,
+    logger: Any = None,
+) -> dict[str, Any]:
+    """Write ``curve_metrics.csv``, ``curve_metrics.png`` and ``barrier_summary.json`` under ``out_dir``."""
+    out_dir = Path(out_dir)
+    columns, rows = curve_table(ts, results)
+    write_csv(out_dir / CURVE_METRICS_CSV, columns, rows)
+    summary = barrier_summaries(columns, rows, higher_is_better, path_length)
+    atomic_write_bytes(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
+    fig = plot_curve(columns, rows)
+    experiment = getattr(logger, "experiment", None)
+    if experiment is not None and hasattr(experiment, "add_figure"):
+        experiment.add_figure("curve/metrics_vs_t", fig, close=False)
+    save_figure(fig, out_dir / CURVE_FIGURE)
+    return summary

@@ -1,0 +1,120 @@
+"""Hugging Face model factories: Hub or local checkpoints, tiny models built from a config, optional LoRA.
+
+Each factory is a plain function returning an ``nn.Module``, so a YAML config can name it by
+``class_path`` (jsonargparse accepts functions whose return type is the expected class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+FICTITIOUS = "fictitious"
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapters (Hu et al., 2022) through peft: ``W + (alpha / r) B A`` on the target modules."""
+
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"bfloat16"``/``"bf16"`` -> ``torch.bfloat16`` and so on; ``None`` keeps the checkpoint's dtype."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    name = aliases.get(dtype, dtype)
+    resolved = getattr(torch, name, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use one of bfloat16, float16, float32")
+    return resolved
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """A tokenizer by Hub name or folder; ``"fictitious"`` is the embedded word-level tokenizer.
+
+    A tokenizer without a pad token gets ``pad = eos`` (the usual choice for decoder-only LMs).
+    """
+    if name_or_path == FICTITIOUS:
+        from mcu_lightning.data.fictitious import fictitious_tokenizer_path
+
+        name_or_path = str(fictitious_tokenizer_path())
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
+    """Wrap ``model`` in peft LoRA adapters; only the adapters stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
+    )
+    return get_peft_model(model, config)
+
+
+def causal_lm(
+    name_or_path: str,
+    dtype: str | None = None,
+    lora: LoraSpec | None = None,
+    gradient_checkpointing: bool = False,
+    attn_implementation: str | None = None,
+) -> nn.Module:
+    """A causal LM from the Hub or a ``save_pretrained`` folder (``from_pretrained``), optionally with LoRA."""
+    kwargs = {"dtype": resolve_dtype(dtype)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return apply_lora(model, lora) if lora is not None else model
+
+
+def tiny_causal_lm(
+    tokenizer: str | None = FICTITIOUS,
+    vocab_size: int | None = None,
+    hidden_size: int = 64,
+    intermediate_size: int = 128,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    max_position_embeddings: int = 128,
+    tie_word_embeddings: bool = True,
+    seed: int = 0,
+) -> nn.Module:
+    """A Llama-architecture causal LM built from a config (no download), sized to a tokenizer's vocabulary."""
+    special: dict[str, int | None] = {}
+    if tokenizer is not None:
+        tok = load_tokenizer(tokenizer)
+        vocab_size = vocab_size or len(tok)
+        special = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    if vocab_size is None:
+        raise ValueError("tiny_causal_lm needs a tokenizer or a vocab_size")
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_word_embeddings,
+        **special,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def is_local_model(path: str) -> bool:
+    return Path(path).exists()

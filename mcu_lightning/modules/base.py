@@ -1,0 +1,156 @@
+"""What every LightningModule of the package shares: optimisation settings and the evaluation path.
+
+``validate`` logs the mean answer NLL of each evaluation split; ``test`` runs the metric suite on the
+named evaluation splits and writes its JSON (aggregates plus per-sample values, the file an oracle run
+hands to later runs for forget quality and privleak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+
+from mcu_lightning.losses.per_sample import mean_nll
+from mcu_lightning.metrics.suite import EvalResult, MetricSuite
+from mcu_lightning.models.forward import call_model
+
+TEST_METRICS_FILE = "test_metrics.json"
+
+
+class MCUModule(LightningModule):
+    """Base of ``FineTuneModule``, ``UnlearningModule`` and ``CurveModule``.
+
+    Args:
+        optimizer: any torch optimizer by class path (``mcu_lightning.optim.SophiaG`` too).
+        lr_scheduler: a ``transformers.get_scheduler`` name: constant, linear, cosine, ...
+        warmup_steps: warmup length in optimizer steps, or a fraction of all steps when below 1.
+        suite: the metric suite run by ``test`` (none: ``test`` only logs losses).
+        output_dir: where exports and metric files go; default: the logger's ``log_dir``.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: str = "constant",
+        warmup_steps: float = 0,
+        suite: MetricSuite | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.warmup_steps = warmup_steps
+        self.suite = suite
+        self.output_dir_arg = output_dir
+        self.last_test_result: EvalResult | None = None
+
+    # -- where things go --------------------------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        if self.output_dir_arg is not None:
+            return Path(self.output_dir_arg)
+        trainer = self._trainer
+        if trainer is not None and trainer.log_dir is not None:
+            return Path(trainer.log_dir)
+        return Path(trainer.default_root_dir if trainer is not None else ".")
+
+    @property
+    def datamodule(self) -> Any:
+        return self.trainer.datamodule
+
+    @property
+    def tokenizer(self) -> Any:
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        return getattr(datamodule, "tokenizer", None)
+
+    def eval_split(self, dataloader_idx: int) -> str:
+        return self.datamodule.eval_splits[dataloader_idx]
+
+    def split_batches(self, split: str) -> Iterator[Mapping[str, Any]]:
+        """Batches of one evaluation split, on this module's device (for scoring outside the loops)."""
+        for batch in self.datamodule.eval_dataloader(split):
+            yield self.transfer_batch_to_device(batch, self.device, 0)
+
+    # -- hooks shared by every module -------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.suite is not None:
+            self.suite.bind(self.tokenizer)
+
+    def per_sample_loss(self, batch: Mapping[str, Any]) -> Tensor:
+        """Mean answer NLL (or CE) per sample under the current model; curriculum scoring calls it."""
+        return mean_nll(call_model(self.eval_model(), batch), batch["labels"])
+
+    def eval_model(self) -> nn.Module:
+        """The plain model that evaluation runs on."""
+        raise NotImplementedError
+
+    # -- validation: losses per split --------------------------------------------------------------
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.eval_split(dataloader_idx)
+        loss = self.per_sample_loss(batch).mean()
+        self.log(f"val/{split}_loss", loss, add_dataloader_idx=False, sync_dist=True, batch_size=len(batch["labels"]))
+
+    # -- test: the metric suite --------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        if self.suite is not None:
+            self.suite.reset()
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.eval_split(dataloader_idx)
+        if self.suite is None:
+            loss = self.per_sample_loss(batch).mean()
+            self.log(f"test/{split}/loss", loss, add_dataloader_idx=False, sync_dist=True)
+            return
+        self.suite.update(self.eval_model(), split, batch)
+
+    def on_test_epoch_end(self) -> None:
+        if self.suite is None:
+            return
+        result = self.suite.compute()
+        self.last_test_result = result
+        for name, value in result.aggregates.items():
+            self.log(f"test/{name}", float(value), sync_dist=False, rank_zero_only=True)
+        self._write_test_result(result)
+
+    @rank_zero_only
+    def _write_test_result(self, result: EvalResult) -> None:
+        result.to_json(self.output_dir / TEST_METRICS_FILE)
+
+    # -- optimisation --------------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        params = self.trainable_parameters()
+        if not params:
+            raise ValueError(f"{type(self).__name__} has no trainable parameters; check `include`/LoRA settings")
+        optimizer = self.optimizer_factory(params)
+        if self.lr_scheduler == "constant" and not self.warmup_steps:
+            return optimizer
+        from transformers import get_scheduler
+
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(self.warmup_steps * total) if 0 < self.warmup_steps < 1 else int(self.warmup_steps)
+        name = "constant_with_warmup" if self.lr_scheduler == "constant" else self.lr_scheduler
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_frozen(source: str | None, what: str = "reference") -> nn.Module:
+    """Load a model that is only read (a reference or a teacher): eval mode, no gradients."""
+    if source is None:
+        raise ValueError(f"{what} is needed but no path was given; set `reference:` to the starting model's folder")
+    from mcu_lightning.models.io import load_model
+
+    try:
+        model = load_model(source)
+    except Exception as err:
+        raise ValueError(f"{what} {source!r} could not be loaded ({err}); pass a save_pretrained folder") from err
+    return model.requires_grad_(False).eval()

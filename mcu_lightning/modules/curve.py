@@ -1,0 +1,218 @@
+"""CurveModule: fit the control points of a curve between two endpoints, then read every metric along it.
+
+Training draws one t per batch from the sampler and minimises the objective at theta(t) (Garipov et al.,
+2018, Sec. 3.2; the MCU authors use the unlearning method's own objective and a clipped-normal t).
+``test`` evaluates the metric suite at every t of ``eval_ts`` (BatchNorm statistics recomputed at each t)
+and writes ``curve_metrics.csv``, a metric-vs-t figure, TensorBoard scalars and the barrier summary.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+
+from mcu_lightning.callbacks.curve_report import write_curve_report
+from mcu_lightning.curves import Bezier, Curve, CurveShape, TSampler, Uniform, has_batchnorm, recompute_batchnorm
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.nll import NLL
+from mcu_lightning.losses.per_sample import mean_nll
+from mcu_lightning.metrics.suite import EvalResult, MetricSuite
+from mcu_lightning.models.forward import call_model
+from mcu_lightning.models.io import load_model
+from mcu_lightning.modules.base import MCUModule, load_frozen
+
+
+def t_grid(points: int | Sequence[float]) -> list[float]:
+    """``points`` evenly spaced values on [0, 1] (endpoints included), or the given values, checked."""
+    if isinstance(points, int):
+        if points < 2:
+            raise ValueError(f"eval_ts={points}: a curve grid needs at least 2 points (both endpoints)")
+        return [i / (points - 1) for i in range(points)]
+    ts = [float(t) for t in points]
+    if any(not 0.0 <= t <= 1.0 for t in ts):
+        raise ValueError(f"eval_ts {ts} has values outside [0, 1]; t parametrises the curve from 0 to 1")
+    return ts
+
+
+class CurveModule(MCUModule):
+    """Fit a curve between ``endpoints`` (two paths) with ``objective`` at a random t per batch.
+
+    Args:
+        endpoints: two model paths (exported folders, ``save_pretrained`` folders, .safetensors, .ckpt).
+        template: the architecture (a module or a path); default: loaded from the first endpoint.
+        shape: ``Bezier(3)`` by default (the quadratic curve of Garipov et al.).
+        init: ``"linear"`` or a path to a third model (the authors: the model before unlearning).
+        include: a regex restricting the curve to matching parameter names (e.g. LoRA adapters).
+        objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``.
+        reference: frozen reference model path for objectives that need one.
+        t_sampler: ``Uniform`` (Garipov et al.), ``ClippedNormal`` (MCU authors), ``Stratified``.
+        t_per_rank: under DDP, draw a different t on each rank (default: the same t on every rank).
+        l2: weight of ``0.5 * ||theta(t)||^2`` added to the objective (Garipov et al.'s weight decay).
+        eval_ts: the test grid: a number of evenly spaced points, or the values.
+        val_ts: interior t at which validation logs the split losses.
+        bn_batches: batches of retain data for the BatchNorm recompute at each t (all when None).
+        seed: seeds the t sequence (step-indexed, so a resumed run draws the same t).
+    """
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        template: nn.Module | str | None = None,
+        shape: CurveShape | None = None,
+        init: str = "linear",
+        include: str | None = None,
+        objective: UnlearningLoss | None = None,
+        reference: str | None = None,
+        t_sampler: TSampler | None = None,
+        t_per_rank: bool = False,
+        l2: float = 0.0,
+        eval_ts: int | list[float] = 31,
+        val_ts: list[float] | None = None,
+        bn_batches: int | None = None,
+        seed: int = 0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: str = "constant",
+        warmup_steps: float = 0,
+        suite: MetricSuite | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
+        self.save_hyperparameters(ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer"])
+        if len(endpoints) != 2:
+            raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
+        template = load_model(template if isinstance(template, str) else endpoints[0]) if not isinstance(
+            template, nn.Module
+        ) else template
+        template.requires_grad_(False)
+        self.curve = Curve(template, endpoints, shape=shape or Bezier(3), init=init, include=include)
+        self.template = template  # the working copy that evaluation writes theta(t) into
+        self.objective = objective if objective is not None else NLL(split="retain")
+        self._reference: list[nn.Module] = []
+        if self.objective.needs_reference:
+            self._reference.append(load_frozen(reference, what=f"{type(self.objective).__name__}'s reference"))
+        self.t_sampler = t_sampler if t_sampler is not None else Uniform()
+        self.t_per_rank = t_per_rank
+        self.l2 = l2
+        self.eval_ts = t_grid(eval_ts)
+        self.val_ts = t_grid(val_ts if val_ts is not None else [0.25, 0.5, 0.75])
+        self.bn_batches = bn_batches
+        self.seed = seed
+        self.curve_results: list[EvalResult] = []
+
+    # -- training ----------------------------------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        return self.template
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.curve.control_points)
+
+    def sample_t(self) -> float:
+        """The t of this step, drawn from a generator seeded by (seed, step[, rank]): resumable and DDP-safe."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
+        if self.t_per_rank:
+            generator.manual_seed(self.seed * 1_000_003 + self.global_step * 4099 + self.global_rank + 1)
+        return float(self.t_sampler.sample(generator))
+
+    def on_fit_start(self) -> None:
+        if self._reference:
+            self._reference[0].to(self.device)
+
+    def reference_policy(self) -> Any:
+        if not self._reference:
+            return None
+        reference = self._reference[0]
+
+        def policy(batch: Mapping[str, Any]) -> Tensor:
+            with torch.no_grad():
+                return call_model(reference, batch)
+
+        return policy
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        t = self.sample_t()
+        self.objective.on_train_step(self.global_step)
+        out: LossOutput = self.objective(partial(self.curve, t), batch, self.reference_policy())
+        loss = out.loss
+        if self.l2:
+            loss = loss + 0.5 * self.l2 * sum(p.float().pow(2).sum() for p in self.curve.params(t).values())
+        size = len(next(iter(batch.values()))["labels"])
+        self.log("train/t", t, batch_size=size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return loss
+
+    # -- validation: losses at a few interior t ----------------------------------------------------
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.eval_split(dataloader_idx)
+        for t in self.val_ts:
+            loss = mean_nll(self.curve(t, batch), batch["labels"]).mean()
+            self.log(f"val/{split}_loss/t={t:.2f}", loss, add_dataloader_idx=False, sync_dist=True,
+                     batch_size=len(batch["labels"]))
+
+    # -- test: the suite at every t ------------------------------------------------------------------
+    def _point(self, t: float, bn_state: Mapping[str, Tensor] | None) -> nn.Module:
+        self.curve.write_to(self.template, t)
+        if bn_state is not None:
+            self.template.load_state_dict(bn_state, strict=False)
+        return self.template
+
+    def on_test_epoch_start(self) -> None:
+        if self.suite is None:
+            raise ValueError("CurveModule.test needs a metric suite: set `model.init_args.suite` in the config")
+        self.suites = nn.ModuleList([copy.deepcopy(self.suite) for _ in self.eval_ts])
+        for suite in self.suites:
+            suite.bind(self.tokenizer)
+            suite.reset()
+        self.bn_states: list[dict[str, Tensor] | None] = [None] * len(self.eval_ts)
+        if has_batchnorm(self.template):
+            self.bn_states = [self._batchnorm_state(t) for t in self.eval_ts]
+
+    def _batchnorm_state(self, t: float) -> dict[str, Tensor]:
+        """Recompute BatchNorm statistics at theta(t) on retain data (Garipov et al., Sec. 3.4)."""
+        model = self._point(t, None)
+        recompute_batchnorm(model, self.split_batches("retain"), max_batches=self.bn_batches)
+        bn_types = (nn.modules.batchnorm._BatchNorm,)
+        return {
+            f"{name}.{key}" if name else key: value.detach().clone()
+            for name, module in model.named_modules()
+            if isinstance(module, bn_types)
+            for key, value in module.state_dict().items()
+            if key.startswith("running_") or key == "num_batches_tracked"
+        }
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.eval_split(dataloader_idx)
+        for t, suite, bn_state in zip(self.eval_ts, self.suites, self.bn_states):
+            suite.update(self._point(t, bn_state), split, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.curve_results = [suite.compute() for suite in self.suites]
+        for index, result in enumerate(self.curve_results):
+            for name, value in result.aggregates.items():
+                self.logger_log_t(name, value, index)
+        self._write_report()
+        del self.suites
+
+    def logger_log_t(self, name: str, value: float, index: int) -> None:
+        logger = self.logger
+        if logger is not None and self.global_rank == 0:
+            logger.log_metrics({f"curve/{name}": float(value)}, step=index)
+
+    @rank_zero_only
+    def _write_report(self) -> None:
+        write_curve_report(
+            self.eval_ts,
+            self.curve_results,
+            self.output_dir,
+            higher_is_better=self.suite.higher_is_better,
+            path_length=self.curve.path_length(self.eval_ts),
+            logger=self.logger,
+        )

@@ -1,0 +1,105 @@
+"""FineTuneModule: plain training of a model on one split (the base model on ``full``, the oracle on ``retain``).
+
+It is also the parent of ``UnlearningModule``: both own one model, train it with an ``UnlearningLoss``
+(fine-tuning uses ``NLL(split="train")``), and export it as a folder that a curve can use as an endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.nll import NLL
+from mcu_lightning.metrics.suite import MetricSuite
+from mcu_lightning.models.forward import as_policy
+from mcu_lightning.models.io import load_model, save_model
+from mcu_lightning.modules.base import MCUModule
+
+EXPORT_DIR = "model"
+
+
+class FineTuneModule(MCUModule):
+    """Train ``model`` with ``loss`` (default: NLL on the ``train`` sub-batch) and export it.
+
+    Args:
+        model: an ``nn.Module`` (by class path: e.g. ``mcu_lightning.models.tiny_causal_lm``), or a path or
+            Hub name that ``load_model`` reads.
+        loss: the objective; any ``UnlearningLoss``.
+        export: write the trained model to ``<output_dir>/model`` at the end of ``fit``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str,
+        loss: UnlearningLoss | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: str = "constant",
+        warmup_steps: float = 0,
+        suite: MetricSuite | None = None,
+        output_dir: str | None = None,
+        export: bool = True,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
+        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer"])
+        self.model_source = model if isinstance(model, str) else None
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.loss = loss if loss is not None else NLL(split="train")
+        self.export = export
+
+    def eval_model(self) -> nn.Module:
+        return self.model
+
+    def reference_policy(self) -> Any:
+        return None
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        bind = getattr(self.loss, "bind", None)
+        if callable(bind):
+            bind(self.tokenizer)
+
+    def on_fit_start(self) -> None:
+        loader = None
+        datamodule = self.datamodule
+        if datamodule is not None and "forget" in getattr(datamodule, "eval_splits", ()):
+            loader = self.split_batches("forget")
+        self.loss.setup_model(self.model, loader)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        self.loss.on_train_step(self.global_step)
+        out: LossOutput = self.loss(as_policy(self.model), batch, self.reference_policy())
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"{type(self.loss).__name__} gave a non-finite loss ({out.loss.item()}) at step {self.global_step}; "
+                "lower the learning rate or add a divergence guard"
+            )
+        size = _batch_size(batch)
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return out.loss
+
+    def on_after_backward(self) -> None:
+        self.loss.on_after_backward(self.model)
+
+    def on_fit_end(self) -> None:
+        if self.export:
+            self.export_model()
+
+    @rank_zero_only
+    def export_model(self) -> None:
+        """Write the model (``save_pretrained`` folder, or ``mcu_model.json`` + safetensors) atomically."""
+        save_model(self.model, self.output_dir / EXPORT_DIR, tokenizer=self.tokenizer)
+
+
+def _batch_size(batch: Mapping[str, Any]) -> int:
+    first = next(iter(batch.values()))
+    if isinstance(first, Mapping):
+        first = first["labels"]
+    return len(first)

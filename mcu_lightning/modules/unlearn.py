@@ -1,0 +1,96 @@
+"""UnlearningModule: unlearn the forget set from a starting model with a pluggable loss.
+
+The starting model is a path (``save_pretrained`` folder, exported folder, Hub name) or a module. A frozen
+reference copy is built only when ``loss.needs_reference``: from ``reference`` when given, else from the
+starting model before any step. With LoRA (peft) the reference is the same network with its adapters
+switched off, so no second copy is held.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from mcu_lightning.losses.base import UnlearningLoss
+from mcu_lightning.metrics.suite import MetricSuite
+from mcu_lightning.models.forward import call_model
+from mcu_lightning.models.hf import LoraSpec, apply_lora
+from mcu_lightning.models.io import load_model
+from mcu_lightning.modules.finetune import FineTuneModule
+
+
+class UnlearningModule(FineTuneModule):
+    """Unlearn with ``loss`` on ``{"forget", "retain"}`` batches.
+
+    Args:
+        model: the starting model (a path or Hub name, or a module).
+        loss: the unlearning objective, e.g. ``mcu_lightning.losses.NPO``.
+        reference: where to load the frozen reference from (default: the starting model).
+        lora: train LoRA adapters (peft) instead of the full weights.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str,
+        loss: UnlearningLoss,
+        reference: str | None = None,
+        lora: LoraSpec | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: str = "constant",
+        warmup_steps: float = 0,
+        suite: MetricSuite | None = None,
+        output_dir: str | None = None,
+        export: bool = True,
+    ) -> None:
+        super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export)
+        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer"])
+        self.reference_source = reference
+        self._reference: list[nn.Module] = []  # a list hides it from state_dict and from the optimizer
+        if loss.needs_reference and lora is None:
+            self._reference.append(self._build_reference())
+        if lora is not None:
+            self.model = apply_lora(self.model, lora)
+        self.lora = lora
+
+    def _build_reference(self) -> nn.Module:
+        source = self.reference_source or self.model_source
+        try:
+            reference = load_model(source) if source is not None else copy.deepcopy(self.model)
+        except Exception as err:  # a clear line before any training starts
+            raise ValueError(
+                f"{type(self.loss).__name__} needs a reference model but {source!r} could not be loaded ({err}); "
+                "pass `reference:` with a save_pretrained folder or the starting model's path"
+            ) from err
+        reference.requires_grad_(False).eval()
+        return reference
+
+    @property
+    def reference(self) -> nn.Module | None:
+        return self._reference[0] if self._reference else None
+
+    def on_fit_start(self) -> None:
+        if self.reference is not None:
+            self.reference.to(self.device)
+        super().on_fit_start()
+
+    def reference_policy(self) -> Any:
+        if not self.loss.needs_reference:
+            return None
+        if self.lora is not None:
+            return self._adapter_free_policy
+        reference = self.reference
+
+        def policy(batch: Mapping[str, Any]) -> Tensor:
+            with torch.no_grad():
+                return call_model(reference, batch)
+
+        return policy
+
+    def _adapter_free_policy(self, batch: Mapping[str, Any]) -> Tensor:
+        with torch.no_grad(), self.model.disable_adapter():
+            return call_model(self.model, batch)

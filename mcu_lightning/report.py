@@ -1,0 +1,180 @@
+"""A study's report, rebuilt from what its stages saved (no model is loaded, nothing is recomputed).
+
+``runs/<name>/report/``: per curve its ``curve_metrics.csv`` and a PNG of every metric against t; a PNG
+comparing all curves on the main metrics; ``summary.md`` with the barrier table per curve and the
+endpoints' metrics next to the base and the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mcu_lightning.callbacks.curve_report import (
+    BARRIER_JSON,
+    CURVE_METRICS_CSV,
+    atomic_write_bytes,
+    plot_curve,
+    read_csv,
+    save_figure,
+)
+
+REPORT_DIR = "report"
+SUMMARY = "summary.md"
+COMPARISON = "curves_comparison.png"
+TEST_METRICS = "test_metrics.json"
+
+#: The metrics a reader looks at first, in order; the report shows those a study has.
+MAIN_METRICS = (
+    "forget_quality",
+    "model_utility",
+    "forget/prob",
+    "retain/prob",
+    "forget/rouge",
+    "forget/acc",
+    "retain/acc",
+    "test/acc",
+    "forget/loss",
+    "retain/loss",
+    "privleak",
+    "mia_auc",
+)
+
+
+def _aggregates(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: float(v) if v is not None else math.nan for k, v in data.get("aggregates", data).items()
+            if isinstance(v, (int, float)) or v is None}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _nodes(root: Path) -> dict[str, dict[str, float]]:
+    """Test metrics of base, oracle and every endpoint, in that order."""
+    nodes = {name: _aggregates(root / name / TEST_METRICS) for name in ("base", "oracle")}
+    endpoints = root / "endpoints"
+    if endpoints.is_dir():
+        for folder in sorted(p for p in endpoints.iterdir() if p.is_dir()):
+            nodes[folder.name] = _aggregates(folder / TEST_METRICS)
+    return {name: values for name, values in nodes.items() if values}
+
+
+def _curves(root: Path) -> dict[str, Path]:
+    curves = root / "curves"
+    if not curves.is_dir():
+        return {}
+    return {p.name: p for p in sorted(curves.iterdir()) if (p / CURVE_METRICS_CSV).is_file()}
+
+
+def main_metrics(columns: list[str]) -> list[str]:
+    return [name for name in MAIN_METRICS if name in columns]
+
+
+def endpoint_table(nodes: dict[str, dict[str, float]]) -> list[str]:
+    names = sorted({m for values in nodes.values() for m in values})
+    ordered = [m for m in MAIN_METRICS if m in names] + [m for m in names if m not in MAIN_METRICS]
+    lines = ["| metric | " + " | ".join(nodes) + " |", "| --- |" + " --- |" * len(nodes)]
+    lines += [f"| {m} | " + " | ".join(_fmt(values.get(m, math.nan)) for values in nodes.values()) + " |"
+              for m in ordered]
+    return lines
+
+
+def barrier_table(summary: dict[str, Any], metrics: list[str]) -> list[str]:
+    header = (
+        "| metric | t=0 | t=1 | barrier vs line (t) | vs max end (t) | vs mean end (t) "
+        "| best interior (t) | beats both endpoints (by) |"
+    )
+    lines = [header, "| --- " * 8 + "|"]
+    for name in metrics:
+        s = summary["metrics"].get(name)
+        if s is None:
+            continue
+        if "missing" in s:
+            lines.append(f"| {name} | " + " | ".join(["n/a"] * 7) + " |")
+            continue
+        lines.append(
+            f"| {name} | {_fmt(s['value_t0'])} | {_fmt(s['value_t1'])} "
+            f"| {_fmt(s['barrier_vs_line'])} ({_fmt(s['t_barrier_vs_line'])}) "
+            f"| {_fmt(s['barrier_vs_max_end'])} ({_fmt(s['t_barrier_vs_max_end'])}) "
+            f"| {_fmt(s['barrier_vs_mean_end'])} ({_fmt(s['t_barrier_vs_mean_end'])}) "
+            f"| {_fmt(s['best_interior'])} ({_fmt(s['t_best_interior'])}) "
+            f"| {_fmt(s['interior_beats_endpoints'])} ({_fmt(s['margin'])}) |"
+        )
+    return lines
+
+
+def plot_comparison(curves: dict[str, tuple[list[str], list[dict[str, float]]]], metrics: list[str]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    metrics = metrics or ["t"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, (_, rows) in curves.items():
+            if rows and metric in rows[0]:
+                ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", label=name)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("t", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(root: Path) -> Path:
+    """Write ``root/report/`` from the saved stage outputs and return the summary's path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no study at '{root}'; pass runs/<name> of a study that has run")
+    out = root / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    study = json.loads((root / "study.json").read_text()) if (root / "study.json").is_file() else {}
+    nodes = _nodes(root)
+    curve_dirs = _curves(root)
+    tables: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
+    lines = [f"# MCU study: {study.get('name', root.name)}", ""]
+    if nodes:
+        lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes), ""]
+    curve_specs = {c["name"]: c for c in study.get("curves", [])}
+    for name, folder in curve_dirs.items():
+        columns, rows = read_csv(folder / CURVE_METRICS_CSV)
+        tables[name] = (columns, rows)
+        (out / name).mkdir(exist_ok=True)
+        shutil.copyfile(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
+        save_figure(plot_curve(columns, rows, title=name), out / f"{name}.png")
+        summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
+        spec = curve_specs.get(name, {})
+        pair = " -> ".join(spec.get("endpoints", [])) or "?"
+        lines += [f"## Curve `{name}` ({pair})", ""]
+        if summary is None:
+            lines += ["barrier summary missing (the curve's test did not finish)", ""]
+            continue
+        lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
+        shown = [m for m in columns if m != "t" and (m.endswith("/loss") or m in MAIN_METRICS)]
+        lines += barrier_table(summary, shown) + [""]
+        winners = [m for m in shown if summary["metrics"].get(m, {}).get("interior_beats_endpoints")]
+        if winners:
+            lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]
+        lines += [f"![{name}]({name}.png)", ""]
+    if tables:
+        union = sorted({c for columns, _ in tables.values() for c in columns})
+        save_figure(plot_comparison(tables, main_metrics(union)[:4]), out / COMPARISON)
+        lines += ["## All curves", "", f"![comparison]({COMPARISON})", ""]
+    summary_path = out / SUMMARY
+    atomic_write_bytes(summary_path, "\n".join(lines).encode())
+    return summary_path
