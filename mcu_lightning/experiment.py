@@ -41,10 +41,12 @@ class Training:
 
 @dataclass
 class ModelStage:
-    """The base or the oracle: an existing model (``path``), or trained here from ``model`` on a split."""
+    """The base or the oracle: an existing model (``path``, only tested), or trained here from ``model`` on
+    ``split`` (default ``full`` for the base, ``retain`` for the oracle; ``a+b`` joins splits)."""
 
     path: str | None = None
     model: dict[str, Any] | None = None
+    split: str | None = None
     train: Training = field(default_factory=Training)
 
 
@@ -333,7 +335,8 @@ class StudyRunner:
             suite=suite,
             output_dir=str(directory),
         )
-        datamodule = self.datamodule({"finetune_split": "full" if node == "base" else "retain"}, training.batch_size)
+        split = stage.split or ("full" if node == "base" else "retain")
+        datamodule = self.datamodule({"finetune_split": split}, training.batch_size)
         return self.fit_and_test(directory, module, datamodule, training)
 
     def test_only(self, directory: Path, module: Any) -> dict[str, Any]:

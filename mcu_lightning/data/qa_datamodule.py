@@ -100,7 +100,7 @@ class QADataModule(UnlearningDataModule):
         """The tokenizer (loaded on first use; the fictitious data is generated first when needed)."""
         if self._tokenizer is None:
             name = self.tokenizer_name
-            if name is None:
+            if name is None or name == "fictitious":  # the generated word-level tokenizer of this data
                 self.prepare_data()
                 name = str(self.root / TOKENIZER_DIR)
             self._tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(name))
