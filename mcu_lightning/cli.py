@@ -7,25 +7,123 @@
 
 Modules and data are chosen by ``class_path`` (subclass mode), so research code passes its own
 LightningModule, loss or curve shape without touching the package.
+
+Bad input gets one line on stderr and exit status 2, before any training: every ``class_path`` in the
+config files and ``--...class_path`` overrides is imported first (an unknown one is named with where it
+sits and the closest known paths, instead of jsonargparse's long dump), and errors raised while the
+module and data are built (an endpoint that does not exist, endpoints of different architectures, a
+reference that cannot be loaded, non-finite weights) are printed as ``error: <message>``. Set
+``MCU_TRACEBACK=1`` to get the traceback instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 STUDY_COMMANDS = ("experiment", "report")
+CONFIG_FLAGS = ("--config", "-c")
+#: Exceptions raised while building the module and data that are the user's input, not a bug.
+INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
+
+
+class ConfigError(SystemExit):
+    """Exit status 2 after printing ``error: <message>`` on one line."""
+
+    def __init__(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+def iter_class_paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """``(class_path, where)`` for every ``class_path`` key in a nested config (``where``: dotted location)."""
+    if isinstance(node, dict):
+        value = node.get("class_path")
+        if isinstance(value, str):
+            yield value, where or "<root>"
+        for key, child in node.items():
+            yield from iter_class_paths(child, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from iter_class_paths(child, f"{where}.{index}")
+
+
+def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
+    """``(prefix, content)`` of each config file and each ``--a.b.class_path X`` override in ``argv``."""
+    items = list(argv)
+    for index, arg in enumerate(items):
+        flag, _, inline = arg.partition("=")
+        value = inline if inline else (items[index + 1] if index + 1 < len(items) else None)
+        if value is None:
+            continue
+        if flag in CONFIG_FLAGS:
+            path = Path(value)
+            if not path.is_file():
+                raise ConfigError(f"config file '{value}' does not exist")
+            yield "", yaml.safe_load(path.read_text())
+        elif flag.startswith("--") and flag.endswith(".class_path"):
+            yield flag[2 : -len(".class_path")], {"class_path": value}
+
+
+def check_class_paths(argv: Sequence[str]) -> None:
+    """Import every ``class_path`` the command line names; raise ``ConfigError`` on the first unknown one."""
+    from mcu_lightning.registry import close_matches, resolve_class_path
+
+    for prefix, content in _config_sources(argv):
+        for class_path, where in iter_class_paths(content):
+            location = f"{prefix}.{where}".strip(".") if where != "<root>" else prefix or where
+            if "." not in class_path:  # a bare class name: jsonargparse resolves it among the subclasses
+                continue
+            try:
+                resolve_class_path(class_path, location)
+            except ValueError:
+                suggestions = close_matches(class_path)
+                hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+                raise ConfigError(f"unknown class_path {class_path!r} ({location}){hint}") from None
 
 
 class MCUCLI(LightningCLI):
     """LightningCLI with the package's defaults (TensorBoard under ``runs/``, configs saved with each run)."""
 
+    def instantiate_classes(self) -> None:
+        """Build module, data and trainer; a bad input is one ``error:`` line, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except INPUT_ERRORS as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(_one_line(err)) from err
 
-def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> MCUCLI:
-    return MCUCLI(
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost input error of a chain (jsonargparse wraps a constructor's error in a Union error)."""
+    seen: set[int] = set()
+    root = err
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, INPUT_ERRORS):
+            root = current
+        current = current.__cause__ or current.__context__
+    return root
+
+
+def _one_line(err: BaseException) -> str:
+    err = _root_cause(err)
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(message.split())
+
+
+def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class: type[MCUCLI] = MCUCLI) -> MCUCLI:
+    """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses)."""
+    return cli_class(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
@@ -46,6 +144,7 @@ def main(args: Sequence[str] | None = None) -> None:
         command = experiment.run_experiment_cli if argv[0] == "experiment" else experiment.report_cli
         command(argv[1:])
         return
+    check_class_paths(argv)
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself
 
 

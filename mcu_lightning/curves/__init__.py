@@ -8,7 +8,8 @@ from mcu_lightning.curves.barrier import (
     summarize_series,
 )
 from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm, recompute_curve_batchnorm
-from mcu_lightning.curves.curve import Curve
+from mcu_lightning.curves.curve import Curve, enable_gradient_checkpointing
+from mcu_lightning.curves.lora import LoraDeltaCurve, load_adapter_state, lora_curve
 from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, grid
 from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
 
@@ -19,6 +20,7 @@ __all__ = [
     "CurveShape",
     "CurveSummary",
     "Linear",
+    "LoraDeltaCurve",
     "PolyChain",
     "Stratified",
     "TSampler",
@@ -26,8 +28,11 @@ __all__ = [
     "barrier_vs_line",
     "barrier_vs_max_end",
     "barrier_vs_mean_end",
+    "enable_gradient_checkpointing",
     "grid",
     "has_batchnorm",
+    "load_adapter_state",
+    "lora_curve",
     "recompute_batchnorm",
     "recompute_curve_batchnorm",
     "summarize_series",

@@ -8,6 +8,8 @@ arithmetic over every tensor; the template then runs at ``theta(t)`` through ``t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +25,53 @@ from mcu_lightning.models.forward import logits_of, model_inputs
 from mcu_lightning.models.io import load_state_dict
 
 Source = str | os.PathLike | Mapping[str, Tensor]
+
+#: The (template, state) of the curve forward in progress, for activation-checkpoint recomputation.
+_FORWARD_STATE: contextvars.ContextVar[tuple[nn.Module, dict[str, Tensor]] | None] = contextvars.ContextVar(
+    "curve_forward_state", default=None
+)
+
+
+def checkpoint_context() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+    """``context_fn`` for ``torch.utils.checkpoint``: recompute a layer at the theta(t) of its forward.
+
+    ``functional_call`` puts theta(t) into the template only while the forward runs; a checkpointed layer is
+    recomputed during backward, after that swap is undone, and would silently use the template's own weights.
+    Entering the same reparametrisation for the recomputation makes the control-point gradients exact.
+    """
+    current = _FORWARD_STATE.get()
+    if current is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    template, state = current
+    return contextlib.nullcontext(), _reparametrize_module(template, state)
+
+
+def functional_forward(template: nn.Module, state: Mapping[str, Tensor], batch: Mapping[str, Any]) -> Tensor:
+    """Logits of ``template`` with ``state`` swapped in (``functional_call``), checkpoint-recomputation safe."""
+    args, kwargs = model_inputs(batch)
+    token = _FORWARD_STATE.set((template, dict(state)))
+    try:
+        return logits_of(functional_call(template, state, args, kwargs))
+    finally:
+        _FORWARD_STATE.reset(token)
+
+
+def uses_activation_checkpointing(template: nn.Module) -> bool:
+    """Whether a Hugging Face template has activation (gradient) checkpointing switched on."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in template.modules())
+
+
+def enable_gradient_checkpointing(template: nn.Module) -> None:
+    """Activation checkpointing on a Hugging Face template that a curve runs through (non-reentrant, exact)."""
+    enable = getattr(template, "gradient_checkpointing_enable", None)
+    if enable is None:
+        raise ValueError(
+            f"{type(template).__name__} has no gradient_checkpointing_enable; activation checkpointing for curves "
+            "is supported on Hugging Face models"
+        )
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context})
 
 
 class _TensorStore(nn.Module):
@@ -117,6 +166,8 @@ class Curve(nn.Module):
         self.shape = shape if shape is not None else Bezier(3)
         self.include = include
         object.__setattr__(self, "_template", template)  # hidden: not a submodule, never trained or saved
+        if uses_activation_checkpointing(template):  # make recomputation see theta(t), not the template's weights
+            enable_gradient_checkpointing(template)
         labels = [_label(source, i) for i, source in enumerate(endpoints)]
         groups = _tie_groups(template)
         states = [_retie(_resolve(source), groups) for source in endpoints]
@@ -299,9 +350,8 @@ class Curve(nn.Module):
 
         ``buffers`` replaces :meth:`buffers_at` (e.g. BatchNorm statistics recomputed at ``t``).
         """
-        args, kwargs = model_inputs(batch)
         state = {**self.params(t), **(buffers if buffers is not None else self.buffers_at(t))}
-        return logits_of(functional_call(self._template, state, args, kwargs))
+        return functional_forward(self._template, state, batch)
 
     def train(self, mode: bool = True) -> Curve:
         """Set the mode of the curve and of the template (dropout, BatchNorm behave as in the template)."""

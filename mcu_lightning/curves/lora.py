@@ -38,11 +38,14 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from mcu_lightning.curves.curve import Curve
+from mcu_lightning.curves.curve import (
+    Curve,
+    enable_gradient_checkpointing,
+    functional_forward,
+    uses_activation_checkpointing,
+)
 from mcu_lightning.curves.shapes import Bezier, CurveShape
-from mcu_lightning.models.forward import logits_of, model_inputs
 from mcu_lightning.models.io import load_model
 
 AdapterSource = str | os.PathLike | Mapping[str, Tensor]
@@ -152,6 +155,8 @@ class LoraDeltaCurve(nn.Module):
             raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
         object.__setattr__(self, "_template", template)
+        if uses_activation_checkpointing(template):  # recompute checkpointed layers at the adapters of t
+            enable_gradient_checkpointing(template)
         names = _adapter_param_names(template, adapter_name)
         self.a_names, self.b_names = names[0::2], names[1::2]
         for i, state in enumerate(endpoints):
@@ -244,8 +249,7 @@ class LoraDeltaCurve(nn.Module):
 
     def forward(self, t: float | Tensor, batch: Mapping[str, Any]) -> Tensor:
         """Logits of the template, adapters at ``t``, on the batch's model inputs (``policy = partial(curve, t)``)."""
-        args, kwargs = model_inputs(batch)
-        return logits_of(functional_call(self._template, self.adapter_params(t), args, kwargs))
+        return functional_forward(self._template, self.adapter_params(t), batch)
 
     def train(self, mode: bool = True) -> LoraDeltaCurve:
         super().train(mode)

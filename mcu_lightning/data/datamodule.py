@@ -7,6 +7,13 @@ An unlearning epoch runs once over the forget set; each forget item gets a retai
 come from a ``CurriculumSampler``. Evaluation loaders are named by split (``eval_splits``); validation and
 test return them as a list in that order. Samplers depend only on ``seed`` and the epoch, so under DDP
 Lightning's ``DistributedSamplerWrapper`` shards the same draw on every rank.
+
+Mid-epoch resume is exact: Lightning 2.6 restores a training loader's position only when the loader
+itself is ``_Stateful`` (``state_dict``/``load_state_dict``; a plain ``DataLoader`` restarts the epoch from
+its first batch and warns). ``ResumableDataLoader`` records how many batches of the current epoch it has
+handed out and, after ``load_state_dict``, skips that many at the next ``iter``; since every sampler here
+draws from ``seed + epoch`` (the trainer restores the epoch), the resumed run sees exactly the remaining
+batches of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mcu_lightning.data.samplers import CurriculumSampler, LinearPacing, Pacing
 
@@ -88,6 +95,66 @@ class ForgetRetainSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return len(self.forget_sampler) if self.forget_sampler is not None else self.num_forget
+
+
+class EpochRandomSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``seed + epoch``: the same order after a restart at any epoch.
+
+    ``RandomSampler`` with a seeded generator draws epoch e's order from the generator state left by the
+    epochs before it, so a run resumed at epoch e (a fresh generator) would see a different order.
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        if num_samples < 1:
+            raise ValueError("the fine-tuning split is empty; nothing to train on")
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` whose position in the epoch survives a checkpoint (Lightning's ``_Stateful`` protocol).
+
+    ``state_dict()`` is ``{"batches_yielded": k}``: the batches of the current pass handed out so far (0 once
+    a pass is complete). Lightning 2.6 saves it with every checkpoint and, when it resumes mid-epoch, calls
+    ``load_state_dict`` before iterating; the next pass then drops its first k batches. Lightning's fetcher
+    does not prefetch from sized loaders, so at a checkpoint written in ``on_train_batch_end`` k equals the
+    number of batches already trained on. Skipped batches are still drawn (the sampler must advance) and
+    collated, which costs one pass over already tokenized items at most.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._yielded = 0
+        self._skip = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self._skip = self._skip, 0
+        self._yielded = 0
+        iterator = super().__iter__()
+        return self._counting(iterator, skip)
+
+    def _counting(self, iterator: Iterator[Any], skip: int) -> Iterator[Any]:
+        for index, batch in enumerate(iterator):
+            if index < skip:
+                continue
+            self._yielded = index + 1
+            yield batch
+        self._yielded = 0  # a finished pass resumes at the start of the next one
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_yielded": self._yielded}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._skip = int(state_dict.get("batches_yielded", 0))
 
 
 class PairedDataset(Dataset):
@@ -194,14 +261,16 @@ class UnlearningDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.finetune_split is not None:
             data = self._require(self.finetune_dataset, "finetune")
-            sampler = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
-            return self._loader(data, self.batch_size, sampler, KeyedCollator(self.collate_fn(), "train"))
+            sampler = EpochRandomSampler(len(data), self.seed)
+            collate = KeyedCollator(self.collate_fn(), "train")
+            return self._loader(data, self.batch_size, sampler, collate, loader_class=ResumableDataLoader)
         forget = self._require(self.forget_dataset, "forget")
         retain = self.retain_dataset if self.use_retain else None
         sampler = ForgetRetainSampler(
             len(forget), len(retain) if retain is not None else None, self.forget_sampler, self.seed
         )
-        return self._loader(PairedDataset(forget, retain), self.batch_size, sampler, KeyedCollator(self.collate_fn()))
+        paired = PairedDataset(forget, retain)
+        return self._loader(paired, self.batch_size, sampler, KeyedCollator(self.collate_fn()), ResumableDataLoader)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         if split not in self.eval_datasets:
@@ -250,8 +319,15 @@ class UnlearningDataModule(L.LightningDataModule):
             module.train()
         return torch.cat(losses)
 
-    def _loader(self, data: Dataset, batch_size: int, sampler: Sampler | None, collate: Callable) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self,
+        data: Dataset,
+        batch_size: int,
+        sampler: Sampler | None,
+        collate: Callable,
+        loader_class: type[DataLoader] = DataLoader,
+    ) -> DataLoader:
+        return loader_class(
             data,
             batch_size=batch_size,
             sampler=sampler,

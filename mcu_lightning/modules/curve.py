@@ -8,10 +8,10 @@ and writes ``curve_metrics.csv``, a metric-vs-t figure, TensorBoard scalars and 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -19,12 +19,23 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.curve_report import write_curve_report
-from mcu_lightning.curves import Bezier, Curve, CurveShape, TSampler, Uniform, has_batchnorm, recompute_batchnorm
+from mcu_lightning.curves import (
+    Bezier,
+    Curve,
+    CurveShape,
+    TSampler,
+    Uniform,
+    enable_gradient_checkpointing,
+    has_batchnorm,
+    lora_curve,
+    recompute_batchnorm,
+)
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model
+from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model
 from mcu_lightning.modules.base import MCUModule, load_frozen
 
@@ -59,6 +70,11 @@ class CurveModule(MCUModule):
         val_ts: interior t at which validation logs the split losses.
         bn_batches: batches of retain data for the BatchNorm recompute at each t (all when None).
         seed: seeds the t sequence (step-indexed, so a resumed run draws the same t).
+        base: for LoRA-adapter endpoints (folders with ``adapter_config.json``): the shared base model.
+        space: LoRA-space curves only: ``"factors"`` interpolates A and B separately (the MCU authors' choice;
+            B(t)A(t) is then not the straight line in delta-W), ``"delta"`` is exact in delta-W (concatenated ranks).
+        dtype: dtype to load the template (and a LoRA base) in, e.g. ``bfloat16``; endpoints keep their own.
+        gradient_checkpointing: activation checkpointing on a Hugging Face template, recomputed at theta(t).
     """
 
     def __init__(
@@ -82,16 +98,32 @@ class CurveModule(MCUModule):
         warmup_steps: float = 0,
         suite: MetricSuite | None = None,
         output_dir: str | None = None,
+        base: str | None = None,
+        space: Literal["factors", "delta"] = "factors",
+        dtype: str | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
         self.save_hyperparameters(ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer"])
         if len(endpoints) != 2:
             raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
-        template = load_model(template if isinstance(template, str) else endpoints[0]) if not isinstance(
-            template, nn.Module
-        ) else template
+        shape = shape or Bezier(3)
+        adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
+        if any(adapters):
+            if not all(adapters) or base is None:
+                raise ValueError(
+                    "LoRA-space curve: both endpoints must be adapter folders and `base:` must name the base model "
+                    f"they were trained on (endpoints {endpoints}, base {base!r})"
+                )
+            self.curve = lora_curve(base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype))
+            template = self.curve.template
+        else:
+            if not isinstance(template, nn.Module):
+                template = load_model(template or endpoints[0], dtype=resolve_dtype(dtype))
+            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include)
         template.requires_grad_(False)
-        self.curve = Curve(template, endpoints, shape=shape or Bezier(3), init=init, include=include)
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(template)
         self.template = template  # the working copy that evaluation writes theta(t) into
         self.objective = objective if objective is not None else NLL(split="retain")
         self._reference: list[nn.Module] = []
@@ -113,12 +145,29 @@ class CurveModule(MCUModule):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.curve.control_points)
 
-    def sample_t(self) -> float:
-        """The t of this step, drawn from a generator seeded by (seed, step[, rank]): resumable and DDP-safe."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
-        if self.t_per_rank:
-            generator.manual_seed(self.seed * 1_000_003 + self.global_step * 4099 + self.global_rank + 1)
-        return float(self.t_sampler.sample(generator))
+    def sample_t(self, batch_idx: int = 0) -> float:
+        """The t of this batch from a generator seeded by (seed, step, batch[, rank]).
+
+        Resumable (a resumed run draws the same sequence) and DDP-consistent: every rank draws the same t unless
+        ``t_per_rank``. Seeding by step alone would give every micro-batch of an accumulated step the same t.
+        """
+        rank = self.global_rank + 1 if self.t_per_rank else 0
+        key = ((self.seed * 1_000_003 + self.global_step) * 65_537 + batch_idx) * 257 + rank
+        return float(self.t_sampler.sample(torch.Generator().manual_seed(key)))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        strategy = type(self.trainer.strategy).__name__
+        if "FSDP" in strategy or "DeepSpeed" in strategy or "ModelParallel" in strategy:
+            raise ValueError(
+                f"CurveModule does not support sharded control points ({strategy}); use strategy=ddp (model "
+                "replicated), a LoRA-space curve, or `include:` to put only some parameters on the curve"
+            )
+        precision = str(self.trainer.precision)
+        if precision.endswith("-true") and precision != "32-true" and precision != "64-true":
+            raise ValueError(
+                f"precision={precision} would cast the fp32 control points; use bf16-mixed (endpoints may stay bf16)"
+            )
 
     def on_fit_start(self) -> None:
         if self._reference:
@@ -136,7 +185,7 @@ class CurveModule(MCUModule):
         return policy
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        t = self.sample_t()
+        t = self.sample_t(batch_idx)
         self.objective.on_train_step(self.global_step)
         out: LossOutput = self.objective(partial(self.curve, t), batch, self.reference_policy())
         loss = out.loss
@@ -154,52 +203,47 @@ class CurveModule(MCUModule):
         split = self.eval_split(dataloader_idx)
         for t in self.val_ts:
             loss = mean_nll(self.curve(t, batch), batch["labels"]).mean()
-            self.log(f"val/{split}_loss/t={t:.2f}", loss, add_dataloader_idx=False, sync_dist=True,
-                     batch_size=len(batch["labels"]))
+            self.log(
+                f"val/{split}_loss/t={t:.2f}",
+                loss,
+                add_dataloader_idx=False,
+                sync_dist=True,
+                batch_size=len(batch["labels"]),
+            )
 
     # -- test: the suite at every t ------------------------------------------------------------------
-    def _point(self, t: float, bn_state: Mapping[str, Tensor] | None) -> nn.Module:
-        self.curve.write_to(self.template, t)
-        if bn_state is not None:
-            self.template.load_state_dict(bn_state, strict=False)
-        return self.template
-
     def on_test_epoch_start(self) -> None:
         if self.suite is None:
             raise ValueError("CurveModule.test needs a metric suite: set `model.init_args.suite` in the config")
-        self.suites = nn.ModuleList([copy.deepcopy(self.suite) for _ in self.eval_ts])
-        for suite in self.suites:
-            suite.bind(self.tokenizer)
-            suite.reset()
-        self.bn_states: list[dict[str, Tensor] | None] = [None] * len(self.eval_ts)
-        if has_batchnorm(self.template):
-            self.bn_states = [self._batchnorm_state(t) for t in self.eval_ts]
-
-    def _batchnorm_state(self, t: float) -> dict[str, Tensor]:
-        """Recompute BatchNorm statistics at theta(t) on retain data (Garipov et al., Sec. 3.4)."""
-        model = self._point(t, None)
-        recompute_batchnorm(model, self.split_batches("retain"), max_batches=self.bn_batches)
-        bn_types = (nn.modules.batchnorm._BatchNorm,)
-        return {
-            f"{name}.{key}" if name else key: value.detach().clone()
-            for name, module in model.named_modules()
-            if isinstance(module, bn_types)
-            for key, value in module.state_dict().items()
-            if key.startswith("running_") or key == "num_batches_tracked"
-        }
+        self.test_batches: list[tuple[str, Mapping[str, Any]]] = []
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        split = self.eval_split(dataloader_idx)
-        for t, suite, bn_state in zip(self.eval_ts, self.suites, self.bn_states):
-            suite.update(self._point(t, bn_state), split, batch)
+        """Collect this rank's evaluation batches; the t-major evaluation runs once they are all here."""
+        self.test_batches.append((self.eval_split(dataloader_idx), batch))
 
     def on_test_epoch_end(self) -> None:
-        self.curve_results = [suite.compute() for suite in self.suites]
-        for index, result in enumerate(self.curve_results):
+        """For each t: write theta(t) into the working copy once, recompute BatchNorm, run every split."""
+        self.curve_results = []
+        for index, t in enumerate(self.eval_ts):
+            model = self._point(t)
+            suite = self.suite
+            suite.reset()
+            with torch.no_grad():
+                for split, batch in self.test_batches:
+                    suite.update(model, split, batch)
+            result = suite.compute()
+            self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
+        self.test_batches = []
         self._write_report()
-        del self.suites
+
+    def _point(self, t: float) -> nn.Module:
+        """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
+        model = self.curve.write_to(self.template, t)
+        if has_batchnorm(model):  # Garipov et al., Sec. 3.4: statistics of theta(t), not interpolated ones
+            recompute_batchnorm(model, self.split_batches("retain"), max_batches=self.bn_batches)
+        return model.eval()
 
     def logger_log_t(self, name: str, value: float, index: int) -> None:
         logger = self.logger

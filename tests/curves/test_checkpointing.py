@@ -5,38 +5,23 @@ reparametrisation during recomputation (``checkpoint(..., context_fn=...)``, whi
 ``gradient_checkpointing_kwargs``) makes them exact again.
 """
 
-import contextlib
-import contextvars
-
 import pytest
 import torch
 from torch.func import functional_call
-from torch.nn.utils.stateless import _reparametrize_module
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mcu_lightning.curves import Curve
+from mcu_lightning.curves.curve import enable_gradient_checkpointing, uses_activation_checkpointing
 from mcu_lightning.models.forward import logits_of, model_inputs
 
-_STATE: contextvars.ContextVar = contextvars.ContextVar("curve_state", default=None)
 
-
-class RecomputingCurve(Curve):
-    """``Curve`` whose forward publishes theta(t), so a checkpoint can put it back in place when it recomputes."""
+class UnprotectedCurve(Curve):
+    """What a curve would do without the recomputation context: a bare ``functional_call``."""
 
     def forward(self, t, batch, buffers=None):
         args, kwargs = model_inputs(batch)
         state = {**self.params(t), **(buffers if buffers is not None else self.buffers_at(t))}
-        token = _STATE.set((self.template, state))
-        try:
-            return logits_of(functional_call(self.template, state, args, kwargs))
-        finally:
-            _STATE.reset(token)
-
-    @staticmethod
-    def context_fn():
-        """Forward: nothing; recompute: the template at the theta(t) of the forward that made this checkpoint."""
-        template, state = _STATE.get()
-        return contextlib.nullcontext(), _reparametrize_module(template, state)
+        return logits_of(functional_call(self.template, state, args, kwargs))
 
 
 def tiny_llama(seed: int) -> LlamaForCausalLM:
@@ -54,12 +39,15 @@ def tiny_llama(seed: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def control_point_grad(curve_cls, checkpoint_kwargs: dict | None) -> torch.Tensor:
+def control_point_grad(curve_cls, checkpoint_kwargs: dict | None, explicit: bool = False) -> torch.Tensor:
     template = tiny_llama(2)
     if checkpoint_kwargs is not None:
         template.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs)
     curve = curve_cls(template, [tiny_llama(0).state_dict(), tiny_llama(1).state_dict()]).train()
-    assert template.training and template.model.gradient_checkpointing == (checkpoint_kwargs is not None)
+    if explicit:
+        enable_gradient_checkpointing(template)
+    checkpointing = checkpoint_kwargs is not None or explicit
+    assert template.training and uses_activation_checkpointing(template) == checkpointing
     torch.manual_seed(5)
     with torch.no_grad():  # off the straight line, so theta(t) differs from the template everywhere
         curve.control_points[0].add_(torch.randn_like(curve.control_points[0]) * 0.1)
@@ -74,14 +62,25 @@ def reference_grad():
     return control_point_grad(Curve, None)
 
 
-def test_plain_curve_with_checkpointing_gives_wrong_gradients(reference_grad):
-    grad = control_point_grad(Curve, {"use_reentrant": False})
+def test_bare_functional_call_with_checkpointing_gives_wrong_gradients(reference_grad):
+    """The hazard the curve guards against: recomputation outside theta(t) silently changes the gradients."""
+    grad = control_point_grad(UnprotectedCurve, {"use_reentrant": False})
     assert not torch.allclose(grad, reference_grad, atol=1e-6)
     # wrong by the same order as the gradient itself, not by rounding
     assert (grad - reference_grad).abs().max() > 0.1 * reference_grad.abs().max()
 
 
-def test_recomputing_under_theta_t_gives_exact_gradients(reference_grad):
-    kwargs = {"use_reentrant": False, "context_fn": RecomputingCurve.context_fn}
-    grad = control_point_grad(RecomputingCurve, kwargs)
+def test_curve_over_a_checkpointed_template_gives_exact_gradients(reference_grad):
+    """A template whose user switched checkpointing on: the curve re-enables it with its recomputation context."""
+    grad = control_point_grad(Curve, {"use_reentrant": False})
     torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=0)
+
+
+def test_enable_gradient_checkpointing_gives_exact_gradients(reference_grad):
+    grad = control_point_grad(Curve, None, explicit=True)
+    torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=0)
+
+
+def test_enable_gradient_checkpointing_refuses_plain_modules():
+    with pytest.raises(ValueError, match="gradient_checkpointing_enable"):
+        enable_gradient_checkpointing(torch.nn.Linear(2, 2))

@@ -1,0 +1,219 @@
+"""DivergenceGuard: stop an unlearning run that has diverged, and keep the last weights that had not.
+
+Gradient ascent on the forget NLL has no minimum (GradAscent and GradDiff drive ``-NLL(forget)`` to -inf by
+design), and a loss can turn NaN/inf. The guard reads what the losses log each step (``train/forget_nll``,
+``train/retain_loss``, every ``train/*`` value) and stops the run when
+
+* any logged ``train/*`` value, or any trainable parameter, is NaN or infinite;
+* ``train/forget_nll > max_forget_nll`` (the model has unlearned to nonsense: NLL 20 means p(answer token)
+  ~ e^-20);
+* ``train/retain_loss > max_retain_ratio * r0`` with r0 the first retain loss it saw (utility collapsed).
+
+Stopping sets ``trainer.should_stop``, logs the reason, and writes ``divergence.json`` to the module's
+output folder. The guard also keeps ``last_good.ckpt``: the most recent weights whose training loss passed
+the checks. The loss logged at step k is computed on the weights *before* update k, so the weights saved
+after step k are only a candidate (``.candidate.ckpt``); the next check's healthy loss promotes it to
+``last_good.ckpt`` with one atomic rename. At ``on_fit_end`` (before the module exports) a tripped guard
+loads ``last_good.ckpt`` back into the module, so the exported model and the test metrics are those of the
+last good weights, never NaN ones. With ``check_every_n_steps = n > 1`` only every n-th step is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
+
+from mcu_lightning.callbacks.checkpoint import atomic_write
+
+log = logging.getLogger(__name__)
+
+DIVERGENCE_JSON = "divergence.json"
+LAST_GOOD = "last_good.ckpt"
+CANDIDATE = ".candidate.ckpt"
+FORGET_NLL_KEY = "train/forget_nll"
+RETAIN_LOSS_KEY = "train/retain_loss"
+
+
+class DivergenceGuard(Callback):
+    """Stop training when the logged losses diverge; keep and restore the last good weights.
+
+    Args:
+        max_forget_nll: stop when ``train/forget_nll`` exceeds this (None: no limit).
+        max_retain_ratio: stop when ``train/retain_loss`` exceeds this factor times its first value (None: no limit).
+        check_every_n_steps: read the logged values every n optimizer steps.
+        save_last_good: keep ``last_good.ckpt`` (one checkpoint write per check while healthy).
+        restore_last_good: on a stop, load ``last_good.ckpt`` into the module at ``on_fit_end``.
+        dirpath: where ``last_good.ckpt`` goes; default the ModelCheckpoint's folder, else
+            ``<output_dir>/checkpoints``.
+    """
+
+    def __init__(
+        self,
+        max_forget_nll: float | None = 20.0,
+        max_retain_ratio: float | None = None,
+        check_every_n_steps: int = 1,
+        save_last_good: bool = True,
+        restore_last_good: bool = True,
+        dirpath: str | None = None,
+    ) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps={check_every_n_steps}; use 1 or more")
+        if max_retain_ratio is not None and max_retain_ratio <= 1:
+            raise ValueError(f"max_retain_ratio={max_retain_ratio} must exceed 1 (a factor over the first retain loss)")
+        self.max_forget_nll = max_forget_nll
+        self.max_retain_ratio = max_retain_ratio
+        self.check_every_n_steps = check_every_n_steps
+        self.save_last_good = save_last_good
+        self.restore_last_good = restore_last_good
+        self.dirpath = dirpath
+        self.first_retain: float | None = None
+        self.reason: str | None = None
+        self.step: int | None = None
+        self._warned_missing = False
+        self._has_candidate = False
+
+    # -- where things go ---------------------------------------------------------------------------------
+    @staticmethod
+    def output_dir(trainer: Trainer, pl_module: LightningModule) -> Path:
+        folder = getattr(pl_module, "output_dir", None)
+        return Path(folder if folder is not None else trainer.log_dir or trainer.default_root_dir)
+
+    def checkpoint_dir(self, trainer: Trainer, pl_module: LightningModule) -> Path:
+        if self.dirpath is not None:
+            return Path(self.dirpath)
+        callback = trainer.checkpoint_callback
+        if callback is not None and getattr(callback, "dirpath", None):
+            return Path(callback.dirpath)
+        return self.output_dir(trainer, pl_module) / "checkpoints"
+
+    def last_good_path(self, trainer: Trainer, pl_module: LightningModule) -> Path:
+        return self.checkpoint_dir(trainer, pl_module) / LAST_GOOD
+
+    @property
+    def tripped(self) -> bool:
+        return self.reason is not None
+
+    # -- the checks ----------------------------------------------------------------------------------------
+    def violations(self, metrics: dict[str, Any], pl_module: LightningModule) -> tuple[list[str], list[str]]:
+        """Reasons to stop: ``(loss_reasons, weight_reasons)``.
+
+        Loss reasons judge the weights *before* this step's update (the logged loss was computed on them);
+        weight reasons judge the weights after it.
+        """
+        values = {k: float(v) for k, v in metrics.items() if k.startswith("train/") and _is_scalar(v)}
+        reasons = [f"{k} = {v}" for k, v in sorted(values.items()) if not math.isfinite(v)]
+        if self.max_forget_nll is not None:
+            nll = values.get(FORGET_NLL_KEY)
+            if nll is None and not self._warned_missing:
+                self._warned_missing = True
+                rank_zero_warn(f"DivergenceGuard: the loss logs no '{FORGET_NLL_KEY}'; max_forget_nll is inactive")
+            if nll is not None and math.isfinite(nll) and nll > self.max_forget_nll:
+                reasons.append(f"{FORGET_NLL_KEY} = {nll:.4g} > max_forget_nll = {self.max_forget_nll:g}")
+        retain = values.get(RETAIN_LOSS_KEY)
+        if self.max_retain_ratio is not None and retain is not None and math.isfinite(retain):
+            if self.first_retain is None:
+                self.first_retain = retain
+            elif retain > self.max_retain_ratio * self.first_retain:
+                reasons.append(
+                    f"{RETAIN_LOSS_KEY} = {retain:.4g} > max_retain_ratio {self.max_retain_ratio:g} x first "
+                    f"value {self.first_retain:.4g}"
+                )
+        bad = [n for n, p in pl_module.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        weights = [f"non-finite weights in {len(bad)} parameter(s), first '{bad[0]}'"] if bad else []
+        return reasons, weights
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.reason, self.step = None, None
+        if self.save_last_good:  # the starting weights: promoted once the first step's loss on them passes
+            self._save_candidate(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if self.tripped or step % self.check_every_n_steps != 0:
+            return
+        loss_reasons, weight_reasons = self.violations(dict(trainer.callback_metrics), pl_module)
+        if self.save_last_good and not loss_reasons:
+            self._promote_candidate(trainer, pl_module)  # the loss on the candidate's weights passed
+        if loss_reasons or weight_reasons:
+            self.stop(trainer, pl_module, step, loss_reasons + weight_reasons)
+            return
+        if self.save_last_good:
+            self._save_candidate(trainer, pl_module)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not (self.tripped and self.restore_last_good):
+            return
+        path = self.last_good_path(trainer, pl_module)
+        if not path.is_file():
+            rank_zero_warn(f"DivergenceGuard: no last good checkpoint at '{path}'; the module keeps its last weights")
+            return
+        checkpoint = torch.load(path, map_location=pl_module.device, weights_only=False)
+        pl_module.load_state_dict(checkpoint["state_dict"])
+        log.warning("DivergenceGuard: restored the last good weights from '%s'", path)
+
+    def stop(self, trainer: Trainer, pl_module: LightningModule, step: int, reasons: list[str]) -> None:
+        """Set ``should_stop``, log the reason, write ``divergence.json``."""
+        self.reason, self.step = "; ".join(reasons), step
+        trainer.should_stop = True
+        last_good = self.last_good_path(trainer, pl_module)
+        message = (
+            f"DivergenceGuard stopped training at step {step}: {self.reason}. "
+            f"Last good weights: {last_good if last_good.is_file() else 'none'}"
+        )
+        rank_zero_warn(message)
+        if trainer.is_global_zero:
+            record = {
+                "step": step,
+                "epoch": trainer.current_epoch,
+                "reasons": reasons,
+                "last_good": str(last_good) if last_good.is_file() else None,
+                "metrics": {k: _jsonable(v) for k, v in trainer.callback_metrics.items() if _is_scalar(v)},
+            }
+            atomic_write(self.output_dir(trainer, pl_module) / DIVERGENCE_JSON, json.dumps(record, indent=2).encode())
+
+    def _candidate_path(self, trainer: Trainer, pl_module: LightningModule) -> Path:
+        return self.checkpoint_dir(trainer, pl_module) / CANDIDATE
+
+    def _save_candidate(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        path = self._candidate_path(trainer, pl_module)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it (sharded strategies gather); rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("divergence_guard_candidate")
+        self._has_candidate = True
+
+    def _promote_candidate(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._has_candidate and trainer.is_global_zero:
+            candidate = self._candidate_path(trainer, pl_module)
+            if candidate.is_file():
+                os.replace(candidate, self.last_good_path(trainer, pl_module))
+        trainer.strategy.barrier("divergence_guard_promote")
+        self._has_candidate = False
+
+    # -- state across resumes --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"first_retain": self.first_retain}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.first_retain = state_dict.get("first_retain")
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
+
+
+def _jsonable(value: Any) -> float | str:
+    number = float(value)
+    return number if math.isfinite(number) else str(number)
