@@ -80,13 +80,10 @@ class MCUModule(LightningModule):
 
     # -- hooks shared by every module -------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if stage == "fit":  # Lightning >= 2.2 keeps the modes it finds; from_pretrained leaves models in eval mode
+            self.train()
         if self.suite is not None:
             self.suite.bind(self.tokenizer)
-
-    def on_train_start(self) -> None:
-        """Train mode for what is trained (models loaded by ``from_pretrained`` come in eval mode; Lightning >= 2.2
-        keeps the modes it finds). Frozen references and teachers are not submodules and stay in eval mode."""
-        self.train()
 
     def per_sample_loss(self, batch: Mapping[str, Any]) -> Tensor:
         """Mean answer NLL (or CE) per sample under the current model; curriculum scoring calls it."""
