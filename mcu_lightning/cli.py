@@ -102,17 +102,24 @@ class MCUCLI(LightningCLI):
             raise ConfigError(_one_line(err)) from err
 
 
+def _raised_in_parser(err: BaseException) -> bool:
+    """Whether jsonargparse raised ``err`` itself (it wraps a constructor's error in a long Union message)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
+
+
 def _root_cause(err: BaseException) -> BaseException:
-    """The innermost input error of a chain (jsonargparse wraps a constructor's error in a Union error)."""
+    """The outermost input error of the chain that our code (not the config parser) raised."""
     seen: set[int] = set()
-    root = err
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, INPUT_ERRORS):
-            root = current
+        if isinstance(current, INPUT_ERRORS) and not _raised_in_parser(current):
+            return current
         current = current.__cause__ or current.__context__
-    return root
+    return err
 
 
 def _one_line(err: BaseException) -> str:

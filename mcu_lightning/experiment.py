@@ -106,6 +106,10 @@ class Study:
     seed: int = 0
     trainer: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    checkpoint_every_n_steps: int | None = 20
+    guard: dict[str, Any] | None = field(
+        default_factory=lambda: {"class_path": "mcu_lightning.callbacks.DivergenceGuard", "init_args": {}}
+    )
 
 
 def study_parser() -> ArgumentParser:
@@ -229,6 +233,8 @@ class StudyRunner:
             if path is not None and not Path(path).exists() and "/" in path and path.startswith((".", "/")):
                 raise ValueError(f"{what} '{path}' does not exist; give a save_pretrained folder or a Hub name")
         check_class_path(study.data, "data")
+        if study.guard is not None:
+            check_class_path(study.guard, "guard")
         check_class_path(study.evaluation.suite, "evaluation.suite")
         if study.base.model is not None:
             check_class_path(study.base.model, "base.model")
@@ -268,7 +274,13 @@ class StudyRunner:
         kwargs.update(max_epochs=training.max_epochs, max_steps=training.max_steps)
         if training.max_epochs is None and training.max_steps == -1:
             kwargs["max_epochs"] = 1
-        callbacks = [ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0)]
+        from mcu_lightning.callbacks.checkpoint import AtomicCheckpointIO
+
+        every = self.study.checkpoint_every_n_steps  # mid-epoch checkpoints: a killed stage resumes where it was
+        callbacks = [
+            ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
+        ]
+        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         if self.study.progress:
             from lightning.pytorch.callbacks import RichProgressBar
 
@@ -282,10 +294,12 @@ class StudyRunner:
             **kwargs,
         )
 
-    def fit_and_test(self, directory: Path, module: Any, datamodule: Any, training: Training) -> dict[str, Any]:
+    def fit_and_test(
+        self, directory: Path, module: Any, datamodule: Any, training: Training, extra_callbacks: Sequence[Any] = ()
+    ) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         last = directory / "checkpoints" / "last.ckpt"
-        trainer = self.trainer(directory, training)
+        trainer = self.trainer(directory, training, extra_callbacks)
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
         fit_s = time.perf_counter() - started
@@ -301,13 +315,23 @@ class StudyRunner:
             stages.append(Stage(node, node, self.node_dir(node), partial(self.run_model_stage, node)))
         for endpoint in study.endpoints:
             stages.append(
-                Stage(endpoint.name, "endpoint", self.node_dir(endpoint.name), partial(self.run_endpoint, endpoint),
-                      depends=["base", "oracle"])
+                Stage(
+                    endpoint.name,
+                    "endpoint",
+                    self.node_dir(endpoint.name),
+                    partial(self.run_endpoint, endpoint),
+                    depends=["base", "oracle"],
+                )
             )
         for curve in study.curves:
             stages.append(
-                Stage(curve.name, "curve", self.root / "curves" / curve.name, partial(self.run_curve, curve),
-                      depends=list(curve.endpoints))
+                Stage(
+                    curve.name,
+                    "curve",
+                    self.root / "curves" / curve.name,
+                    partial(self.run_curve, curve),
+                    depends=list(curve.endpoints),
+                )
             )
         return stages
 
@@ -371,7 +395,12 @@ class StudyRunner:
         if endpoint.curriculum is not None:
             overrides["curriculum"] = endpoint.curriculum
         datamodule = self.datamodule(overrides, endpoint.train.batch_size)
-        return self.fit_and_test(self.node_dir(endpoint.name), module, datamodule, endpoint.train)
+        guards = []
+        if self.study.guard is not None:  # gradient ascent diverges by design: stop it, keep the last good weights
+            from lightning.pytorch import Callback
+
+            guards.append(build(self.study.guard, Callback, "guard"))
+        return self.fit_and_test(self.node_dir(endpoint.name), module, datamodule, endpoint.train, guards)
 
     def curve_objective(self, curve: CurveSpec) -> Any:
         from mcu_lightning.losses.base import UnlearningLoss

@@ -48,8 +48,11 @@ def _aggregates(path: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
-    return {k: float(v) if v is not None else math.nan for k, v in data.get("aggregates", data).items()
-            if isinstance(v, (int, float)) or v is None}
+    return {
+        k: float(v) if v is not None else math.nan
+        for k, v in data.get("aggregates", data).items()
+        if isinstance(v, (int, float)) or v is None
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -87,8 +90,9 @@ def endpoint_table(nodes: dict[str, dict[str, float]]) -> list[str]:
     names = sorted({m for values in nodes.values() for m in values})
     ordered = [m for m in MAIN_METRICS if m in names] + [m for m in names if m not in MAIN_METRICS]
     lines = ["| metric | " + " | ".join(nodes) + " |", "| --- |" + " --- |" * len(nodes)]
-    lines += [f"| {m} | " + " | ".join(_fmt(values.get(m, math.nan)) for values in nodes.values()) + " |"
-              for m in ordered]
+    lines += [
+        f"| {m} | " + " | ".join(_fmt(values.get(m, math.nan)) for values in nodes.values()) + " |" for m in ordered
+    ]
     return lines
 
 
@@ -124,7 +128,7 @@ def plot_comparison(curves: dict[str, tuple[list[str], list[dict[str, float]]]],
 
     metrics = metrics or ["t"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         for name, (_, rows) in curves.items():
             if rows and metric in rows[0]:
                 ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", label=name)
@@ -166,7 +170,7 @@ def write_report(root: Path) -> Path:
             continue
         lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
         shown = [m for m in columns if m != "t" and (m.endswith("/loss") or m in MAIN_METRICS)]
-        lines += barrier_table(summary, shown) + [""]
+        lines += [*barrier_table(summary, shown), ""]
         winners = [m for m in shown if summary["metrics"].get(m, {}).get("interior_beats_endpoints")]
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]

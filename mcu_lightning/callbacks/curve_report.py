@@ -40,8 +40,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def curve_table(ts: Sequence[float], results: Sequence[Any]) -> tuple[list[str], list[dict[str, float]]]:
     """Columns and rows (one per t) from the suite results at each t."""
     names = sorted({name for result in results for name in result.aggregates})
-    rows = [{"t": float(t), **{name: float(result.aggregates.get(name, math.nan)) for name in names}}
-            for t, result in zip(ts, results)]
+    rows = [
+        {"t": float(t), **{name: float(result.aggregates.get(name, math.nan)) for name in names}}
+        for t, result in zip(ts, results, strict=True)
+    ]
     return ["t", *names], rows
 
 
@@ -93,14 +95,14 @@ def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], titl
     nrows = max(1, math.ceil(len(names) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
     ts = [row["t"] for row in rows]
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         values = [row[name] for row in rows]
         ax.plot(ts, values, color="tab:blue", linewidth=1.5)
         ax.scatter([ts[0], ts[-1]], [values[0], values[-1]], color="tab:red", zorder=3, s=18)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("t", fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)

@@ -6,6 +6,12 @@ turn, or ``" {a}"``) and an EOS token is appended. ``labels`` copy the ids on th
 are -100 on the prompt and on padding, so a loss counts answer tokens only. A tokenizer without a pad
 token gets ``pad = eos`` (padding is told apart by ``attention_mask`` and -100 labels, never by the id).
 
+Truncation policy (``max_length`` L): the answer keeps priority. Answer tokens plus EOS are cut at their end
+to ``max(1, L - len(prompt))``, then the prompt is cut at its START to fill the rest, so every sequence has
+at most L tokens and at least one labelled token; the EOS stays labelled whenever the whole answer fits
+after the prompt. Bad rows fail with a ``ValueError`` naming the row and the field: a missing or non-string
+``question``/``answer``, an empty answer, an answer that tokenizes to nothing.
+
 Rows are tokenized once when a dataset is built (the ids are cached as lists). Collation pads training
 keys on the right and ``prompt_*`` keys on the LEFT (for ``generate``); perturbed answers stack to
 ``[B, K, L]``. Batch keys follow docs/internals.md.
@@ -78,6 +84,8 @@ class QATokenizer:
         eos = self.tokenizer.eos_token_id
         if answer and eos is not None and (not answer_ids or answer_ids[-1] != eos):
             answer_ids = [*answer_ids, eos]
+        if answer and not answer_ids:
+            raise ValueError(f"answer {answer!r} tokenizes to no tokens and the tokenizer has no eos token")
         answer_ids = answer_ids[: max(1, self.max_length - len(prompt_ids))] if answer else []
         keep = self.max_length - len(answer_ids)
         return prompt_ids[-keep:] if len(prompt_ids) > keep else prompt_ids, answer_ids
@@ -94,16 +102,46 @@ def _rows(data: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in data]
 
 
+class MissingFieldError(KeyError, ValueError):
+    """A QA row lacks a field: a ``KeyError`` (a missing key) that is also a ``ValueError`` (bad input)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def check_row(row: Any, index: int) -> None:
+    """Raise a ``ValueError`` naming row ``index`` and the field when a QA row cannot be trained on."""
+    if not isinstance(row, Mapping):
+        raise ValueError(f"QA row {index} is a {type(row).__name__}, not an object with 'question' and 'answer'")
+    for key in ("question", "answer"):
+        if key not in row:
+            raise MissingFieldError(f"QA rows need '{key}'; row {index} has fields {sorted(row)}")
+        if not isinstance(row[key], str):
+            raise ValueError(f"QA row {index}: field '{key}' is a {type(row[key]).__name__}, not a string")
+    if not row["answer"].strip():
+        raise ValueError(f"QA row {index}: field 'answer' is empty; drop the row or give it an answer")
+    for key in ("paraphrased_answer", "perturbed_answer"):
+        if key in row and row[key] is not None:
+            values = [row[key]] if isinstance(row[key], str) else row[key]
+            if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+                raise ValueError(f"QA row {index}: field '{key}' must be a non-empty string or list of them")
+
+
 class QADataset(Dataset):
     """Training items ``{"input_ids", "labels", "index"}`` (lists; the collator pads them)."""
 
     def __init__(self, data: Any, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
         self.rows = _rows(data)
-        for key in ("question", "answer"):
-            if self.rows and key not in self.rows[0]:
-                raise KeyError(f"QA rows need '{key}'; got fields {sorted(self.rows[0])}")
+        for index, row in enumerate(self.rows):
+            check_row(row, index)
         self.encoder = QATokenizer(tokenizer, max_length)
-        self.items = [self.encoder.sequence(r["question"], r["answer"]) for r in self.rows]
+        self.items = [self._encode(index, r["question"], r["answer"]) for index, r in enumerate(self.rows)]
+
+    def _encode(self, index: int, question: str, answer: str, field: str = "answer") -> tuple[list[int], list[int]]:
+        try:
+            return self.encoder.sequence(question, answer)
+        except ValueError as err:
+            raise ValueError(f"QA row {index}: field '{field}': {err}") from err
 
     def __len__(self) -> int:
         return len(self.items)
@@ -141,13 +179,13 @@ class QAEvalDataset(QADataset):
                 )
         enc = self.encoder
         self.extras: list[dict[str, Any]] = []
-        for r in self.rows:
+        for index, r in enumerate(self.rows):
             extra: dict[str, Any] = {"prompt_input_ids": enc.prompt_ids(r["question"])}
             if self.has_paraphrased:
-                extra["paraphrased"] = enc.sequence(r["question"], r["paraphrased_answer"])
+                extra["paraphrased"] = self._encode(index, r["question"], r["paraphrased_answer"], "paraphrased_answer")
             if self.num_perturbed:
                 wrong = _as_list(r["perturbed_answer"])[: self.num_perturbed]
-                extra["perturbed"] = [enc.sequence(r["question"], a) for a in wrong]
+                extra["perturbed"] = [self._encode(index, r["question"], a, "perturbed_answer") for a in wrong]
             self.extras.append(extra)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ fictitious-facts set, or a copy of TOFU) loads through the very same code path.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -91,9 +92,27 @@ def load_tofu_split(name: str, root: str | Path | None = None) -> datasets.Datas
             f"TOFU folder '{folder}' lacks '{path.name}' (config {name!r}); "
             f"copy it there, or pass root=None to read it from the Hub '{TOFU_HUB_NAME}'"
         )
-    if not path.read_text(encoding="utf-8").strip():
-        raise ValueError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
+    check_json_lines(path, name)
     return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+def check_json_lines(path: Path, name: str = "") -> None:
+    """Raise a ``ValueError`` naming the file and line when a JSON-lines file is empty or has a bad line."""
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"TOFU file '{path}' line {number}: invalid JSON ({err.msg} at column {err.colno}); "
+                "each line must be one JSON object"
+            ) from None
+        if not isinstance(row, dict):
+            raise ValueError(f"TOFU file '{path}' line {number}: a {type(row).__name__}, not a JSON object")
 
 
 def load_tofu_splits(spec: str, root: str | Path | None = None) -> datasets.Dataset:

@@ -15,7 +15,12 @@ class SmallConvNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, image_size: int = 8) -> None:
         super().__init__()
-        self.init_args = {"num_classes": num_classes, "in_channels": in_channels, "width": width, "image_size": image_size}
+        self.init_args = {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "width": width,
+            "image_size": image_size,
+        }
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(width),

@@ -14,6 +14,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from mcu_lightning.callbacks.guard import DivergenceGuard
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import MetricSuite
@@ -48,7 +49,9 @@ class FineTuneModule(MCUModule):
         super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
         self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer"])
         self.model_source = model if isinstance(model, str) else None
-        self.model = load_model(model) if isinstance(model, str) else model
+        # from_pretrained returns eval mode; a model loaded to be trained must train (dropout on)
+        self.model = load_model(model).train() if isinstance(model, str) else model
+        check_finite(self.model, f"starting model {model!r}" if isinstance(model, str) else "starting model")
         self.loss = loss if loss is not None else NLL(split="train")
         self.export = export
 
@@ -71,15 +74,19 @@ class FineTuneModule(MCUModule):
             loader = self.split_batches("forget")
         self.loss.setup_model(self.model, loader)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
         self.loss.on_train_step(self.global_step)
         out: LossOutput = self.loss(as_policy(self.model), batch, self.reference_policy())
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"{type(self.loss).__name__} gave a non-finite loss ({out.loss.item()}) at step {self.global_step}; "
-                "lower the learning rate or add a divergence guard"
-            )
         size = _batch_size(batch)
+        if not torch.isfinite(out.loss):
+            if not any(isinstance(cb, DivergenceGuard) for cb in self.trainer.callbacks):
+                raise FloatingPointError(
+                    f"{type(self.loss).__name__} gave a non-finite loss ({out.loss.item()}) at step "
+                    f"{self.global_step}; lower the learning rate or add mcu_lightning.callbacks.DivergenceGuard"
+                )
+            # the guard reads the logged NaN/inf and stops the run; returning None skips backward and the step
+            self.log("train/loss", out.loss.detach(), batch_size=size)
+            return None
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size)
         for name, value in out.logs.items():
             self.log(f"train/{name}", value, batch_size=size)
@@ -94,8 +101,19 @@ class FineTuneModule(MCUModule):
 
     @rank_zero_only
     def export_model(self) -> None:
-        """Write the model (``save_pretrained`` folder, or ``mcu_model.json`` + safetensors) atomically."""
+        """Write the model (``save_pretrained`` folder, or ``mcu_model.json`` + safetensors) atomically; never NaN."""
+        check_finite(self.model, "the trained model", error=FloatingPointError)
         save_model(self.model, self.output_dir / EXPORT_DIR, tokenizer=self.tokenizer)
+
+
+def check_finite(model: nn.Module, what: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the first floating tensor of ``model`` that holds NaN or inf."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise error(
+                f"{what} has non-finite values (NaN or inf) in '{name}'; "
+                "use an earlier checkpoint (DivergenceGuard keeps last_good.ckpt) or retrain it"
+            )
 
 
 def _batch_size(batch: Mapping[str, Any]) -> int:
