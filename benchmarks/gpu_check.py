@@ -29,10 +29,22 @@ def run_study(workdir: Path, accelerator: str) -> dict:
     trainer = json.dumps({"accelerator": accelerator, "devices": 1, "precision": "bf16-mixed", "log_every_n_steps": 10})
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "mcu_lightning.cli", "experiment", "--config",
-         str(REPO / "configs/quickstart/experiment.yaml"), "--trainer", trainer, "--progress", "false",
-         "--output_dir", str(workdir / "runs")],
-        check=True, cwd=workdir,
+        [
+            sys.executable,
+            "-m",
+            "mcu_lightning.cli",
+            "experiment",
+            "--config",
+            str(REPO / "configs/quickstart/experiment.yaml"),
+            "--trainer",
+            trainer,
+            "--progress",
+            "false",
+            "--output_dir",
+            str(workdir / "runs"),
+        ],
+        check=True,
+        cwd=workdir,
     )
     total = time.perf_counter() - started
     stages = {}
@@ -54,20 +66,32 @@ def lora_curve_check(args: argparse.Namespace, workdir: Path) -> dict:
 
     tokenizer = load_tokenizer("fictitious")
     base = tiny_causal_lm(
-        tokenizer="fictitious", hidden_size=args.hidden, intermediate_size=int(args.hidden * 2.75),
-        num_hidden_layers=args.layers, num_attention_heads=max(1, args.hidden // 64),
-        num_key_value_heads=max(1, args.hidden // 256), max_position_embeddings=256, seed=0,
+        tokenizer="fictitious",
+        hidden_size=args.hidden,
+        intermediate_size=int(args.hidden * 2.75),
+        num_hidden_layers=args.layers,
+        num_attention_heads=max(1, args.hidden // 64),
+        num_key_value_heads=max(1, args.hidden // 256),
+        max_position_embeddings=256,
+        seed=0,
     )
     num_params = sum(p.numel() for p in base.parameters())
     base_dir = save_model(base.to(torch.bfloat16), workdir / "base", tokenizer=tokenizer)
     adapters = []
     for seed in (1, 2):
-        model = get_peft_model(tiny_causal_lm(tokenizer="fictitious", hidden_size=args.hidden,
-                                              intermediate_size=int(args.hidden * 2.75), num_hidden_layers=args.layers,
-                                              num_attention_heads=max(1, args.hidden // 64),
-                                              num_key_value_heads=max(1, args.hidden // 256),
-                                              max_position_embeddings=256, seed=0),
-                               LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"]))
+        model = get_peft_model(
+            tiny_causal_lm(
+                tokenizer="fictitious",
+                hidden_size=args.hidden,
+                intermediate_size=int(args.hidden * 2.75),
+                num_hidden_layers=args.layers,
+                num_attention_heads=max(1, args.hidden // 64),
+                num_key_value_heads=max(1, args.hidden // 256),
+                max_position_embeddings=256,
+                seed=0,
+            ),
+            LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"]),
+        )
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, p in model.named_parameters():
@@ -79,9 +103,15 @@ def lora_curve_check(args: argparse.Namespace, workdir: Path) -> dict:
     module = CurveModule(endpoints=adapters, base=str(base_dir), dtype="bfloat16", eval_ts=3)
     data = QADataModule(tokenizer="fictitious", batch_size=args.batch_size, max_length=64)
     trainer = Trainer(
-        accelerator=args.device if args.device != "cuda" else "gpu", devices=1,
-        precision="bf16-mixed", max_steps=args.steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        accelerator=args.device if args.device != "cuda" else "gpu",
+        devices=1,
+        precision="bf16-mixed",
+        max_steps=args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

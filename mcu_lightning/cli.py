@@ -144,6 +144,11 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    threads = os.environ.get("MCU_NUM_THREADS")
+    if threads:  # small models on busy CPUs run faster on one intra-op thread
+        import torch
+
+        torch.set_num_threads(int(threads))
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in STUDY_COMMANDS:
         from mcu_lightning import experiment

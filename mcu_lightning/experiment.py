@@ -450,11 +450,11 @@ class StudyRunner:
             self.console.print(message)
 
     def run(self, only: Sequence[str] | None = None) -> Path:
-        from mcu_lightning.callbacks.curve_report import atomic_write_bytes
+        from mcu_lightning.atomic import atomic_write
         from mcu_lightning.report import write_report
 
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
+        atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
         stages = self.plan()
         for index, stage in enumerate(stages, start=1):
             label = f"[{index}/{len(stages)}] {stage.kind} [bold]{stage.name}[/bold]"
@@ -467,7 +467,7 @@ class StudyRunner:
             started = time.perf_counter()
             timings = stage.run()
             record = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
-            atomic_write_bytes(stage.marker, json.dumps(record, indent=2).encode())
+            atomic_write(stage.marker, json.dumps(record, indent=2).encode())
             self.say(f"{label}: done in {record['seconds']:.1f} s")
         report = write_report(self.root)
         self.say(f"report: {report}")

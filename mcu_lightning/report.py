@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mcu_lightning.atomic import atomic_write
 from mcu_lightning.callbacks.curve_report import (
     BARRIER_JSON,
+    CURVE_FIGURE,
     CURVE_METRICS_CSV,
-    atomic_write_bytes,
     plot_curve,
     read_csv,
     save_figure,
@@ -136,7 +137,7 @@ def plot_comparison(curves: dict[str, tuple[list[str], list[dict[str, float]]]],
         ax.set_xlabel("t", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.35)
     return fig
 
 
@@ -160,7 +161,11 @@ def write_report(root: Path) -> Path:
         tables[name] = (columns, rows)
         (out / name).mkdir(exist_ok=True)
         shutil.copyfile(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
-        save_figure(plot_curve(columns, rows, title=name), out / f"{name}.png")
+        figure = folder / CURVE_FIGURE
+        if figure.is_file():  # drawn by the curve's own test; redraw only when it is missing
+            shutil.copyfile(figure, out / f"{name}.png")
+        else:
+            save_figure(plot_curve(columns, rows, title=name), out / f"{name}.png")
         summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
         spec = curve_specs.get(name, {})
         pair = " -> ".join(spec.get("endpoints", [])) or "?"
@@ -180,5 +185,5 @@ def write_report(root: Path) -> Path:
         save_figure(plot_comparison(tables, main_metrics(union)[:4]), out / COMPARISON)
         lines += ["## All curves", "", f"![comparison]({COMPARISON})", ""]
     summary_path = out / SUMMARY
-    atomic_write_bytes(summary_path, "\n".join(lines).encode())
+    atomic_write(summary_path, "\n".join(lines).encode())
     return summary_path

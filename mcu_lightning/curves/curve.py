@@ -362,9 +362,10 @@ class Curve(nn.Module):
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:
         """Copy ``theta(t)`` and the buffers at ``t`` into ``model`` (of the template's architecture); returns it."""
+        param_names = self._param_name_set  # built once, not per tensor
         for name, value in {**self.params(t), **self.buffers_at(t)}.items():
             try:
-                target = model.get_parameter(name) if name in self._param_name_set else model.get_buffer(name)
+                target = model.get_parameter(name) if name in param_names else model.get_buffer(name)
             except AttributeError as error:
                 raise ValueError(
                     f"write_to: the model has no tensor '{name}'; is it of the template's architecture?"

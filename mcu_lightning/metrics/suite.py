@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from mcu_lightning.atomic import atomic_write
 
 
 @dataclass
@@ -37,19 +37,8 @@ class EvalResult:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, then ``os.replace``. NaN is written as ``NaN``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"aggregates": self.aggregates, "per_sample": self.per_sample}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, json.dumps(payload, indent=1).encode())
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> EvalResult:

@@ -224,6 +224,9 @@ class CurveModule(MCUModule):
     def on_test_epoch_end(self) -> None:
         """For each t: write theta(t) into the working copy once, recompute BatchNorm, run every split."""
         self.curve_results = []
+        self.bn_batches_cache = list(self.split_batches("retain")) if has_batchnorm(self.template) else []
+        if self.bn_batches is not None:
+            self.bn_batches_cache = self.bn_batches_cache[: self.bn_batches]
         for index, t in enumerate(self.eval_ts):
             model = self._point(t)
             suite = self.suite
@@ -235,14 +238,14 @@ class CurveModule(MCUModule):
             self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
-        self.test_batches = []
+        self.test_batches, self.bn_batches_cache = [], []
         self._write_report()
 
     def _point(self, t: float) -> nn.Module:
         """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
         model = self.curve.write_to(self.template, t)
         if has_batchnorm(model):  # Garipov et al., Sec. 3.4: statistics of theta(t), not interpolated ones
-            recompute_batchnorm(model, self.split_batches("retain"), max_batches=self.bn_batches)
+            recompute_batchnorm(model, self.bn_batches_cache)
         return model.eval()
 
     def logger_log_t(self, name: str, value: float, index: int) -> None:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import mcu_lightning.callbacks.checkpoint as checkpoint_io
+from mcu_lightning.atomic import atomic_write
 from mcu_lightning.callbacks import AtomicCheckpointIO
-from mcu_lightning.callbacks.curve_report import atomic_write_bytes
 from mcu_lightning.metrics.suite import EvalResult
 from mcu_lightning.models.io import load_state_dict, save_model
 from mcu_lightning.models.small import MLP
@@ -77,12 +77,12 @@ def test_lightning_trainer_uses_the_atomic_plugin(tmp_path: Path, monkeypatch) -
 
 
 def test_eval_result_json_interrupted_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
-    import mcu_lightning.metrics.suite as suite
+    import mcu_lightning.atomic as atomic
 
     path = tmp_path / "test_metrics.json"
     EvalResult(aggregates={"forget/loss": 1.0}, per_sample={}).to_json(path)
-    monkeypatch.setattr(suite.json, "dump", lambda obj, handle, **kw: (handle.write('{"aggr'), 1 / 0))
-    with pytest.raises(ZeroDivisionError):
+    monkeypatch.setattr(atomic.os, "fdopen", _truncating_fdopen(atomic.os.fdopen))
+    with pytest.raises(OSError):
         EvalResult(aggregates={"forget/loss": 2.0}, per_sample={}).to_json(path)
     monkeypatch.undo()
     assert json.loads(path.read_text())["aggregates"] == {"forget/loss": 1.0}
@@ -90,13 +90,13 @@ def test_eval_result_json_interrupted_keeps_the_old_file(tmp_path: Path, monkeyp
 
 
 def test_report_writer_interrupted_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
-    import mcu_lightning.callbacks.curve_report as curve_report
+    import mcu_lightning.atomic as atomic
 
     path = tmp_path / "barrier_summary.json"
-    atomic_write_bytes(path, b'{"old": true}')
-    monkeypatch.setattr(curve_report.os, "fdopen", _truncating_fdopen(curve_report.os.fdopen))
+    atomic_write(path, b'{"old": true}')
+    monkeypatch.setattr(atomic.os, "fdopen", _truncating_fdopen(atomic.os.fdopen))
     with pytest.raises(OSError):
-        atomic_write_bytes(path, b'{"new": true, "padding": "' + b"x" * 100 + b'"}')
+        atomic_write(path, b'{"new": true, "padding": "' + b"x" * 100 + b'"}')
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"old": True} and len(list(tmp_path.iterdir())) == 1
 

@@ -1,0 +1,136 @@
+"""What the benchmarks share: interleaved timing, argument parsing, printing and the JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: device, repeats, warm-up, threads and the JSON output path."""
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions of each variant (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repetitions of each variant first")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads; 1 (default) is steadiest on a shared CPU, 0 keeps torch's choice",
+    )
+    p.add_argument("--out", default=str(RESULTS_DIR / f"{name}.json"), help="where the JSON figures go")
+    return p
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads``, check ``--device`` and return it."""
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False; use --device cpu")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    variants: Mapping[str, Callable[[], Any]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant, measured round-robin (A B A B ...) so drift hits all of them alike."""
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def ratio_line(label: str, ours: float, baseline: float, target: str, unit: str = "ms", scale: float = 1e3) -> str:
+    """``label: ours/baseline = r (ours x ms, baseline y ms; target ...)``."""
+    return (
+        f"{label}: ratio {ours / baseline:.3f}  (ours {ours * scale:.3f} {unit}, baseline {baseline * scale:.3f} "
+        f"{unit}; target {target})"
+    )
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def write_json(path: str | Path, name: str, device: torch.device, args: argparse.Namespace, rows: list[dict]) -> Path:
+    """``{"benchmark", "environment", "args", "rows"}``: one row per measured case, ratios included."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "environment": environment(device), "args": vars(args), "rows": rows}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def lm_batch(vocab_size: int, batch_size: int, seq_len: int, device: torch.device, seed: int = 0) -> dict:
+    """A causal-LM sub-batch of random tokens: the first quarter is the prompt (labels -100), the rest the answer."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
+    labels = input_ids.clone()
+    labels[:, : seq_len // 4] = -100
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def image_batch(batch_size: int, channels: int, size: int, device: torch.device, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "inputs": torch.randn(batch_size, channels, size, size, generator=generator).to(device),
+        "labels": torch.randint(0, 10, (batch_size,), generator=generator).to(device),
+    }
+
+
+def perturbed(state: Mapping[str, torch.Tensor], scale: float, seed: int) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` with Gaussian noise of relative size ``scale`` on float tensors (a second endpoint)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not name.endswith(("running_var", "running_mean")):
+            noise = torch.randn(tensor.shape, generator=generator).to(tensor.device, tensor.dtype)
+            out[name] = tensor.detach() + scale * (tensor.detach().std() if tensor.numel() > 1 else 1.0) * noise
+        else:
+            out[name] = tensor.detach().clone()
+    return out

@@ -1,0 +1,117 @@
+"""Evaluating a curve at 31 points vs 31 evaluations of a plain model on the same evaluation set.
+
+Curve (t-major, what a per-t test loop does): for each t, ``Curve.write_to(model, t)`` once, then the forward pass over
+every evaluation batch. Plain: the same forward passes on a plain model, 31 times. Target: curve/plain <= 1.05.
+Also measured (not a target): batch-major order, ``write_to`` for every (batch, t) pair, which is what
+``CurveModule.test`` does when each ``test_step`` loops over t.
+
+    python -m benchmarks.curve_eval
+    python -m benchmarks.curve_eval --device cuda --eval-batches 16 --batch-size 64 --seq-len 512
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmarks._common import (
+    image_batch,
+    interleaved,
+    lm_batch,
+    median,
+    parser,
+    perturbed,
+    ratio_line,
+    setup,
+    write_json,
+)
+from mcu_lightning.curves import Bezier, Curve
+from mcu_lightning.models import SmallConvNet, call_model, tiny_causal_lm
+
+
+def make_evals(model: nn.Module, batches: list[dict], points: int) -> dict[str, Callable[[], None]]:
+    ts = [i / (points - 1) for i in range(points)]
+    plain = copy.deepcopy(model).eval()
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    template = copy.deepcopy(model).requires_grad_(False)
+    curve = Curve(template, [start, perturbed(start, 0.05, seed=1)], shape=Bezier(3))
+    working = copy.deepcopy(model).requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def plain_eval() -> None:
+        for _ in ts:
+            for batch in batches:
+                call_model(plain, batch)
+
+    @torch.no_grad()
+    def curve_t_major() -> None:
+        for t in ts:
+            curve.write_to(working, t)
+            for batch in batches:
+                call_model(working, batch)
+
+    @torch.no_grad()
+    def curve_batch_major() -> None:
+        for batch in batches:
+            for t in ts:
+                curve.write_to(working, t)
+                call_model(working, batch)
+
+    return {"curve": curve_t_major, "plain": plain_eval, "curve_batch_major": curve_batch_major}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = parser("curve_eval", __doc__.splitlines()[0])
+    p.set_defaults(repeats=3, warmup=1)
+    p.add_argument("--points", type=int, default=31, help="t values on [0, 1], endpoints included")
+    p.add_argument("--eval-batches", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--lm-batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--vocab-size", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=64)
+    args = p.parse_args(argv)
+    device = setup(args)
+    conv = SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
+    lm = tiny_causal_lm(
+        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+        intermediate_size=2 * args.hidden_size, max_position_embeddings=max(128, args.seq_len),
+    ).to(device)  # fmt: skip
+    n = range(args.eval_batches)
+    cases = [
+        ("conv", conv, [image_batch(args.batch_size, 3, args.image_size, device, i) for i in n]),
+        ("lm", lm, [lm_batch(args.vocab_size, args.lm_batch_size, args.seq_len, device, i) for i in n]),
+    ]  # fmt: skip
+    rows = []
+    for kind, model, batches in cases:
+        times = interleaved(make_evals(model, batches, args.points), args.repeats, args.warmup, device)
+        curve_s, plain_s, major_s = (median(times[k]) for k in ("curve", "plain", "curve_batch_major"))
+        label = f"{kind}, {args.points} t x {len(batches)} batches"
+        print(ratio_line(f"curve_eval {label}: curve/plain", curve_s, plain_s, "<= 1.05"))
+        print(ratio_line(f"curve_eval {label}: batch-major/plain", major_s, plain_s, "none (information)"))
+        rows.append(
+            {
+                "case": label,
+                "model": kind,
+                "points": args.points,
+                "eval_batches": len(batches),
+                "params": sum(p.numel() for p in model.parameters()),
+                "curve_ms": curve_s * 1e3,
+                "plain_ms": plain_s * 1e3,
+                "batch_major_ms": major_s * 1e3,
+                "ratio": curve_s / plain_s,
+                "batch_major_ratio": major_s / plain_s,
+                "target": 1.05,
+                "meets_target": curve_s / plain_s <= 1.05,
+            }
+        )
+    write_json(args.out, "curve_eval", device, args, rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

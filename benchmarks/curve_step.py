@@ -1,0 +1,117 @@
+"""One curve-fitting training step vs one plain training step of the same model, batch and optimizer.
+
+Curve step (what ``CurveModule.training_step`` does): draw t, ``Curve.forward(t, batch)`` (theta(t) =
+sum_k c_k(t) P_k, then ``functional_call``), cross-entropy, backward into the control point, AdamW step. Plain step:
+forward, the same loss, backward, AdamW on the model's weights. Targets: curve/plain <= 1.10 on the conv net (every
+batch size), <= 1.20 on the causal LM.
+
+    python -m benchmarks.curve_step                      # CPU defaults, < 2 min on 2 cores
+    python -m benchmarks.curve_step --device cuda --batch-sizes 1,16,128,512 --lm-batch-sizes 1,8,32 --seq-len 512
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmarks._common import (
+    image_batch,
+    int_list,
+    interleaved,
+    lm_batch,
+    median,
+    parser,
+    perturbed,
+    ratio_line,
+    setup,
+    write_json,
+)
+from mcu_lightning.curves import Bezier, Curve
+from mcu_lightning.models import SmallConvNet, call_model, tiny_causal_lm
+
+
+def loss_of(logits: Tensor, batch: dict) -> Tensor:
+    """Cross-entropy: per image, or next-token on the answer (labels -100 ignored)."""
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, batch["labels"])
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+
+
+def make_steps(model: nn.Module, batch: dict, lr: float = 1e-4) -> dict[str, Callable[[], None]]:
+    """The curve step and the plain step, each with its own AdamW, on copies of ``model``."""
+    plain = copy.deepcopy(model).train()
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=lr)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    template = copy.deepcopy(model).requires_grad_(False)
+    curve = Curve(template, [start, perturbed(start, 0.05, seed=1)], shape=Bezier(3)).train()
+    curve_opt = torch.optim.AdamW(curve.control_points.parameters(), lr=lr)
+    ts = iter(torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)).tolist())
+
+    def plain_step() -> None:
+        loss = loss_of(call_model(plain, batch), batch)
+        loss.backward()
+        plain_opt.step()
+        plain_opt.zero_grad(set_to_none=True)
+
+    def curve_step() -> None:
+        loss = loss_of(curve(next(ts), batch), batch)
+        loss.backward()
+        curve_opt.step()
+        curve_opt.zero_grad(set_to_none=True)
+
+    return {"curve": curve_step, "plain": plain_step}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = parser("curve_step", __doc__.splitlines()[0])
+    p.set_defaults(repeats=10, warmup=2)
+    p.add_argument("--batch-sizes", type=int_list, default=[1, 16, 128], help="conv net batch sizes")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--width", type=int, default=16, help="conv net width")
+    p.add_argument("--lm-batch-sizes", type=int_list, default=[1, 8], help="causal LM batch sizes")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--vocab-size", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    args = p.parse_args(argv)
+    device = setup(args)
+    rows = []
+    conv = SmallConvNet(image_size=args.image_size, in_channels=3, width=args.width).to(device)
+    cases = [("conv", conv, bs, image_batch(bs, 3, args.image_size, device), 1.10) for bs in args.batch_sizes]
+    lm = tiny_causal_lm(
+        tokenizer=None,
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        intermediate_size=2 * args.hidden_size,
+        num_hidden_layers=args.layers,
+        max_position_embeddings=max(128, args.seq_len),
+    ).to(device)
+    cases += [("lm", lm, bs, lm_batch(args.vocab_size, bs, args.seq_len, device), 1.20) for bs in args.lm_batch_sizes]
+    for kind, model, bs, batch, target in cases:
+        times = interleaved(make_steps(model, batch), args.repeats, args.warmup, device)
+        curve_s, plain_s = median(times["curve"]), median(times["plain"])
+        label = f"{kind} batch {bs}" + (f" seq {args.seq_len}" if kind == "lm" else "")
+        print(ratio_line(f"curve_step {label}: curve/plain", curve_s, plain_s, f"<= {target:.2f}"))
+        rows.append(
+            {
+                "case": label,
+                "model": kind,
+                "batch_size": bs,
+                "params": sum(p.numel() for p in model.parameters()),
+                "curve_ms": curve_s * 1e3,
+                "plain_ms": plain_s * 1e3,
+                "ratio": curve_s / plain_s,
+                "target": target,
+                "meets_target": curve_s / plain_s <= target,
+            }
+        )
+    write_json(args.out, "curve_step", device, args, rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Smoke tests of the benchmarks: each runs at tiny sizes, prints its ratio lines and writes its JSON.
+
+Not timed tests: no speed is asserted (a shared CI machine cannot promise one), only that every figure is
+measured, finite and positive, and that the report renders from the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import curve_eval, curve_memory, curve_step, report, study, unlearn_step
+from benchmarks.curve_memory import TensorBytes
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_LM = ["--vocab-size", "64", "--hidden-size", "16"]
+
+
+def _rows(out: Path, name: str) -> list[dict]:
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == name
+    assert data["environment"]["device"] == "cpu"
+    return data["rows"]
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def test_curve_step_prints_ratios(tmp_path, capsys):
+    out = tmp_path / "curve_step.json"
+    curve_step.main(
+        [
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--batch-sizes",
+            "1,2",
+            "--image-size",
+            "8",
+            "--width",
+            "4",
+            "--lm-batch-sizes",
+            "1",
+            "--seq-len",
+            "8",
+            "--layers",
+            "1",
+            *TINY_LM,
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert printed.count("curve_step ") == 3 and "curve/plain: ratio" in printed
+    rows = _rows(out, "curve_step")
+    assert [r["case"] for r in rows] == ["conv batch 1", "conv batch 2", "lm batch 1 seq 8"]
+    assert all(_positive(r["ratio"]) and math.isclose(r["ratio"], r["curve_ms"] / r["plain_ms"]) for r in rows)
+
+
+def test_curve_eval_prints_ratios(tmp_path, capsys):
+    out = tmp_path / "curve_eval.json"
+    curve_eval.main(
+        [
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--points",
+            "3",
+            "--eval-batches",
+            "1",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "8",
+            "--lm-batch-size",
+            "1",
+            "--seq-len",
+            "8",
+            *TINY_LM,
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "curve_eval conv, 3 t x 1 batches: curve/plain: ratio" in printed
+    assert "batch-major/plain: ratio" in printed
+    rows = _rows(out, "curve_eval")
+    assert len(rows) == 2 and all(_positive(r["ratio"]) and _positive(r["batch_major_ratio"]) for r in rows)
+
+
+def test_tensor_bytes_counts_live_storages():
+    import torch
+
+    x = torch.ones(1000)
+    with TensorBytes(known={x.untyped_storage().data_ptr()}) as counter:
+        y = x * 2  # 4000 bytes
+        z = y + 1  # 8000 live
+        del y  # 4000 live
+        w = z.view(10, 100)  # a view: no new bytes
+        del z
+        assert counter.current == 4000
+        del w
+    assert counter.peak == 8000 and counter.current == 0
+
+
+def test_curve_memory_matches_prediction(tmp_path, capsys):
+    out = tmp_path / "curve_memory.json"
+    curve_memory.main(
+        [
+            "--batch-size",
+            "2",
+            "--image-size",
+            "8",
+            "--lm-batch-size",
+            "1",
+            "--seq-len",
+            "8",
+            "--layers",
+            "1",
+            *TINY_LM,
+            "--out",
+            str(out),
+        ]
+    )
+    assert "curve/plain peak ratio" in capsys.readouterr().out
+    for row in _rows(out, "curve_memory"):
+        # the curve holds more than the plain model (two endpoints, AdamW state of the control point) but no extra copy
+        assert row["curve_peak"] > row["plain_peak"] > 0
+        assert 0.8 < row["curve_vs_predicted"] < 1.2, row
+        assert row["extra_model_copies"] < 1.0
+
+
+def test_unlearn_step_prints_ratios(tmp_path, capsys):
+    out = tmp_path / "unlearn_step.json"
+    unlearn_step.main(
+        [
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--layers",
+            "1",
+            *TINY_LM,
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "unlearn_step GradDiff: Trainer/loop tokens/s ratio" in printed and "unlearn_step NPO:" in printed
+    rows = _rows(out, "unlearn_step")
+    assert [r["loss"] for r in rows] == ["GradDiff", "NPO"]
+    assert all(_positive(r["trainer_tokens_per_s"]) and _positive(r["loop_tokens_per_s"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_study_reads_stage_markers(tmp_path, capsys):
+    config = yaml.safe_load((ROOT / "configs" / "quickstart" / "experiment.yaml").read_text())
+    config["base"]["train"]["max_epochs"] = 1
+    config["endpoints"] = config["endpoints"][:2]
+    for endpoint in config["endpoints"]:
+        endpoint["train"]["max_epochs"] = 1
+    config["curves"] = [{**config["curves"][0], "train": {"max_steps": 2}}]
+    config["evaluation"]["eval_ts"] = 2
+    config["evaluation"]["suite"]["init_args"]["max_new_tokens"] = 2
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "study.json"
+    study.main(["--config", str(path), "--keep", str(tmp_path / "run"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "stages/wall ratio" in printed
+    rows = {r["case"]: r for r in _rows(out, "study")}
+    assert {"base:base", "oracle:oracle", "endpoint:graddiff", "endpoint:npo", "curve:graddiff-npo"} <= set(rows)
+    assert rows["base:base"]["fit_seconds"] > 0 and rows["base:base"]["test_seconds"] > 0
+    assert 0 < rows["total"]["ratio"] <= 1
+
+
+def test_report_renders_every_section(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    env = {"torch": "x", "device": "cpu", "threads": 1}
+    row = {
+        "case": "conv batch 1",
+        "params": 10,
+        "curve_ms": 1.1,
+        "plain_ms": 1.0,
+        "ratio": 1.1,
+        "target": 1.1,
+        "meets_target": True,
+    }
+    (results / "curve_step.json").write_text(json.dumps({"benchmark": "curve_step", "environment": env, "rows": [row]}))
+    out = report.main(["--results", str(results), "--out", str(tmp_path / "perf.md"), "--notes", str(tmp_path / "x")])
+    text = out.read_text()
+    assert "| conv batch 1 | 10 | 1.10 | 1.00 | 1.100 | <= 1.10 | yes |" in text
+    assert "Not measured yet: run `python -m benchmarks.study`" in text
