@@ -2,6 +2,7 @@
 
 python -m benchmarks.report                       # after running the benchmarks
 python -m benchmarks.report --results DIR --out docs/performance.md
+python -m benchmarks.report --readme README.md    # also the README's Performance and memory-table sections
 """
 
 from __future__ import annotations
@@ -103,17 +104,39 @@ def render(results: Path, notes: Path | None = None) -> str:
     return "\n".join(parts)
 
 
+def splice(text: str, marker: str, body: str) -> str:
+    """Replace what stands between ``<!-- marker:start ... -->`` and ``<!-- marker:end -->`` in ``text``."""
+    start = text.index(f"<!-- {marker}:start")
+    start = text.index("-->", start) + len("-->")
+    end = text.index(f"<!-- {marker}:end -->")
+    return text[:start] + "\n" + body.strip() + "\n" + text[end:]
+
+
+def update_readme(readme: Path, performance: str) -> None:
+    """README's Performance section (the tables, headings shifted down) and the memory-model table."""
+    from mcu_lightning.models.memory import memory_table
+
+    tables = performance.split("\n", 1)[1].replace("\n## ", "\n### ")  # drop the page title
+    text = splice(readme.read_text(), "performance", tables)
+    readme.write_text(splice(text, "memory-table", memory_table()))
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default=str(RESULTS_DIR))
     p.add_argument("--notes", default=str(Path(__file__).resolve().parent / "notes.md"),
                    help="hand-written findings appended after the tables")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    p.add_argument("--readme", default=None, help="also rewrite the Performance and memory sections of this README")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(Path(args.results), Path(args.notes)))
+    performance = render(Path(args.results), Path(args.notes))
+    out.write_text(performance)
     print(f"wrote {out}")
+    if args.readme:
+        update_readme(Path(args.readme), performance)
+        print(f"updated {args.readme}")
     return out
 
 
