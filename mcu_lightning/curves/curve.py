@@ -375,6 +375,8 @@ class Curve(nn.Module):
                     f"write_to: '{name}' has shape {tuple(target.shape)} in the model, "
                     f"{tuple(value.shape)} on the curve"
                 )
+            if target.data_ptr() == value.data_ptr():  # already there (a LoRA curve's shared frozen base)
+                continue
             target.copy_(value)
         return model
 
