@@ -1,0 +1,87 @@
+"""``mcu`` as a user runs it: help, ``--print_config`` round trips, and bad class paths failing before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcu_lightning.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DIGITS = CONFIGS / "quickstart" / "finetune_digits.yaml"
+UNLEARN_NPO = CONFIGS / "quickstart" / "unlearn_npo.yaml"
+STUDY = CONFIGS / "quickstart" / "experiment.yaml"
+
+
+def _exit_code(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    return int(info.value.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--help"], ["fit", "validate", "test", "predict"]),
+        (["fit", "--help"], ["--model", "--data", "--trainer", "--print_config"]),
+        (["experiment", "--help"], ["--endpoints", "--curves", "--only", "--print_config"]),
+        (["report", "--help"], ["run_dir"]),
+    ],
+    ids=["mcu", "fit", "experiment", "report"],
+)
+def test_help_exits_zero_and_lists_the_options(args: list[str], expected: list[str], capsys) -> None:
+    assert _exit_code(args) == 0
+    out = capsys.readouterr().out
+    for word in expected:
+        assert word in out, f"`mcu {' '.join(args)}` does not mention {word}"
+
+
+def test_fit_print_config_round_trips(tmp_path: Path, capsys) -> None:
+    assert _exit_code(["fit", "--config", str(UNLEARN_NPO), "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    assert config["model"]["class_path"] == "mcu_lightning.modules.UnlearningModule"
+    assert config["model"]["init_args"]["loss"]["class_path"] == "mcu_lightning.losses.NPO"
+    assert config["model"]["init_args"]["loss"]["init_args"]["beta"] == 0.1
+    assert config["trainer"]["max_epochs"] == 5
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(printed)
+    assert _exit_code(["fit", "--config", str(saved), "--print_config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == config  # the printed YAML is itself a complete config
+
+
+def test_experiment_print_config_round_trips(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    main(["experiment", "--config", str(STUDY), "--print_config"])
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    assert config["name"] == "quickstart"
+    assert [e["name"] for e in config["endpoints"]] == ["graddiff", "npo"]
+    saved = tmp_path / "study.yaml"
+    saved.write_text(printed)
+    main(["experiment", "--config", str(saved), "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out) == config
+    assert not (tmp_path / "runs").exists(), "--print_config must not run the study"
+
+
+def test_unknown_loss_fails_before_training_naming_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(UNLEARN_NPO.read_text())
+    raw["model"]["init_args"]["loss"]["class_path"] = "mcu_lightning.losses.NPOO"
+    raw["model"]["init_args"]["model"] = "does/not/exist"  # parsing must fail before anything is loaded
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert _exit_code(["fit", "--config", "bad.yaml"]) != 0
+    assert "mcu_lightning.losses.NPOO" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"], "nothing may be written before training"
+
+
+def test_unknown_loss_in_a_study_fails_before_any_stage(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(STUDY.read_text())
+    raw["endpoints"][1]["loss"]["class_path"] = "mcu_lightning.losses.NPOO"
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw))
+    assert _exit_code(["experiment", "--config", "study.yaml", "--progress", "false"]) != 0
+    assert "'NPOO'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists(), "no stage may start"

@@ -1,0 +1,97 @@
+"""``write_report`` / ``mcu report`` on a hand-made run directory: no training, every number checkable.
+
+The curve's barrier numbers in ``summary.md`` must be the ones ``barrier_summary.json`` holds, which are
+the DESIGN.md formulas applied to ``curve_metrics.csv``: for the lower-is-better series m = (1, 3, 2) at
+t = (0, 0.5, 1): vs_line = max_i [m_i - ((1 - t_i) m_0 + t_i m_1)] = 3 - 1.5 = 1.5,
+vs_max_end = 3 - max(1, 2) = 1, vs_mean_end = 3 - 1.5 = 1.5.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mcu_lightning.callbacks.curve_report import barrier_summaries, write_csv
+from mcu_lightning.cli import main
+from mcu_lightning.report import write_report
+
+
+def _higher_is_better(name: str) -> bool:
+    return name.endswith(("acc", "prob")) or name in ("model_utility", "forget_quality")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "runs" / "toy"
+    nodes = {
+        root / "base": {"forget/prob": 0.9, "retain/prob": 0.9},
+        root / "oracle": {"forget/prob": 0.3, "retain/prob": 0.88},
+        root / "endpoints" / "a": {"forget/prob": 0.2, "retain/prob": 0.8},
+        root / "endpoints" / "b": {"forget/prob": 0.25, "retain/prob": 0.7},
+    }
+    for folder, aggregates in nodes.items():
+        folder.mkdir(parents=True)
+        (folder / "test_metrics.json").write_text(json.dumps({"aggregates": aggregates, "per_sample": {}}))
+    curve = root / "curves" / "a-b"
+    columns = ["t", "forget/loss", "forget/prob"]
+    rows = [
+        {"t": 0.0, "forget/loss": 1.0, "forget/prob": 0.2},
+        {"t": 0.5, "forget/loss": 3.0, "forget/prob": 0.4},
+        {"t": 1.0, "forget/loss": 2.0, "forget/prob": 0.25},
+    ]
+    write_csv(curve / "curve_metrics.csv", columns, rows)
+    summary = barrier_summaries(columns, rows, _higher_is_better, path_length=1.25)
+    (curve / "barrier_summary.json").write_text(json.dumps(summary))
+    study = {"name": "toy", "curves": [{"name": "a-b", "endpoints": ["a", "b"]}]}
+    (root / "study.json").write_text(json.dumps(study))
+    return root
+
+
+def test_barrier_numbers_follow_the_formulas(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "curves" / "a-b" / "barrier_summary.json").read_text())
+    loss = summary["metrics"]["forget/loss"]
+    assert loss["barrier_vs_line"] == pytest.approx(1.5)
+    assert loss["barrier_vs_max_end"] == pytest.approx(1.0)
+    assert loss["barrier_vs_mean_end"] == pytest.approx(1.5)
+    assert loss["t_barrier_vs_line"] == pytest.approx(0.5)
+    prob = summary["metrics"]["forget/prob"]  # higher is better: the interior 0.4 beats both endpoints
+    assert prob["interior_beats_endpoints"] is True
+    assert prob["margin"] == pytest.approx(0.15)
+
+
+def test_report_writes_summary_and_figures(run_dir: Path) -> None:
+    path = write_report(run_dir)
+    assert path == run_dir / "report" / "summary.md"
+    text = path.read_text()
+    assert text.startswith("# MCU study: toy")
+    assert "| metric | base | oracle | a | b |" in text
+    assert "| forget/prob | 0.9 | 0.3 | 0.2 | 0.25 |" in text
+    assert "## Curve `a-b` (a -> b)" in text
+    assert "3 points on t in [0, 1]; path length 1.25." in text
+    assert "| forget/loss | 1 | 2 | 1.5 (0.5) | 1 (0.5) | 1.5 (0.5) |" in text
+    assert "Interior points beat both endpoints on: forget/prob." in text
+    for png in ("a-b.png", "curves_comparison.png"):
+        assert (run_dir / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run_dir / "report" / "a-b" / "curve_metrics.csv").read_bytes() == (
+        run_dir / "curves" / "a-b" / "curve_metrics.csv"
+    ).read_bytes()
+
+
+def test_report_cli_rebuilds_identically(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = write_report(run_dir).read_text()
+    main(["report", str(run_dir)])
+    assert capsys.readouterr().out.strip() == str(run_dir / "report" / "summary.md")
+    assert (run_dir / "report" / "summary.md").read_text() == first
+
+
+def test_report_of_a_missing_study_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no study at"):
+        write_report(tmp_path / "runs" / "nothing")
+
+
+def test_curve_without_barrier_summary_is_reported_as_unfinished(run_dir: Path) -> None:
+    (run_dir / "curves" / "a-b" / "barrier_summary.json").unlink()
+    text = write_report(run_dir).read_text()
+    assert "barrier summary missing (the curve's test did not finish)" in text
