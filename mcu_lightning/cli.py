@@ -153,8 +153,15 @@ def main(args: Sequence[str] | None = None) -> None:
     if argv and argv[0] in STUDY_COMMANDS:
         from mcu_lightning import experiment
 
+        if argv[0] == "experiment":
+            check_class_paths(argv[1:])
         command = experiment.run_experiment_cli if argv[0] == "experiment" else experiment.report_cli
-        command(argv[1:])
+        try:
+            command(argv[1:])
+        except experiment.StudyError as err:  # bad input found before any stage ran: one line, no traceback
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(str(err)) from err
         return
     check_class_paths(argv)
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself

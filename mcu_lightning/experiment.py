@@ -26,6 +26,10 @@ TEST_METRICS = "test_metrics.json"
 BUILTIN_NODES = ("base", "oracle")
 
 
+class StudyError(ValueError):
+    """A study that cannot run as written (found before any stage starts)."""
+
+
 # -- the study's YAML, as typed dataclasses (so --print_config and validation come from jsonargparse) -----------------
 @dataclass
 class Training:
@@ -483,7 +487,11 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
     study, cfg = parse_study(args)
     from rich.console import Console
 
-    return StudyRunner(study, console=Console(stderr=True)).run(only=cfg.get("only"))
+    try:
+        runner = StudyRunner(study, console=Console(stderr=True))
+    except (ValueError, FileNotFoundError) as err:
+        raise StudyError(str(err)) from err
+    return runner.run(only=cfg.get("only"))
 
 
 def report_cli(args: Sequence[str]) -> Path:
