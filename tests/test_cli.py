@@ -83,5 +83,7 @@ def test_unknown_loss_in_a_study_fails_before_any_stage(tmp_path: Path, monkeypa
     raw["endpoints"][1]["loss"]["class_path"] = "mcu_lightning.losses.NPOO"
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw))
     assert _exit_code(["experiment", "--config", "study.yaml", "--progress", "false"]) != 0
-    assert "'NPOO'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown class_path 'mcu_lightning.losses.NPOO'" in err and "did you mean 'mcu_lightning.losses.NPO'" in err
+    assert len(err.strip().splitlines()) == 1, "one clear line, no traceback"
     assert not (tmp_path / "runs").exists(), "no stage may start"

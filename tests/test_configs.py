@@ -86,6 +86,11 @@ def test_lightning_config_parses(path: Path) -> None:
     assert config.model.class_path == raw["model"]["class_path"]
     assert config.data.class_path == raw["data"]["class_path"]
     for key, value in raw.get("trainer", {}).items():
+        if key in ("callbacks", "plugins", "logger", "strategy") and not isinstance(value, (str, bool)):
+            parsed = config.trainer[key] if isinstance(config.trainer[key], list) else [config.trainer[key]]
+            given = value if isinstance(value, list) else [value]
+            assert [c.class_path for c in parsed] == [c["class_path"] for c in given], f"trainer.{key}"
+            continue
         assert config.trainer[key] == value, f"trainer.{key}"
     for class_path in _class_paths(raw):  # jsonargparse resolved them; the registry must agree
         assert resolve_class_path(class_path) is not None

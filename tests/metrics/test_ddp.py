@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import EOS, Bigram, qa_batch
+from qa_fixtures import EOS, Bigram, qa_batch
 from torch import nn
 from torch.utils.data import DistributedSampler
 

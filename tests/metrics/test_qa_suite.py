@@ -1,11 +1,11 @@
-"""QASuite on the bigram LM of conftest.py, whose probabilities give every aggregate by hand."""
+"""QASuite on the bigram LM of qa_fixtures.py, whose probabilities give every aggregate by hand."""
 
 import math
 import warnings
 
 import pytest
 import torch
-from conftest import EOS, qa_batch
+from qa_fixtures import EOS, qa_batch
 
 from mcu_lightning.metrics import EvalResult, QASuite
 

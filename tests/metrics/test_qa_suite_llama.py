@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import qa_batch
+from qa_fixtures import qa_batch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
