@@ -50,7 +50,8 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def cli_env(kill: bool = False) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), KILL_ENV: "1" if kill else "0"}
+    # one intra-op thread: bitwise-reproducible CPU reductions whatever the machine's load
+    env = {**os.environ, "PYTHONPATH": str(REPO), KILL_ENV: "1" if kill else "0", "OMP_NUM_THREADS": "1"}
     env.pop("MCU_TRACEBACK", None)
     return env
 
