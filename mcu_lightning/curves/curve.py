@@ -135,7 +135,31 @@ def _common_dtype(dtypes: Sequence[torch.dtype], floor: torch.dtype | None = Non
     return out
 
 
-class Curve(nn.Module):
+class TemplateCurve(nn.Module):
+    """What every curve shares: a frozen template it runs through ``functional_call`` but does not own.
+
+    The template is not a submodule (``parameters()`` and ``state_dict()`` are the curve's own), its train/eval
+    mode follows the curve's, and when it checkpoints activations the recomputation happens at theta(t).
+    """
+
+    def __init__(self, template: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "_template", template)  # hidden: not a submodule, never trained or saved
+        if uses_activation_checkpointing(template):  # make recomputation see theta(t), not the template's weights
+            enable_gradient_checkpointing(template)
+
+    @property
+    def template(self) -> nn.Module:
+        return self._template
+
+    def train(self, mode: bool = True) -> TemplateCurve:
+        """Set the mode of the curve and of the template (dropout, BatchNorm behave as in the template)."""
+        super().train(mode)
+        self._template.train(mode)
+        return self
+
+
+class Curve(TemplateCurve):
     """Frozen endpoints + trainable control points over a frozen ``template`` module.
 
     Args:
@@ -160,14 +184,11 @@ class Curve(nn.Module):
         init: Source = "linear",
         include: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(template)
         if len(endpoints) != 2:
             raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
         self.include = include
-        object.__setattr__(self, "_template", template)  # hidden: not a submodule, never trained or saved
-        if uses_activation_checkpointing(template):  # make recomputation see theta(t), not the template's weights
-            enable_gradient_checkpointing(template)
         labels = [_label(source, i) for i, source in enumerate(endpoints)]
         groups = _tie_groups(template)
         states = [_retie(_resolve(source), groups) for source in endpoints]
@@ -286,10 +307,6 @@ class Curve(nn.Module):
     # -- the curve ----------------------------------------------------------------------------------------------------
 
     @property
-    def template(self) -> nn.Module:
-        return self._template
-
-    @property
     def num_bends(self) -> int:
         return self.shape.num_bends
 
@@ -352,12 +369,6 @@ class Curve(nn.Module):
         """
         state = {**self.params(t), **(buffers if buffers is not None else self.buffers_at(t))}
         return functional_forward(self._template, state, batch)
-
-    def train(self, mode: bool = True) -> Curve:
-        """Set the mode of the curve and of the template (dropout, BatchNorm behave as in the template)."""
-        super().train(mode)
-        self._template.train(mode)
-        return self
 
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:

@@ -39,12 +39,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mcu_lightning.curves.curve import (
-    Curve,
-    enable_gradient_checkpointing,
-    functional_forward,
-    uses_activation_checkpointing,
-)
+from mcu_lightning.curves.curve import Curve, TemplateCurve, functional_forward
 from mcu_lightning.curves.shapes import Bezier, CurveShape
 from mcu_lightning.models.io import load_model
 
@@ -125,7 +120,7 @@ def load_adapter_state(folder: str | os.PathLike, model: nn.Module, adapter_name
                 param.copy_(backup[name])
 
 
-class LoraDeltaCurve(nn.Module):
+class LoraDeltaCurve(TemplateCurve):
     """A curve in ``dW`` space between two LoRA adapters: ``dW(t) = s sum_k c_k(t) B_k A_k`` (see the module doc).
 
     Args:
@@ -148,15 +143,12 @@ class LoraDeltaCurve(nn.Module):
         scaling: float = 1.0,
         adapter_name: str = "default",
     ) -> None:
-        super().__init__()
+        super().__init__(template)
         from peft.tuners.lora import LoraLayer
 
         if len(endpoints) != 2:
             raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
-        object.__setattr__(self, "_template", template)
-        if uses_activation_checkpointing(template):  # recompute checkpointed layers at the adapters of t
-            enable_gradient_checkpointing(template)
         names = _adapter_param_names(template, adapter_name)
         self.a_names, self.b_names = names[0::2], names[1::2]
         for i, state in enumerate(endpoints):
@@ -212,10 +204,6 @@ class LoraDeltaCurve(nn.Module):
         return sizes
 
     @property
-    def template(self) -> nn.Module:
-        return self._template
-
-    @property
     def num_bends(self) -> int:
         return self.shape.num_bends
 
@@ -250,11 +238,6 @@ class LoraDeltaCurve(nn.Module):
     def forward(self, t: float | Tensor, batch: Mapping[str, Any]) -> Tensor:
         """Logits of the template, adapters at ``t``, on the batch's model inputs (``policy = partial(curve, t)``)."""
         return functional_forward(self._template, self.adapter_params(t), batch)
-
-    def train(self, mode: bool = True) -> LoraDeltaCurve:
-        super().train(mode)
-        self._template.train(mode)
-        return self
 
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:
