@@ -148,11 +148,14 @@ class MCUModule(LightningModule):
 def load_frozen(source: str | None, what: str = "reference") -> nn.Module:
     """Load a model that is only read (a reference or a teacher): eval mode, no gradients."""
     if source is None:
-        raise ValueError(f"{what} is needed but no path was given; set `reference:` to the starting model's folder")
+        raise ValueError(f"{what}, but no path was given; set `reference:` to the starting model's folder")
     from mcu_lightning.models.io import load_model
 
     try:
         model = load_model(source)
-    except Exception as err:
-        raise ValueError(f"{what} {source!r} could not be loaded ({err}); pass a save_pretrained folder") from err
+    except Exception as err:  # one clear line before any training starts
+        raise ValueError(
+            f"{what}, but {source!r} could not be loaded ({err}); "
+            "pass `reference:` with a save_pretrained folder (e.g. the starting model's)"
+        ) from err
     return model.requires_grad_(False).eval()

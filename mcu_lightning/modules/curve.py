@@ -128,7 +128,8 @@ class CurveModule(MCUModule):
         self.objective = objective if objective is not None else NLL(split="retain")
         self._reference: list[nn.Module] = []
         if self.objective.needs_reference:
-            self._reference.append(load_frozen(reference, what=f"{type(self.objective).__name__}'s reference"))
+            what = f"the curve objective {type(self.objective).__name__} needs a reference model"
+            self._reference.append(load_frozen(reference, what=what))
         self.t_sampler = t_sampler if t_sampler is not None else Uniform()
         self.t_per_rank = t_per_rank
         self.l2 = l2

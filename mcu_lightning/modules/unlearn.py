@@ -20,7 +20,7 @@ from mcu_lightning.losses.base import UnlearningLoss
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.forward import call_model
 from mcu_lightning.models.hf import LoraSpec, apply_lora
-from mcu_lightning.models.io import load_model
+from mcu_lightning.modules.base import load_frozen
 from mcu_lightning.modules.finetune import FineTuneModule
 
 
@@ -59,15 +59,9 @@ class UnlearningModule(FineTuneModule):
 
     def _build_reference(self) -> nn.Module:
         source = self.reference_source or self.model_source
-        try:
-            reference = load_model(source) if source is not None else copy.deepcopy(self.model)
-        except Exception as err:  # a clear line before any training starts
-            raise ValueError(
-                f"{type(self.loss).__name__} needs a reference model but {source!r} could not be loaded ({err}); "
-                "pass `reference:` with a save_pretrained folder or the starting model's path"
-            ) from err
-        reference.requires_grad_(False).eval()
-        return reference
+        if source is None:  # the starting model was given as a module: copy it before any step
+            return copy.deepcopy(self.model).requires_grad_(False).eval()
+        return load_frozen(source, what=f"{type(self.loss).__name__} needs a reference model")
 
     @property
     def reference(self) -> nn.Module | None:
