@@ -372,9 +372,33 @@ class Curve(TemplateCurve):
 
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:
-        """Copy ``theta(t)`` and the buffers at ``t`` into ``model`` (of the template's architecture); returns it."""
-        param_names = self._param_name_set  # built once, not per tensor
-        for name, value in {**self.params(t), **self.buffers_at(t)}.items():
+        """Copy ``theta(t)`` and the buffers at ``t`` into ``model`` (of the template's architecture); returns it.
+
+        One ``_foreach_copy_`` over views of the flat theta(t): no per-tensor lookups or clones on the hot path
+        (a curve's test writes every t once). Tensors that already share storage with the model are skipped.
+        """
+        t = as_t(t)
+        params = self._unflatten(self.flat_params(t), self.names, self._sizes, self._shapes, self._dtypes)
+        start, end = self._buffers_start, self._buffers_end
+        moving = start if t == 0.0 else end if t == 1.0 else torch.lerp(start, end, t)
+        buffers = self._unflatten(moving, self._buffer_names, self._buffer_sizes, self._buffer_shapes,
+                                  self._buffer_dtypes)  # fmt: skip
+        sources = {**params, **buffers, **dict(self._fixed_params.items()), **dict(self._fixed_buffers.items())}
+        targets = self._write_targets(model, sources)
+        pairs = [(targets[n], v) for n, v in sources.items() if targets[n].data_ptr() != v.data_ptr()]
+        if pairs:
+            destinations, values = zip(*pairs, strict=True)
+            torch._foreach_copy_(list(destinations), list(values))
+        return model
+
+    def _write_targets(self, model: nn.Module, sources: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The model's tensors by name, checked once per model and cached."""
+        cached = self.__dict__.get("_write_targets_cache")  # plain attribute: not state, not a submodule
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        param_names = self._param_name_set
+        targets = {}
+        for name, value in sources.items():
             try:
                 target = model.get_parameter(name) if name in param_names else model.get_buffer(name)
             except AttributeError as error:
@@ -386,10 +410,9 @@ class Curve(TemplateCurve):
                     f"write_to: '{name}' has shape {tuple(target.shape)} in the model, "
                     f"{tuple(value.shape)} on the curve"
                 )
-            if target.data_ptr() == value.data_ptr():  # already there (a LoRA curve's shared frozen base)
-                continue
-            target.copy_(value)
-        return model
+            targets[name] = target.data  # plain tensors: copies into them are not recorded by autograd
+        self.__dict__["_write_targets_cache"] = (model, targets)
+        return targets
 
     @property
     def _param_name_set(self) -> set[str]:
