@@ -70,7 +70,11 @@ class Endpoint:
 
 @dataclass
 class CurveSpec:
-    """A curve between two nodes (endpoint names, ``base`` or ``oracle``)."""
+    """A curve between two nodes (endpoint names, ``base`` or ``oracle``).
+
+    Between two LoRA endpoints the curve lives in LoRA space on the shared base (``space``: ``factors`` or
+    ``delta``); ``init`` is then ``linear`` (a LoRA endpoint has no full-weight counterpart to start from).
+    """
 
     name: str
     endpoints: list[str]
@@ -81,6 +85,9 @@ class CurveSpec:
     t_sampler: dict[str, Any] = field(default_factory=lambda: {"class_path": "mcu_lightning.curves.Uniform"})
     objective: str | dict[str, Any] = "retain_nll"
     include: str | None = None
+    space: str = "factors"
+    dtype: str | None = None
+    gradient_checkpointing: bool = False
     l2: float = 0.0
     seed: int = 0
     train: Training = field(default_factory=lambda: Training(max_steps=100))
@@ -233,6 +240,20 @@ class StudyRunner:
                     )
             if curve.endpoints[0] == curve.endpoints[1]:
                 raise ValueError(f"curve '{curve.name}' connects '{curve.endpoints[0]}' to itself")
+            loras = {e.name: e.lora is not None for e in study.endpoints}
+            kinds = {loras.get(node, False) for node in curve.endpoints}
+            if len(kinds) == 2:
+                raise ValueError(
+                    f"curve '{curve.name}' connects a LoRA endpoint to a full-weight one {curve.endpoints}; "
+                    "connect two LoRA endpoints (a LoRA-space curve) or two full-weight models"
+                )
+            if kinds == {True} and curve.init != "linear" and not Path(curve.init).is_dir():
+                raise ValueError(
+                    f"curve '{curve.name}' between LoRA endpoints starts at init={curve.init!r}; "
+                    "use init: linear or a third adapter folder"
+                )
+            if curve.space not in ("factors", "delta"):
+                raise ValueError(f"curve '{curve.name}': space={curve.space!r}; use factors or delta")
         for path, what in ((study.base.path, "base.path"), (study.oracle.path, "oracle.path")):
             if path is not None and not Path(path).exists() and "/" in path and path.startswith((".", "/")):
                 raise ValueError(f"{what} '{path}' does not exist; give a save_pretrained folder or a Hub name")
@@ -427,6 +448,7 @@ class StudyRunner:
 
         seed_everything(curve.seed, workers=True)
         init = self.model_path(curve.init) if curve.init in BUILTIN_NODES else curve.init
+        lora = self.is_lora_curve(curve)
         module = CurveModule(
             endpoints=[self.model_path(node) for node in curve.endpoints],
             shape=build(curve.shape, CurveShape, f"curve '{curve.name}' shape"),
@@ -444,9 +466,18 @@ class StudyRunner:
             warmup_steps=curve.train.warmup_steps,
             suite=self.suite(with_oracle=True),
             output_dir=str(self.root / "curves" / curve.name),
+            base=self.model_path("base") if lora else None,
+            space=curve.space,
+            dtype=curve.dtype,
+            gradient_checkpointing=curve.gradient_checkpointing,
         )
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
         return self.fit_and_test(self.root / "curves" / curve.name, module, datamodule, curve.train)
+
+    def is_lora_curve(self, curve: CurveSpec) -> bool:
+        """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""
+        loras = {e.name: e.lora is not None for e in self.study.endpoints}
+        return all(loras.get(node, False) for node in curve.endpoints)
 
     # running
     def say(self, message: str) -> None:

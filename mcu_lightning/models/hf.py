@@ -118,3 +118,30 @@ def tiny_causal_lm(
 
 def is_local_model(path: str) -> bool:
     return Path(path).exists()
+
+
+def hf_classifier(
+    name_or_path: str,
+    num_labels: int,
+    dtype: str | None = None,
+    lora: LoraSpec | None = None,
+) -> nn.Module:
+    """An image or sequence classifier from the Hub or a folder, its head resized to ``num_labels``.
+
+    The task comes from the checkpoint's config: a config that ``AutoModelForImageClassification`` knows gets
+    an image classifier, any other a sequence classifier. A head of another size (an ImageNet or a
+    pre-training head) is replaced by a freshly initialised one (``ignore_mismatched_sizes``).
+    """
+    from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    auto = (
+        AutoModelForImageClassification
+        if type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+        else AutoModelForSequenceClassification
+    )
+    model = auto.from_pretrained(
+        name_or_path, num_labels=num_labels, ignore_mismatched_sizes=True, dtype=resolve_dtype(dtype)
+    )
+    return apply_lora(model, lora) if lora is not None else model
