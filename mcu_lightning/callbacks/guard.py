@@ -142,7 +142,7 @@ class DivergenceGuard(Callback):
         step = trainer.global_step
         if self.tripped or step % self.check_every_n_steps != 0:
             return
-        loss_reasons, weight_reasons = self.violations(dict(trainer.callback_metrics), pl_module)
+        loss_reasons, weight_reasons = self.violations(step_metrics(trainer, pl_module), pl_module)
         if self.save_last_good and not loss_reasons:
             self._promote_candidate(trainer, pl_module)  # the loss on the candidate's weights passed
         if loss_reasons or weight_reasons:
@@ -178,7 +178,7 @@ class DivergenceGuard(Callback):
                 "epoch": trainer.current_epoch,
                 "reasons": reasons,
                 "last_good": str(last_good) if last_good.is_file() else None,
-                "metrics": {k: _jsonable(v) for k, v in trainer.callback_metrics.items() if _is_scalar(v)},
+                "metrics": {k: _jsonable(v) for k, v in step_metrics(trainer, pl_module).items() if _is_scalar(v)},
             }
             atomic_write(self.output_dir(trainer, pl_module) / DIVERGENCE_JSON, json.dumps(record, indent=2).encode())
 
@@ -217,3 +217,9 @@ def _is_scalar(value: Any) -> bool:
 def _jsonable(value: Any) -> float | str:
     number = float(value)
     return number if math.isfinite(number) else str(number)
+
+
+def step_metrics(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+    """The logged metrics, overlaid with this step's values the module keeps in ``step_logs`` (the package's
+    modules log their loss parts only on the logger's steps, but keep every step's values there)."""
+    return {**dict(trainer.callback_metrics), **getattr(pl_module, "step_logs", {})}

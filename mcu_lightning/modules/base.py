@@ -93,6 +93,22 @@ class MCUModule(LightningModule):
         """The plain model that evaluation runs on."""
         raise NotImplementedError
 
+    # -- training logs ------------------------------------------------------------------------------
+    def log_step(self, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int) -> None:
+        """Log the step's loss (progress bar) and its named parts under ``train/``.
+
+        Every step's values are kept in ``step_logs`` for callbacks that check each step (``DivergenceGuard``);
+        the parts go through ``self.log`` only on the steps the logger writes (``log_every_n_steps``), since each
+        ``self.log`` call costs about as much as a tiny model's forward.
+        """
+        self.step_logs = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in parts.items()}}
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        connector = getattr(self.trainer, "_logger_connector", None)
+        if connector is None or connector.should_update_logs:
+            for name, value in self.step_logs.items():
+                if name != "train/loss":
+                    self.log(name, value, batch_size=batch_size)
+
     # -- validation: losses per split --------------------------------------------------------------
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.eval_split(dataloader_idx)

@@ -193,10 +193,7 @@ class CurveModule(MCUModule):
         if self.l2:
             loss = loss + 0.5 * self.l2 * sum(p.float().pow(2).sum() for p in self.curve.params(t).values())
         size = len(next(iter(batch.values()))["labels"])
-        self.log("train/t", t, batch_size=size)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        for name, value in out.logs.items():
-            self.log(f"train/{name}", value, batch_size=size)
+        self.log_step(loss, {**out.logs, "t": torch.tensor(t)}, size)
         return loss
 
     # -- validation: losses at a few interior t ----------------------------------------------------

@@ -84,12 +84,10 @@ class FineTuneModule(MCUModule):
                     f"{type(self.loss).__name__} gave a non-finite loss ({out.loss.item()}) at step "
                     f"{self.global_step}; lower the learning rate or add mcu_lightning.callbacks.DivergenceGuard"
                 )
-            # the guard reads the logged NaN/inf and stops the run; returning None skips backward and the step
-            self.log("train/loss", out.loss.detach(), batch_size=size)
+            # the guard reads the NaN/inf and stops the run; returning None skips backward and the step
+            self.log_step(out.loss, out.logs, size)
             return None
-        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=size)
-        for name, value in out.logs.items():
-            self.log(f"train/{name}", value, batch_size=size)
+        self.log_step(out.loss, out.logs, size)
         return out.loss
 
     def on_after_backward(self) -> None:
