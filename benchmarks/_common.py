@@ -95,10 +95,21 @@ def write_json(path: str | Path, name: str, device: torch.device, args: argparse
     """``{"benchmark", "environment", "args", "rows"}``: one row per measured case, ratios included."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "environment": environment(device), "args": vars(args), "rows": rows}
+    payload = {"benchmark": name, "environment": environment(device), "args": _portable(vars(args)), "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def _portable(args: dict) -> dict:
+    """Arguments as recorded: paths inside the repository relative to it, so results name no machine's folders."""
+    root = Path(__file__).resolve().parents[1]
+    out = {}
+    for key, value in args.items():
+        if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(root):
+            value = str(Path(value).resolve().relative_to(root))
+        out[key] = value
+    return out
 
 
 def int_list(text: str) -> list[int]:

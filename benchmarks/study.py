@@ -6,7 +6,7 @@ reads each stage's ``stage.json`` (``seconds``, ``fit_seconds``, ``test_seconds`
 the stages' seconds over the wall time: what is left (process start-up, imports, report) is overhead.
 
     python -m benchmarks.study                                   # configs/quickstart/experiment.yaml
-    python -m benchmarks.study --config my_study.yaml --keep /tmp/study
+    python -m benchmarks.study --config my_study.yaml --keep runs/study_benchmark
 """
 
 from __future__ import annotations
