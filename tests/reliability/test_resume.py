@@ -3,7 +3,8 @@ uninterrupted run with the same seed ends (UnlearningModule weights and CurveMod
 
 The killed runs are subprocesses of ``python -m mcu_lightning.cli fit`` that SIGKILL themselves when step 7
 starts (epoch 1 of 3, batch 2 of 5; checkpoints every 3 steps, so ``last.ckpt`` holds step 6). The reference
-and resumed runs go through the same entry point in this process (``mcu_lightning.cli.main``).
+and resumed runs are subprocesses of the same entry point with the same environment (one intra-op thread),
+so no state of the test process (thread count, seeds, environment) can make the comparison differ.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mcu_lightning.cli import main as mcu
 from mcu_lightning.data.datamodule import EpochRandomSampler, ForgetRetainSampler, ResumableDataLoader
-from tests.reliability.helpers import CONFIGS, checkpoint_state, mlp_endpoint, start_cli
+from tests.reliability.helpers import CONFIGS, checkpoint_state, mlp_endpoint, run_cli, start_cli
 
 STEPS = 15  # 3 epochs x 5 batches (143 forget digits, batch 32)
 
@@ -45,13 +45,15 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(
         for kind in ("unlearn", "curve")
     }
     for kind in ("unlearn", "curve"):
-        mcu(_args(kind, tmp_path / f"{kind}_reference", models))
+        done = run_cli(_args(kind, tmp_path / f"{kind}_reference", models), tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
     for kind, process in killed.items():
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == -signal.SIGKILL, f"{kind} run was not killed:\n{stderr[-3000:]}"
         last = tmp_path / f"{kind}_killed" / "checkpoints" / "last.ckpt"
         assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
-        mcu([*_args(kind, tmp_path / f"{kind}_killed", models), "--ckpt_path", "last"])
+        resumed = run_cli([*_args(kind, tmp_path / f"{kind}_killed", models), "--ckpt_path", "last"], tmp_path)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     for kind, prefix in (("unlearn", "model."), ("curve", "curve.control_points")):
         reference = tmp_path / f"{kind}_reference" / "checkpoints" / "last.ckpt"
