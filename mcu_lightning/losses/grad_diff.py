@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 from mcu_lightning.models.forward import Policy
 
 
-class GradDiff(UnlearningLoss):
+class GradDiff(ForgetRetainLoss):
     """``gamma * (-NLL(forget)) + alpha * retain term``; the retain term is skipped when the batch has none.
 
     Args:
@@ -25,18 +25,7 @@ class GradDiff(UnlearningLoss):
     """
 
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll") -> None:
-        super().__init__()
-        self.gamma = gamma
-        self.alpha = alpha
-        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__)
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.retain_loss == "kl"
-
-    @property
-    def forget_weight(self) -> float:
-        return self.gamma
+        super().__init__(gamma, alpha, retain_loss, allow_no_retain=False)
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
         forget = require_split(batch, "forget", type(self).__name__)

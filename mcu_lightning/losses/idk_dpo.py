@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.per_sample import IGNORE_INDEX, sequence_logprob
 from mcu_lightning.losses.random_label import join_prompt_answer, split_prompt_answer
@@ -67,7 +67,7 @@ def _token_mean_nll(logp: Tensor, labels: Tensor) -> Tensor:
     return -logp.sum() / (labels[:, 1:] != IGNORE_INDEX).sum().clamp_min(1)
 
 
-class IdkDPO(UnlearningLoss):
+class IdkDPO(ForgetRetainLoss):
     """``gamma * mean_i dpo_loss(idk answer > forget answer) + alpha * retain term``; needs a reference.
 
     Args:
@@ -91,20 +91,13 @@ class IdkDPO(UnlearningLoss):
         retain_loss: str | None = "nll",
         gamma: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(gamma, alpha, retain_loss)
         self.beta = beta
-        self.alpha = alpha
         self.idk_answers = list(idk_answers) if idk_answers is not None else list(IDK_ANSWERS)
         if not self.idk_answers:
             raise ValueError("IdkDPO: idk_answers is empty; give at least one answer or leave it None")
-        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=True)
-        self.gamma = gamma
         self._answer_ids: list[Tensor] | None = None
         self._pad_id = 0
-
-    @property
-    def forget_weight(self) -> float:
-        return self.gamma
 
     def bind(self, tokenizer: Any) -> None:
         """Tokenize the idk answers once (no special tokens, EOS appended when the tokenizer has one)."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import policy_logits
 from mcu_lightning.losses.per_sample import IGNORE_INDEX, batch_nll
 from mcu_lightning.models.forward import Policy
@@ -30,6 +30,28 @@ def check_retain_kind(kind: str | None, owner: str, allow_none: bool = False) ->
         allowed = [*RETAIN_KINDS, *([None] if allow_none else [])]
         raise ValueError(f"{owner}: retain_loss must be one of {allowed}, got {kind!r}")
     return kind.lower()
+
+
+class ForgetRetainLoss(UnlearningLoss):
+    """Base of the objectives ``gamma * forget_term + alpha * retain_term`` (GradDiff, NPO, SimNPO, IdkDPO,
+    RandomLabel): it holds the two weights and the retain kind, needs a reference when the retain term is
+    KL(p_ref || p_theta), and tells SuperLoss which weight multiplies the per-sample forget term.
+    """
+
+    def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str | None = "nll",
+                 allow_no_retain: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.gamma = gamma
+        self.alpha = alpha
+        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=allow_no_retain)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.retain_loss == "kl"
+
+    @property
+    def forget_weight(self) -> float:
+        return self.gamma
 
 
 def kl_to_reference(logits: Tensor, ref_logits: Tensor, labels: Tensor) -> Tensor:

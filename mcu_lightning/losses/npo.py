@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.per_sample import sequence_logprob, sequence_nll
 from mcu_lightning.models.forward import Policy
@@ -28,7 +28,7 @@ def npo_loss(logp: Tensor, logp_ref: Tensor, beta: float = 0.1) -> Tensor:
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp - logp_ref))
 
 
-class NPO(UnlearningLoss):
+class NPO(ForgetRetainLoss):
     """``gamma * mean_i npo_loss(log pi_theta(y_i|x_i), log pi_ref(y_i|x_i)) + alpha * retain term``.
 
     Args:
@@ -46,17 +46,10 @@ class NPO(UnlearningLoss):
     def __init__(
         self, beta: float = 0.1, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str | None = "nll"
     ) -> None:
-        super().__init__()
+        super().__init__(gamma, alpha, retain_loss)
         if beta <= 0:
             raise ValueError(f"NPO: beta must be positive, got {beta}")
         self.beta = beta
-        self.gamma = gamma
-        self.alpha = alpha
-        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=True)
-
-    @property
-    def forget_weight(self) -> float:
-        return self.gamma
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
         reference = self.require_reference(reference)

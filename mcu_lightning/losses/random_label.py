@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 from mcu_lightning.losses.per_sample import IGNORE_INDEX
 from mcu_lightning.models.forward import Policy
@@ -63,7 +63,7 @@ def join_prompt_answer(prompts: Sequence[Tensor], answers: Sequence[Tensor], pad
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-class RandomLabel(UnlearningLoss):
+class RandomLabel(ForgetRetainLoss):
     """``gamma * CE(forget toward wrong targets) + alpha * retain term``.
 
     Args:
@@ -88,27 +88,16 @@ class RandomLabel(UnlearningLoss):
         gamma: float = 1.0,
         answer_source: str = "forget",
     ) -> None:
-        super().__init__()
+        super().__init__(gamma, alpha, retain_loss)
         if mode not in ("shift", "random"):
             raise ValueError(f"RandomLabel: mode must be 'shift' or 'random', got {mode!r}")
         if answer_source not in ("forget", "retain"):
             raise ValueError(f"RandomLabel: answer_source must be 'forget' or 'retain', got {answer_source!r}")
-        self.alpha = alpha
-        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=True)
         self.num_classes = num_classes
         self.mode = mode
         self.seed = seed
-        self.gamma = gamma
         self.answer_source = answer_source
         self.generator = torch.Generator().manual_seed(seed)
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.retain_loss == "kl"
-
-    @property
-    def forget_weight(self) -> float:
-        return self.gamma
 
     def wrong_labels(self, labels: Tensor, num_classes: int) -> Tensor:
         """A wrong class per sample: ``(y + 1) mod C``, or ``(y + k) mod C`` with k uniform in [1, C-1]."""

@@ -18,8 +18,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import check_retain_kind, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.base import LossOutput
+from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.per_sample import sequence_nll
 from mcu_lightning.models.forward import Policy
@@ -30,7 +30,7 @@ def simnpo_loss(nll_sum: Tensor, length: Tensor, beta: float = 4.5, delta: float
     return -(2.0 / beta) * F.logsigmoid(beta * (nll_sum / length.clamp_min(1) - delta))
 
 
-class SimNPO(UnlearningLoss):
+class SimNPO(ForgetRetainLoss):
     """``gamma * mean_i simnpo_loss(S_i, |y_i|) + alpha * retain term``; no reference model.
 
     Args:
@@ -49,22 +49,11 @@ class SimNPO(UnlearningLoss):
         alpha: float = 1.0,
         retain_loss: str | None = "nll",
     ) -> None:
-        super().__init__()
+        super().__init__(gamma, alpha, retain_loss)
         if beta <= 0:
             raise ValueError(f"SimNPO: beta must be positive, got {beta}")
         self.beta = beta
-        self.gamma = gamma
         self.delta = delta
-        self.alpha = alpha
-        self.retain_loss = check_retain_kind(retain_loss, type(self).__name__, allow_none=True)
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.retain_loss == "kl"
-
-    @property
-    def forget_weight(self) -> float:
-        return self.gamma
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
         forget = require_split(batch, "forget", type(self).__name__)
