@@ -8,10 +8,10 @@ reparametrisation during recomputation (``checkpoint(..., context_fn=...)``, whi
 import pytest
 import torch
 from torch.func import functional_call
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from mcu_lightning.curves import Curve
 from mcu_lightning.curves.curve import enable_gradient_checkpointing, uses_activation_checkpointing
+from mcu_lightning.models import tiny_causal_lm
 from mcu_lightning.models.forward import logits_of, model_inputs
 
 
@@ -24,19 +24,8 @@ class UnprotectedCurve(Curve):
         return logits_of(functional_call(self.template, state, args, kwargs))
 
 
-def tiny_llama(seed: int) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        attention_dropout=0.0,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+def tiny_llama(seed: int) -> torch.nn.Module:
+    return tiny_causal_lm(tokenizer=None, vocab_size=64, hidden_size=32, intermediate_size=64, seed=seed)
 
 
 def control_point_grad(curve_cls, checkpoint_kwargs: dict | None, explicit: bool = False) -> torch.Tensor:

@@ -4,23 +4,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from mcu_lightning.curves import Bezier, Curve, Linear, PolyChain
+from mcu_lightning.models import tiny_causal_lm
 
 
-def tiny_llama(seed: int) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config).eval()
+def tiny_llama(seed: int) -> nn.Module:
+    return tiny_causal_lm(
+        tokenizer=None, vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, seed=seed
+    ).eval()
 
 
 class Mlp(nn.Module):

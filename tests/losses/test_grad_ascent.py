@@ -2,39 +2,11 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_lm import qa_batch, tiny_llama
 
 from mcu_lightning.losses import GradAscent
 from mcu_lightning.losses.per_sample import batch_nll
 from mcu_lightning.models.forward import as_policy, call_model
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=32,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
-
-
-def qa_batch(seed: int) -> dict[str, torch.Tensor]:
-    """Four fixed sequences of 8 tokens: a 3-token prompt, then a labelled 5-token answer."""
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(1, 32, (4, 8), generator=generator)
-    labels = input_ids.clone()
-    labels[:, :3] = -100
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "labels": labels,
-        "index": torch.arange(4),
-    }
 
 
 def test_value_is_negative_token_mean_nll():

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
+from tiny_lm import qa_batch, tiny_llama
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from mcu_lightning.losses import GradAscent, GradDiff
 from mcu_lightning.losses.per_sample import batch_nll
@@ -59,28 +59,6 @@ def test_reference_receives_no_gradient():
     GradDiff(retain_loss="kl")(as_policy(policy), batch, as_policy(reference)).loss.backward()
     assert policy.weight.grad is not None
     assert all(p.grad is None for p in reference.parameters())
-
-
-def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
-
-
-def qa_batch(seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(1, 32, (4, 8), generator=generator)
-    labels = input_ids.clone()
-    labels[:, :3] = -100
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
 
 
 def unlearn(loss, steps: int = 8) -> tuple[float, float, float, float]:

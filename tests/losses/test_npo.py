@@ -3,8 +3,8 @@ import math
 
 import pytest
 import torch
+from tiny_lm import tiny_llama
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from mcu_lightning.losses import NPO, npo_loss
 from mcu_lightning.losses.per_sample import batch_nll
@@ -93,17 +93,7 @@ def test_bad_arguments_are_rejected():
 
 
 def test_sgd_steps_raise_the_forget_nll():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(0)
     ref = copy.deepcopy(model).requires_grad_(False)
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(1, 32, (4, 8), generator=generator)

@@ -4,8 +4,9 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from torch import nn
 
+from mcu_lightning.models import tiny_causal_lm
 from mcu_lightning.models.io import load_model, load_state_dict, save_model
 
 PLAIN_MODULE = """
@@ -37,18 +38,10 @@ def tiny_net_cls(tmp_path, monkeypatch):
     return mcu_io_fixture_net.TinyNet
 
 
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config).eval()
+def tiny_llama(seed: int = 0) -> nn.Module:
+    return tiny_causal_lm(
+        tokenizer=None, vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, seed=seed
+    ).eval()
 
 
 def test_plain_module_round_trip(tmp_path, tiny_net_cls):
