@@ -55,17 +55,11 @@ def run_study(workdir: Path, accelerator: str) -> dict:
     return {"wall_seconds": round(total, 1), "stages": stages, "summary_head": summary[:12]}
 
 
-def lora_curve_check(args: argparse.Namespace, workdir: Path) -> dict:
-    from lightning.pytorch import Trainer
-    from peft import LoraConfig, get_peft_model
+def llama(args: argparse.Namespace) -> torch.nn.Module:
+    """The Llama-architecture model of the check on the fictitious vocabulary (>= 100M parameters by default)."""
+    from mcu_lightning.models import tiny_causal_lm
 
-    from mcu_lightning.data import QADataModule
-    from mcu_lightning.models import estimate_memory, load_tokenizer, save_model, tiny_causal_lm
-    from mcu_lightning.models.memory import lora_param_count
-    from mcu_lightning.modules import CurveModule
-
-    tokenizer = load_tokenizer("fictitious")
-    base = tiny_causal_lm(
+    return tiny_causal_lm(
         tokenizer="fictitious",
         hidden_size=args.hidden,
         intermediate_size=int(args.hidden * 2.75),
@@ -75,21 +69,25 @@ def lora_curve_check(args: argparse.Namespace, workdir: Path) -> dict:
         max_position_embeddings=256,
         seed=0,
     )
+
+
+def lora_curve_check(args: argparse.Namespace, workdir: Path) -> dict:
+    from lightning.pytorch import Trainer
+    from peft import LoraConfig, get_peft_model
+
+    from mcu_lightning.data import QADataModule
+    from mcu_lightning.models import estimate_memory, load_tokenizer, save_model
+    from mcu_lightning.models.memory import lora_param_count
+    from mcu_lightning.modules import CurveModule
+
+    tokenizer = load_tokenizer("fictitious")
+    base = llama(args)
     num_params = sum(p.numel() for p in base.parameters())
     base_dir = save_model(base.to(torch.bfloat16), workdir / "base", tokenizer=tokenizer)
     adapters = []
     for seed in (1, 2):
         model = get_peft_model(
-            tiny_causal_lm(
-                tokenizer="fictitious",
-                hidden_size=args.hidden,
-                intermediate_size=int(args.hidden * 2.75),
-                num_hidden_layers=args.layers,
-                num_attention_heads=max(1, args.hidden // 64),
-                num_key_value_heads=max(1, args.hidden // 256),
-                max_position_embeddings=256,
-                seed=0,
-            ),
+            llama(args),
             LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"]),
         )
         generator = torch.Generator().manual_seed(seed)
