@@ -39,6 +39,8 @@ from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model
 from mcu_lightning.modules.base import MCUModule, load_frozen
 
+TEMPLATE_PREFIX = "template."
+
 
 def t_grid(points: int | Sequence[float]) -> list[float]:
     """``points`` evenly spaced values on [0, 1] (endpoints included), or the given values, checked."""
@@ -173,6 +175,20 @@ class CurveModule(MCUModule):
     def on_fit_start(self) -> None:
         if self._reference:
             self._reference[0].to(self.device)
+
+    # -- checkpoints: control points, not another copy of the model ----------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop the working copy (``template.*``): it is rebuilt from the endpoints, and keeping it would put a
+        whole model (a whole base, for LoRA-space curves) into every checkpoint next to the control points."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(TEMPLATE_PREFIX)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the rebuilt working copy back, so the strict ``load_state_dict`` that follows sees every key."""
+        state = checkpoint["state_dict"]
+        for key, value in self.template.state_dict().items():
+            state.setdefault(TEMPLATE_PREFIX + key, value)
 
     def reference_policy(self) -> Any:
         if not self._reference:

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 
 from mcu_lightning.cli import main
@@ -134,3 +135,26 @@ def test_unsupported_combinations_are_refused(endpoints: list[str], strategy: st
     module._trainer = SimpleNamespace(strategy=strategy_obj, precision=precision, datamodule=None)
     with pytest.raises(ValueError, match=message):
         module.setup("fit")
+
+
+def test_curve_checkpoint_holds_control_points_not_the_model(tmp_path: Path, endpoints: list[str]) -> None:
+    """A CurveModule checkpoint keeps the control points and drops the working copy; loading restores both."""
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader
+
+    def retain_batch(seed: int) -> dict:
+        ids = torch.randint(0, 32, (4, 10), generator=torch.Generator().manual_seed(seed))
+        return {"retain": {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}}
+
+    module = CurveModule(endpoints=endpoints)
+    trainer = Trainer(**{**TRAINER, "max_steps": 2, "default_root_dir": str(tmp_path)})
+    trainer.fit(module, train_dataloaders=DataLoader([retain_batch(0), retain_batch(1)], batch_size=None))
+    trainer.save_checkpoint(tmp_path / "curve.ckpt")
+    saved = torch.load(tmp_path / "curve.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert set(saved) == {"curve.control_points.0"}, "the working copy must not be saved"
+    initial = CurveModule(endpoints=endpoints).curve.control_points[0]
+    assert not torch.equal(module.curve.control_points[0], initial), "the fit changed nothing"
+    restored = CurveModule.load_from_checkpoint(tmp_path / "curve.ckpt")
+    assert torch.equal(restored.curve.control_points[0], module.curve.control_points[0])
+    pairs = zip(restored.template.state_dict().values(), module.template.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
