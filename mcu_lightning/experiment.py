@@ -162,13 +162,13 @@ def check_class_path(spec: Any, what: str) -> None:
 
 
 def optimizer_factory(spec: dict[str, Any] | None) -> Callable[..., Any]:
-    import torch
+    """``params -> optimizer`` from a class spec (a bare name means ``torch.optim.<name>``; default AdamW 1e-3)."""
     from lightning.pytorch.cli import instantiate_class
 
     spec = spec or {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}
     if "." not in spec["class_path"]:
         spec = {**spec, "class_path": f"torch.optim.{spec['class_path']}"}
-    return partial(instantiate_class, init=spec) if spec else torch.optim.AdamW
+    return partial(instantiate_class, init=spec)
 
 
 # -- stages ------------------------------------------------------------------------------------------------------------
