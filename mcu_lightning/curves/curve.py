@@ -3,13 +3,12 @@
 ``theta(t) = sum_k c_k(t) P_k`` (Garipov et al., 2018, Eq. 1-2) with ``P_0``, ``P_{n-1}`` the endpoints (frozen
 buffers in their own dtype) and ``P_1 .. P_{n-2}`` the trainable fp32 control points. The curve's parameters live
 as ONE flat tensor per bend, so a step costs a few large ``mul``/``add`` kernels and a ``split``, not a Python loop of
-arithmetic over every tensor; the template then runs at ``theta(t)`` through ``torch.func.functional_call``.
+arithmetic over every tensor; the template then runs at ``theta(t)`` with the pieces swapped into its slots (what
+``torch.func.functional_call`` does, with the names resolved once: :mod:`mcu_lightning.curves.reparametrize`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -18,44 +17,21 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from mcu_lightning.curves.reparametrize import Reparametrization, checkpoint_context
 from mcu_lightning.curves.shapes import Bezier, CurveShape, as_t
 from mcu_lightning.models.forward import logits_of, model_inputs
 from mcu_lightning.models.io import load_state_dict
 
 Source = str | os.PathLike | Mapping[str, Tensor]
 
-#: The (template, state) of the curve forward in progress, for activation-checkpoint recomputation.
-_FORWARD_STATE: contextvars.ContextVar[tuple[nn.Module, dict[str, Tensor]] | None] = contextvars.ContextVar(
-    "curve_forward_state", default=None
-)
 
-
-def checkpoint_context() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-    """``context_fn`` for ``torch.utils.checkpoint``: recompute a layer at the theta(t) of its forward.
-
-    ``functional_call`` puts theta(t) into the template only while the forward runs; a checkpointed layer is
-    recomputed during backward, after that swap is undone, and would silently use the template's own weights.
-    Entering the same reparametrisation for the recomputation makes the control-point gradients exact.
-    """
-    current = _FORWARD_STATE.get()
-    if current is None:
-        return contextlib.nullcontext(), contextlib.nullcontext()
-    from torch.nn.utils.stateless import _reparametrize_module
-
-    template, state = current
-    return contextlib.nullcontext(), _reparametrize_module(template, state)
-
-
-def functional_forward(template: nn.Module, state: Mapping[str, Tensor], batch: Mapping[str, Any]) -> Tensor:
-    """Logits of ``template`` with ``state`` swapped in (``functional_call``), checkpoint-recomputation safe."""
+def functional_forward(
+    template: nn.Module, reparametrization: Reparametrization, values: Sequence[Tensor], batch: Mapping[str, Any]
+) -> Tensor:
+    """Logits of ``template`` with ``values`` in the slots of ``reparametrization.names``, checkpoint-safe."""
     args, kwargs = model_inputs(batch)
-    token = _FORWARD_STATE.set((template, dict(state)))
-    try:
-        return logits_of(functional_call(template, state, args, kwargs))
-    finally:
-        _FORWARD_STATE.reset(token)
+    return logits_of(reparametrization(template, values, *args, **kwargs))
 
 
 def uses_activation_checkpointing(template: nn.Module) -> bool:
@@ -83,8 +59,11 @@ class _TensorStore(nn.Module):
         for i, tensor in enumerate(tensors.values()):
             self.register_buffer(f"t{i}", tensor, persistent=False)
 
+    def values(self) -> list[Tensor]:
+        return list(self._buffers.values())
+
     def items(self) -> list[tuple[str, Tensor]]:
-        return [(name, getattr(self, f"t{i}")) for i, name in enumerate(self.names)]
+        return list(zip(self.names, self._buffers.values(), strict=True))
 
 
 def _label(source: Source, index: int) -> str:
@@ -135,11 +114,31 @@ def _common_dtype(dtypes: Sequence[torch.dtype], floor: torch.dtype | None = Non
     return out
 
 
+class _WritePlan:
+    """The targets of :meth:`Curve.write_to` in one model: flat views of its tensors, in the order sources come."""
+
+    def __init__(self, model: nn.Module, slots: Reparametrization, curve_tensor: Tensor) -> None:
+        self.model, self.slots = model, slots
+        self.pointers = [tensor.data_ptr() for tensor in slots.current()]
+        self.curve_pointer = curve_tensor.data_ptr()
+        self.targets: list[Tensor] = []  # flat views of the model's tensors (shaped ones when not contiguous)
+        self.moving: list[int] = []  # which of theta(t)'s and the moving buffers' pieces are written, in order
+        self.fixed: list[Tensor] = []  # then the off-curve tensors that the model does not already share
+        self.reshape: list[tuple[int, torch.Size]] = []  # sources to view in the target's shape
+
+    def is_current(self, curve_tensor: Tensor) -> bool:
+        """Neither the model's tensors nor the curve's have moved (``.to()``, reassignment) since the plan."""
+        if curve_tensor.data_ptr() != self.curve_pointer:
+            return False
+        return [tensor.data_ptr() for tensor in self.slots.current()] == self.pointers
+
+
 class TemplateCurve(nn.Module):
     """What every curve shares: a frozen template it runs through ``functional_call`` but does not own.
 
     The template is not a submodule (``parameters()`` and ``state_dict()`` are the curve's own), its train/eval
     mode follows the curve's, and when it checkpoints activations the recomputation happens at theta(t).
+    Subclasses run the template through :func:`functional_forward` with a :class:`Reparametrization` of it.
     """
 
     def __init__(self, template: nn.Module) -> None:
@@ -218,6 +217,9 @@ class Curve(TemplateCurve):
         )
         self._fixed_params = _TensorStore({name: states[0][name].detach().to(named[name].dtype) for name in off_curve})
         self._init_buffers(template, states, labels)
+        self._param_order = [*self.names, *self._fixed_params.names]
+        self._buffer_order = [*self._buffer_names, *self._fixed_buffers.names]
+        self._reparametrization = Reparametrization(template, [*self._param_order, *self._buffer_order])
 
     # -- construction helpers -------------------------------------------------------------------------------------
 
@@ -322,43 +324,51 @@ class Curve(TemplateCurve):
         if not needs_grad and c[-1] == 1.0:
             return self._end
         # fp32 accumulation; at t in {0, 1} every other weight is exactly 0, so the endpoint comes out bit-exact
+        # one fresh tensor, accumulated in place (autograd-safe: no op here saves theta for its backward)
         if bends:
-            theta = torch.mul(bends[0], c[1])
+            theta = torch.mul(bends[0], c[1]).to(torch.promote_types(bends[0].dtype, self._start.dtype))
             for c_k, bend in zip(c[2:-1], bends[1:], strict=True):
-                theta = theta.add(bend, alpha=c_k)
-            theta = theta.add(self._start, alpha=c[0])
+                theta.add_(bend, alpha=c_k)
+            theta.add_(self._start, alpha=c[0])
         else:
             theta = torch.mul(self._start.float(), c[0])
-        return theta.add(self._end, alpha=c[-1])
+        return theta.add_(self._end, alpha=c[-1])
 
-    def _unflatten(self, flat: Tensor, names: list[str], sizes: list[int], shapes: list, dtypes: list) -> dict:
-        out_dtype = dtypes[0] if len(set(dtypes)) == 1 else None
-        if out_dtype is not None:
-            flat = flat.to(out_dtype)
-        pieces = torch.split(flat, sizes)
-        if out_dtype is not None:
-            return {name: piece.view(shape) for name, piece, shape in zip(names, pieces, shapes, strict=True)}
-        return {n: p.view(s).to(d) for n, p, s, d in zip(names, pieces, shapes, dtypes, strict=True)}
+    @staticmethod
+    def _pieces(flat: Tensor, sizes: list[int], shapes: list, dtypes: list) -> list[Tensor]:
+        """``flat`` split into tensors of ``shapes`` (views when one dtype is shared, else converted copies)."""
+        if not sizes:
+            return []
+        if len(set(dtypes)) == 1:
+            flat = flat.to(dtypes[0])
+            return [piece.view(shape) for piece, shape in zip(flat.split(sizes), shapes, strict=True)]
+        return [p.view(s).to(d) for p, s, d in zip(flat.split(sizes), shapes, dtypes, strict=True)]
+
+    def _param_values(self, t: float | Tensor) -> list[Tensor]:
+        """The template's parameters at ``theta(t)`` in ``_param_order``: pieces of theta(t), then the fixed ones."""
+        pieces = self._pieces(self.flat_params(t), self._sizes, self._shapes, self._dtypes)
+        return [*pieces, *self._fixed_params.values()]
+
+    def _buffer_values(self, t: float | Tensor) -> list[Tensor]:
+        """The template's buffers at ``t`` in ``_buffer_order``, fresh tensors (BatchNorm may update them)."""
+        t = as_t(t)
+        start, end = self._buffers_start, self._buffers_end
+        flat = start.clone() if t == 0.0 else end.clone() if t == 1.0 else torch.lerp(start, end, t)
+        pieces = self._pieces(flat, self._buffer_sizes, self._buffer_shapes, self._buffer_dtypes)
+        return [*pieces, *(buffer.clone() for buffer in self._fixed_buffers.values())]
 
     def params(self, t: float | Tensor) -> dict[str, Tensor]:
         """Every parameter of the template at ``theta(t)``, by name, in the template's dtypes.
 
         At an endpoint without autograd the tensors are views of the frozen endpoint: read them, do not modify them.
         """
-        out = self._unflatten(self.flat_params(t), self.names, self._sizes, self._shapes, self._dtypes)
-        out.update(self._fixed_params.items())
-        return out
+        return dict(zip(self._param_order, self._param_values(t), strict=True))
 
     def buffers_at(self, t: float | Tensor) -> dict[str, Tensor]:
         """Every buffer of the template at ``t`` (fresh tensors, safe for BatchNorm to update in place):
         float buffers ``(1 - t) b_0 + t b_1``, integer buffers from endpoint 0, non-persistent ones the template's.
         """
-        t = as_t(t)
-        start, end = self._buffers_start, self._buffers_end
-        flat = start.clone() if t == 0.0 else end.clone() if t == 1.0 else torch.lerp(start, end, t)
-        out = self._unflatten(flat, self._buffer_names, self._buffer_sizes, self._buffer_shapes, self._buffer_dtypes)
-        out.update((name, buffer.clone()) for name, buffer in self._fixed_buffers.items())
-        return out
+        return dict(zip(self._buffer_order, self._buffer_values(t), strict=True))
 
     def forward(
         self, t: float | Tensor, batch: Mapping[str, Any], buffers: Mapping[str, Tensor] | None = None
@@ -367,56 +377,68 @@ class Curve(TemplateCurve):
 
         ``buffers`` replaces :meth:`buffers_at` (e.g. BatchNorm statistics recomputed at ``t``).
         """
-        state = {**self.params(t), **(buffers if buffers is not None else self.buffers_at(t))}
-        return functional_forward(self._template, state, batch)
+        values = self._param_values(t)
+        if buffers is None:
+            values += self._buffer_values(t)
+        else:
+            missing = [name for name in self._buffer_order if name not in buffers]
+            if missing:
+                raise ValueError(f"buffers lacks '{missing[0]}' of the template; pass every buffer of buffers_at(t)")
+            values += [buffers[name] for name in self._buffer_order]
+        return functional_forward(self._template, self._reparametrization, values, batch)
 
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:
         """Copy ``theta(t)`` and the buffers at ``t`` into ``model`` (of the template's architecture); returns it.
 
-        One ``_foreach_copy_`` over views of the flat theta(t): no per-tensor lookups or clones on the hot path
-        (a curve's test writes every t once). Tensors that already share storage with the model are skipped.
+        The first call with a model resolves and checks its tensors and keeps flat views of them; every call then
+        computes theta(t) (and the moving buffers) flat and copies it with one ``_foreach_copy_``, with no Python
+        per tensor (a curve's test writes every t). Off-curve tensors that share storage with the model are skipped.
         """
         t = as_t(t)
-        params = self._unflatten(self.flat_params(t), self.names, self._sizes, self._shapes, self._dtypes)
-        start, end = self._buffers_start, self._buffers_end
-        moving = start if t == 0.0 else end if t == 1.0 else torch.lerp(start, end, t)
-        buffers = self._unflatten(moving, self._buffer_names, self._buffer_sizes, self._buffer_shapes,
-                                  self._buffer_dtypes)  # fmt: skip
-        sources = {**params, **buffers, **dict(self._fixed_params.items()), **dict(self._fixed_buffers.items())}
-        targets = self._write_targets(model, sources)
-        pairs = [(targets[n], v) for n, v in sources.items() if targets[n].data_ptr() != v.data_ptr()]
-        if pairs:
-            destinations, values = zip(*pairs, strict=True)
-            torch._foreach_copy_(list(destinations), list(values))
+        plan = self._write_plan(model)
+        sources = [*self.flat_params(t).split(self._sizes)]
+        if self._buffer_sizes:
+            start, end = self._buffers_start, self._buffers_end
+            sources += (start if t == 0.0 else end if t == 1.0 else torch.lerp(start, end, t)).split(self._buffer_sizes)
+        sources = [sources[i] for i in plan.moving] + plan.fixed
+        for i, shape in plan.reshape:
+            sources[i] = sources[i].view(shape)
+        if plan.targets:
+            torch._foreach_copy_(plan.targets, sources)
         return model
 
-    def _write_targets(self, model: nn.Module, sources: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The model's tensors by name, checked once per model and cached."""
-        cached = self.__dict__.get("_write_targets_cache")  # plain attribute: not state, not a submodule
-        if cached is not None and cached[0] is model:
-            return cached[1]
-        param_names = self._param_name_set
-        targets = {}
-        for name, value in sources.items():
-            try:
-                target = model.get_parameter(name) if name in param_names else model.get_buffer(name)
-            except AttributeError as error:
+    def _write_plan(self, model: nn.Module) -> _WritePlan:
+        """Where :meth:`write_to` copies into ``model``: resolved once, kept while the model's tensors stay put."""
+        plan = self.__dict__.get("_write_plan_cache")  # plain attribute: not state, not a submodule
+        if plan is not None and plan.model is model and plan.is_current(self._start):
+            return plan
+        names = [*self.names, *self._buffer_names, *self._fixed_params.names, *self._fixed_buffers.names]
+        try:
+            slots = Reparametrization(model, names)
+        except ValueError as error:
+            raise ValueError(f"write_to: {error}; is the model of the template's architecture?") from error
+        moving_shapes = [*self._shapes, *self._buffer_shapes]
+        fixed = [*self._fixed_params.values(), *self._fixed_buffers.values()]
+        plan = _WritePlan(model, slots, self._start)
+        for i, (name, target) in enumerate(zip(names, slots.current(), strict=True)):
+            shape = moving_shapes[i] if i < len(moving_shapes) else fixed[i - len(moving_shapes)].shape
+            if target.shape != shape:
                 raise ValueError(
-                    f"write_to: the model has no tensor '{name}'; is it of the template's architecture?"
-                ) from error
-            if target.shape != value.shape:
-                raise ValueError(
-                    f"write_to: '{name}' has shape {tuple(target.shape)} in the model, "
-                    f"{tuple(value.shape)} on the curve"
+                    f"write_to: '{name}' has shape {tuple(target.shape)} in the model, {tuple(shape)} on the curve"
                 )
-            targets[name] = target.data  # plain tensors: copies into them are not recorded by autograd
-        self.__dict__["_write_targets_cache"] = (model, targets)
-        return targets
-
-    @property
-    def _param_name_set(self) -> set[str]:
-        return {*self.names, *self._fixed_params.names}
+            if i >= len(moving_shapes):
+                source = fixed[i - len(moving_shapes)]
+                if source.data_ptr() == target.data_ptr():
+                    continue  # already the model's own tensor (a LoRA curve's frozen base)
+                plan.fixed.append(source.reshape(-1) if target.is_contiguous() else source)
+            else:
+                plan.moving.append(i)
+            if not target.is_contiguous() and i < len(moving_shapes):
+                plan.reshape.append((len(plan.targets), shape))
+            plan.targets.append(target.detach().view(-1) if target.is_contiguous() else target.detach())
+        self.__dict__["_write_plan_cache"] = plan
+        return plan
 
     @torch.no_grad()
     def path_length(self, ts: Sequence[float]) -> float:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.curves.curve import Curve, TemplateCurve, functional_forward
+from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
 from mcu_lightning.models.io import load_model
 
@@ -151,6 +152,7 @@ class LoraDeltaCurve(TemplateCurve):
         self.shape = shape if shape is not None else Bezier(3)
         names = _adapter_param_names(template, adapter_name)
         self.a_names, self.b_names = names[0::2], names[1::2]
+        self._reparametrization = Reparametrization(template, names)  # the order adapter_params gives
         for i, state in enumerate(endpoints):
             for name in names:
                 if name not in state:
@@ -237,7 +239,7 @@ class LoraDeltaCurve(TemplateCurve):
 
     def forward(self, t: float | Tensor, batch: Mapping[str, Any]) -> Tensor:
         """Logits of the template, adapters at ``t``, on the batch's model inputs (``policy = partial(curve, t)``)."""
-        return functional_forward(self._template, self.adapter_params(t), batch)
+        return functional_forward(self._template, self._reparametrization, list(self.adapter_params(t).values()), batch)
 
     @torch.no_grad()
     def write_to(self, model: nn.Module, t: float | Tensor) -> nn.Module:
