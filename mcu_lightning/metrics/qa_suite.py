@@ -30,7 +30,7 @@ from mcu_lightning.metrics.stats import (
     zlib_score,
 )
 from mcu_lightning.metrics.suite import MetricSuite, nanmean
-from mcu_lightning.models.forward import call_model
+from mcu_lightning.models.forward import call_model, kv_cache_off
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
 MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}
@@ -117,6 +117,15 @@ class QASuite(MetricSuite):
         super().update(model, split, batch)
 
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        with kv_cache_off(model):  # scoring forwards: no cache to build; generate below keeps its own
+            values = self._score(model, split, batch)
+        if self.rouge:
+            generations = self._generate(model, batch)
+            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
+        return values
+
+    def _score(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Every statistic that comes from teacher-forced forwards (all but ROUGE)."""
         labels = batch["labels"]
         logits = call_model(model, {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
         nll, _ = answer_nll(logits, labels)
@@ -145,9 +154,6 @@ class QASuite(MetricSuite):
             values["prob"] = normalised_probability(nll, perturbed)
         else:
             values["prob"] = torch.exp(-nll)
-        if self.rouge:
-            generations = self._generate(model, batch)
-            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
         return values
 
     def _option_nll(self, model: nn.Module, batch: Mapping[str, Any], prefix: str) -> Tensor:

@@ -8,7 +8,8 @@ model takes positionally, so a plain ``forward(x)`` works) and ``labels``; causa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -55,3 +56,25 @@ def as_policy(model: nn.Module) -> Policy:
         return call_model(model, batch)
 
     return policy
+
+
+@contextlib.contextmanager
+def kv_cache_off(*models: nn.Module) -> Iterator[None]:
+    """Forwards without a KV cache inside the block: ``config.use_cache = False`` on Hugging Face models.
+
+    ``use_cache`` defaults to True, so every training or scoring forward of a Hugging Face decoder builds a cache of
+    all layers' keys and values that nothing reads: memory held until the step's graph is freed and a concatenation
+    per layer. ``generate`` is unaffected (it takes ``use_cache`` from the generation config). Models without a
+    ``config.use_cache`` are left alone; the previous values come back on exit.
+    """
+    changed = []
+    for model in models:
+        config = getattr(model, "config", None)
+        if getattr(config, "use_cache", None) is True:
+            config.use_cache = False
+            changed.append(config)
+    try:
+        yield
+    finally:
+        for config in changed:
+            config.use_cache = True

@@ -7,6 +7,7 @@ hands to later runs for forget quality and privleak).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
-from mcu_lightning.models.forward import call_model
+from mcu_lightning.models.forward import call_model, kv_cache_off
 
 TEST_METRICS_FILE = "test_metrics.json"
 
@@ -92,6 +93,23 @@ class MCUModule(LightningModule):
         if self.suite is not None:
             self.suite.bind(self.tokenizer)
 
+    def on_train_start(self) -> None:
+        """Training forwards build no KV cache (Hugging Face decoders default to ``use_cache=True``).
+
+        Subclasses that override this or :meth:`on_train_end` call ``super()``.
+        """
+        self._train_contexts = contextlib.ExitStack()
+        self._train_contexts.enter_context(kv_cache_off(*self.forward_models()))
+
+    def on_train_end(self) -> None:
+        contexts = self.__dict__.pop("_train_contexts", None)
+        if contexts is not None:
+            contexts.close()
+
+    def forward_models(self) -> list[nn.Module]:
+        """The networks a training step runs: the trained (or template) model and any frozen reference."""
+        return [self.eval_model(), *getattr(self, "_reference", [])]
+
     def per_sample_loss(self, batch: Mapping[str, Any]) -> Tensor:
         """Mean answer NLL (or CE) per sample under the current model; curriculum scoring calls it."""
         return mean_nll(call_model(self.eval_model(), batch), batch["labels"])
@@ -104,17 +122,22 @@ class MCUModule(LightningModule):
     def log_step(self, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int) -> None:
         """Log the step's loss (progress bar) and its named parts under ``train/``.
 
-        Every step's values are kept in ``step_logs`` for callbacks that check each step (``DivergenceGuard``);
-        the parts go through ``self.log`` only on the steps the logger writes (``log_every_n_steps``), since each
-        ``self.log`` call costs about as much as a tiny model's forward.
+        Every step's values are kept in ``step_logs`` for callbacks that check each step (``DivergenceGuard``).
+        They go through ``self.log`` only when something reads them: all of them on the steps the logger writes
+        (``log_every_n_steps``), the loss alone on other steps while a progress bar shows it. Each ``self.log`` call
+        costs about 1 ms of Python in Lightning 2.x (it moves its result object to the value's device), as much as
+        a tiny model's forward.
         """
         self.step_logs = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in parts.items()}}
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
-        connector = getattr(self.trainer, "_logger_connector", None)
+        trainer = self._trainer
+        connector = getattr(trainer, "_logger_connector", None)
         if connector is None or connector.should_update_logs:
-            for name, value in self.step_logs.items():
-                if name != "train/loss":
-                    self.log(name, value, batch_size=batch_size)
+            names = list(self.step_logs)
+        else:
+            bar = trainer.progress_bar_callback
+            names = ["train/loss"] if bar is not None and bar.is_enabled else []
+        for name in names:
+            self.log(name, self.step_logs[name], prog_bar=name == "train/loss", batch_size=batch_size)
 
     # -- validation: losses per split --------------------------------------------------------------
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:

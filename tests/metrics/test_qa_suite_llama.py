@@ -123,3 +123,25 @@ def test_rouge_needs_a_bound_tokenizer(tokenizer, model):
     batch = tofu_like(tokenizer)["forget"][0]
     with pytest.raises(RuntimeError, match=r"suite.bind\(tokenizer\)"):
         QASuite(max_new_tokens=2).update(model, "forget", batch)
+
+
+def test_scoring_forwards_build_no_kv_cache_and_generation_keeps_it(tokenizer, model):
+    """Teacher-forced forwards run with ``use_cache`` off; ``generate`` still decodes with a cache."""
+    seen = []  # the use_cache each forward of the decoder resolves to (its argument, else the config's)
+
+    def record(module, args, kwargs):
+        flag = kwargs.get("use_cache")
+        seen.append(module.config.use_cache if flag is None else flag)
+
+    hook = model.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        suite = QASuite(max_new_tokens=3, generation_batch_size=4)
+        suite.bind(tokenizer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            suite.update(model, "forget", tofu_like(tokenizer)["forget"][0])
+    finally:
+        hook.remove()
+    assert seen[:3] == [False, False, False]  # answer, paraphrased, perturbed
+    assert len(seen) > 3 and all(flag is True for flag in seen[3:])  # the decoding steps
+    assert model.config.use_cache is True
