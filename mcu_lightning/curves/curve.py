@@ -316,8 +316,8 @@ class Curve(TemplateCurve):
         """``theta(t) = sum_k c_k(t) P_k`` over the curve's parameters, flat and fp32 (or the endpoints' dtype at an
         endpoint when no gradient is needed). Differentiable w.r.t. the control points.
         """
-        c = self.shape.coefficients(t).tolist()
-        bends = list(self.control_points)
+        c = self.shape.weights(t)
+        bends = list(self.control_points._parameters.values())  # not ParameterList's per-item getattr
         needs_grad = torch.is_grad_enabled() and any(bend.requires_grad for bend in bends)
         if not needs_grad and c[0] == 1.0:
             return self._start  # the endpoint itself: bit-exact
@@ -349,6 +349,7 @@ class Curve(TemplateCurve):
         pieces = self._pieces(self.flat_params(t), self._sizes, self._shapes, self._dtypes)
         return [*pieces, *self._fixed_params.values()]
 
+    @torch.no_grad()
     def _buffer_values(self, t: float | Tensor) -> list[Tensor]:
         """The template's buffers at ``t`` in ``_buffer_order``, fresh tensors (BatchNorm may update them)."""
         t = as_t(t)

@@ -224,7 +224,7 @@ class LoraDeltaCurve(TemplateCurve):
 
     def adapter_params(self, t: float | Tensor) -> dict[str, Tensor]:
         """The template's LoRA factors at ``t``: ``A_cat`` and ``B_cat(t)`` (see the module doc), template dtypes."""
-        c = self.shape.coefficients(t).tolist()
+        c = self.shape.weights(t)
         bends = [self.factors(k) for k in range(self.num_bends)]
         out = {}
         for i, (a, b) in enumerate(zip(self.a_names, self.b_names, strict=True)):

@@ -27,8 +27,8 @@ def as_t(t: float | Tensor) -> float:
 class CurveShape:
     """Base class of curve shapes: ``num_bends`` bends (endpoints included) and their weights at ``t``.
 
-    Subclasses implement :meth:`_weights` on a Python float; :meth:`coefficients` validates ``t`` and
-    returns a float32 tensor of ``num_bends`` weights that sum to 1.
+    Subclasses implement :meth:`_weights` on a Python float; :meth:`weights` validates ``t`` and returns the
+    ``num_bends`` weights (they sum to 1), :meth:`coefficients` the same as a float32 tensor.
     """
 
     def __init__(self, num_bends: int) -> None:
@@ -38,7 +38,11 @@ class CurveShape:
 
     def coefficients(self, t: float | Tensor) -> Tensor:
         """The weights ``[c_0(t), ..., c_{n-1}(t)]`` as a float32 tensor of shape ``[num_bends]``."""
-        return torch.tensor(self._weights(as_t(t)), dtype=torch.float32)
+        return torch.tensor(self.weights(t), dtype=torch.float32)
+
+    def weights(self, t: float | Tensor) -> list[float]:
+        """The weights ``[c_0(t), ..., c_{n-1}(t)]`` as Python floats (no tensor on a curve's hot path)."""
+        return self._weights(as_t(t))
 
     def _weights(self, t: float) -> list[float]:
         raise NotImplementedError

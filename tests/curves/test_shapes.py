@@ -39,3 +39,13 @@ def test_validation():
         Bezier(3).coefficients(1.5)
     with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
         PolyChain(3).coefficients(float("nan"))
+
+
+@pytest.mark.parametrize("shape", [Bezier(3), Bezier(5), PolyChain(4), Linear()], ids=repr)
+def test_weights_are_the_coefficients_as_floats(shape):
+    for t in (0.0, 0.13, 0.5, 0.97, 1.0):
+        weights = shape.weights(t)
+        assert torch.allclose(torch.tensor(weights, dtype=torch.float32), shape.coefficients(t))
+        assert sum(weights) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="t must lie in"):
+        shape.weights(1.5)
