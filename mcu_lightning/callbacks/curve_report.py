@@ -67,26 +67,58 @@ def barrier_summaries(
     return summary
 
 
+def panels(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Metric names grouped into figure panels, in first-seen order.
+
+    ``split/metric`` names share one panel per metric, a line per split (``forget/prob`` next to ``retain/prob``, as
+    the MCU and TOFU figures compare them); the MIA AUCs ``mia_<attack>_auc`` share one; any other name has its own.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        if "/" in name:
+            key = name.rsplit("/", 1)[1]
+        elif name.startswith("mia_") and name.endswith("_auc"):
+            key = "MIA AUC"
+        else:
+            key = name
+        groups.setdefault(key, []).append(name)
+    return list(groups.items())
+
+
+def _line_label(name: str, panel: str) -> str:
+    if "/" in name:
+        return name.rsplit("/", 1)[0]
+    if panel == "MIA AUC":
+        return name[len("mia_") : -len("_auc")]
+    return name
+
+
 def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], title: str = "") -> Any:
-    """A figure with one panel per metric against t, the endpoints marked."""
+    """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
+    endpoints marked. Forget quality (a p-value) is drawn on a log scale."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    names = [c for c in columns if c != "t"]
-    ncols = min(4, max(1, len(names)))
-    nrows = max(1, math.ceil(len(names) / ncols))
+    groups = panels([c for c in columns if c != "t"])
+    ncols = min(4, max(1, len(groups)))
+    nrows = max(1, math.ceil(len(groups) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
     ts = [row["t"] for row in rows]
-    for ax, name in zip(axes.flat, names, strict=False):
-        values = [row[name] for row in rows]
-        ax.plot(ts, values, color="tab:blue", linewidth=1.5)
-        ax.scatter([ts[0], ts[-1]], [values[0], values[-1]], color="tab:red", zorder=3, s=18)
-        ax.set_title(name, fontsize=8)
+    for ax, (panel, names) in zip(axes.flat, groups, strict=False):
+        for name in names:
+            values = [row[name] for row in rows]
+            (line,) = ax.plot(ts, values, linewidth=1.5, label=_line_label(name, panel))
+            ax.scatter([ts[0], ts[-1]], [values[0], values[-1]], color=line.get_color(), zorder=3, s=14)
+        if panel == "forget_quality" and all(row[panel] > 0 for row in rows):
+            ax.set_yscale("log")
+        if len(names) > 1:
+            ax.legend(fontsize=5, frameon=False)
+        ax.set_title(panel, fontsize=8)
         ax.set_xlabel("t", fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(names) :]:
+        ax.tick_params(which="both", labelsize=6)
+    for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)

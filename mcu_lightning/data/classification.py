@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mcu_lightning.data.qa import pad_sequences
+from mcu_lightning.data.qa import pad_sequences, padding_mask
 
 IMAGE_COLUMNS = ("image", "img", "pixel_values")
 TEXT_COLUMNS = ("text", "sentence", "content")
@@ -73,7 +73,7 @@ class ClassificationCollator:
         else:
             ids = [it["input_ids"] for it in items]
             out["input_ids"] = pad_sequences(ids, self.pad_token_id)
-            out["attention_mask"] = pad_sequences([[1] * len(s) for s in ids], 0, length=out["input_ids"].shape[1])
+            out["attention_mask"] = padding_mask(ids, out["input_ids"].shape[1])
         return out
 
 

@@ -206,17 +206,31 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _positions(lengths: Sequence[int], length: int, left: bool) -> Tensor:
+    """``[N, length]`` bool: where each row's ``lengths[i]`` values go (the first ones, or the last with ``left``)."""
+    sizes = torch.tensor(lengths, dtype=torch.long).unsqueeze(1)
+    columns = torch.arange(length)
+    return columns >= length - sizes if left else columns < sizes
+
+
 def pad_sequences(seqs: Sequence[Sequence[int]], value: int, left: bool = False, length: int | None = None) -> Tensor:
-    """Stack integer lists into ``[N, L]`` padded with ``value`` on the right (or the left)."""
-    length = max((len(s) for s in seqs), default=0) if length is None else length
+    """Stack integer lists into ``[N, L]`` padded with ``value`` on the right (or the left).
+
+    One tensor conversion for the whole batch and one masked write (row-major order keeps each row's values in
+    place), not a conversion per row: collation runs for every batch of every epoch.
+    """
+    lengths = [len(s) for s in seqs]
+    length = max(lengths, default=0) if length is None else length
+    if lengths and max(lengths) > length:
+        raise ValueError(f"a sequence of {max(lengths)} values does not fit length={length}")
     out = torch.full((len(seqs), length), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            if left:
-                out[i, length - len(s) :] = torch.as_tensor(s, dtype=torch.long)
-            else:
-                out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    out[_positions(lengths, length, left)] = torch.tensor([v for s in seqs for v in s], dtype=torch.long)
     return out
+
+
+def padding_mask(seqs: Sequence[Sequence[int]], length: int, left: bool = False) -> Tensor:
+    """The attention mask of :func:`pad_sequences`: 1 on the values, 0 on the padding, ``[N, length]`` long."""
+    return _positions([len(s) for s in seqs], length, left).long()
 
 
 class QACollator:
@@ -228,7 +242,7 @@ class QACollator:
     def _pair(self, prefix: str, ids: list, labels: list, out: dict[str, Any]) -> None:
         input_ids = pad_sequences(ids, self.pad_token_id)
         out[f"{prefix}input_ids"] = input_ids
-        out[f"{prefix}attention_mask"] = pad_sequences([[1] * len(s) for s in ids], 0, length=input_ids.shape[1])
+        out[f"{prefix}attention_mask"] = padding_mask(ids, input_ids.shape[1])
         out[f"{prefix}labels"] = pad_sequences(labels, IGNORE_INDEX, length=input_ids.shape[1])
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -254,7 +268,7 @@ class QACollator:
         if "prompt_input_ids" in first:
             prompts = [it["prompt_input_ids"] for it in items]
             out["prompt_input_ids"] = pad_sequences(prompts, self.pad_token_id, left=True)
-            out["prompt_attention_mask"] = pad_sequences([[1] * len(s) for s in prompts], 0, left=True)
+            out["prompt_attention_mask"] = padding_mask(prompts, out["prompt_input_ids"].shape[1], left=True)
         for key in ("answer", "question"):
             if key in first:
                 out[key] = [it[key] for it in items]

@@ -121,3 +121,16 @@ def test_uneven_perturbed_counts_are_cut_to_the_smallest(tokenizer):
 def test_rows_without_answer_are_refused(tokenizer):
     with pytest.raises(KeyError, match="QA rows need 'answer'"):
         QADataset([{"question": "q"}], tokenizer)
+
+
+def test_pad_sequences_and_padding_mask_right_and_left():
+    from mcu_lightning.data.qa import pad_sequences, padding_mask
+
+    seqs = [[1, 2, 3], [4], [], [5, 6]]
+    assert pad_sequences(seqs, 0).tolist() == [[1, 2, 3], [4, 0, 0], [0, 0, 0], [5, 6, 0]]
+    assert pad_sequences(seqs, 9, left=True, length=4).tolist() == [[9, 1, 2, 3], [9, 9, 9, 4], [9] * 4, [9, 9, 5, 6]]
+    assert padding_mask(seqs, 3).tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert padding_mask(seqs, 4, left=True).tolist() == [[0, 1, 1, 1], [0, 0, 0, 1], [0] * 4, [0, 0, 1, 1]]
+    assert pad_sequences([], 0).shape == (0, 0)
+    with pytest.raises(ValueError, match="does not fit length=2"):
+        pad_sequences(seqs, 0, length=2)
