@@ -3,7 +3,11 @@
 Curve (t-major, what a per-t test loop does): for each t, ``Curve.write_to(model, t)`` once, then the forward pass over
 every evaluation batch. Plain: the same forward passes on a plain model, 31 times. Target: curve/plain <= 1.05.
 Also measured (not a target): batch-major order, ``write_to`` for every (batch, t) pair, which is what
-``CurveModule.test`` does when each ``test_step`` loops over t.
+``CurveModule.test`` would do if each ``test_step`` looped over t.
+
+The variants are interleaved one t at a time (curve at t, plain, batch-major at t, next t ...), ``--repeats`` passes
+over the grid after ``--warmup`` passes; the ratio is the median over t-pairs of curve / plain, and the times shown
+are the median time of one t times the number of points (one whole evaluation).
 
     python -m benchmarks.curve_eval
     python -m benchmarks.curve_eval --device cuda --eval-batches 16 --batch-size 64 --seq-len 512
@@ -12,6 +16,7 @@ Also measured (not a target): batch-major order, ``write_to`` for every (batch, 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -34,32 +39,33 @@ from mcu_lightning.models import SmallConvNet, call_model, tiny_causal_lm
 
 
 def make_evals(model: nn.Module, batches: list[dict], points: int) -> dict[str, Callable[[], None]]:
+    """One call of a variant evaluates one t (the next of the grid, the same t for every variant's k-th call)."""
     ts = [i / (points - 1) for i in range(points)]
     plain = copy.deepcopy(model).eval()
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     template = copy.deepcopy(model).requires_grad_(False)
     curve = Curve(template, [start, perturbed(start, 0.05, seed=1)], shape=Bezier(3))
     working = copy.deepcopy(model).requires_grad_(False).eval()
+    grids = {name: itertools.cycle(ts) for name in ("curve", "plain", "curve_batch_major")}
 
     @torch.no_grad()
     def plain_eval() -> None:
-        for _ in ts:
-            for batch in batches:
-                call_model(plain, batch)
+        next(grids["plain"])
+        for batch in batches:
+            call_model(plain, batch)
 
     @torch.no_grad()
     def curve_t_major() -> None:
-        for t in ts:
-            curve.write_to(working, t)
-            for batch in batches:
-                call_model(working, batch)
+        curve.write_to(working, next(grids["curve"]))
+        for batch in batches:
+            call_model(working, batch)
 
     @torch.no_grad()
     def curve_batch_major() -> None:
+        t = next(grids["curve_batch_major"])
         for batch in batches:
-            for t in ts:
-                curve.write_to(working, t)
-                call_model(working, batch)
+            curve.write_to(working, t)
+            call_model(working, batch)
 
     return {"curve": curve_t_major, "plain": plain_eval, "curve_batch_major": curve_batch_major}
 
@@ -89,7 +95,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]  # fmt: skip
     rows = []
     for kind, model, batches in cases:
-        times = interleaved(make_evals(model, batches, args.points), args.repeats, args.warmup, device)
+        per_t = interleaved(
+            make_evals(model, batches, args.points), args.repeats * args.points, args.warmup * args.points, device
+        )
+        times = {name: [seconds * args.points for seconds in values] for name, values in per_t.items()}
         curve_s, plain_s, major_s = (median(times[k]) for k in ("curve", "plain", "curve_batch_major"))
         ratio = paired_ratio(times["curve"], times["plain"])
         major_ratio = paired_ratio(times["curve_batch_major"], times["plain"])

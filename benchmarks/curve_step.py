@@ -69,7 +69,7 @@ def make_steps(model: nn.Module, batch: dict, lr: float = 1e-4) -> dict[str, Cal
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = parser("curve_step", __doc__.splitlines()[0])
-    p.set_defaults(repeats=20, warmup=2)
+    p.set_defaults(repeats=40, warmup=3)
     p.add_argument("--batch-sizes", type=int_list, default=[1, 16, 128], help="conv net batch sizes")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--width", type=int, default=16, help="conv net width")
