@@ -91,8 +91,22 @@ def _adapter_param_names(model: nn.Module, adapter_name: str) -> list[str]:
     return names
 
 
+def _saved_module_param_names(model: nn.Module, adapter_name: str) -> list[str]:
+    """``named_parameters()`` names of the modules adapter ``adapter_name`` trains in full (peft's
+    ``modules_to_save``, e.g. a fresh classification head)."""
+    from peft.utils import ModulesToSaveWrapper
+
+    by_id = {id(param): name for name, param in model.named_parameters()}
+    names = []
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+            names += [by_id[id(param)] for param in module.modules_to_save[adapter_name].parameters()]
+    return names
+
+
 def load_adapter_state(folder: str | os.PathLike, model: nn.Module, adapter_name: str = "default") -> dict[str, Tensor]:
-    """The LoRA factors saved in an adapter ``folder``, keyed by ``model.named_parameters()`` names.
+    """The LoRA factors (and ``modules_to_save`` weights) saved in an adapter ``folder``, keyed by
+    ``model.named_parameters()`` names.
 
     peft saves keys without the adapter name (``...q_proj.lora_A.weight``); the live model has
     ``...q_proj.lora_A.default.weight``. peft's own ``set_peft_model_state_dict`` does the mapping: the folder is
@@ -103,7 +117,7 @@ def load_adapter_state(folder: str | os.PathLike, model: nn.Module, adapter_name
     from peft.utils import load_peft_weights
 
     check_same_config(_lora_config(folder), model.peft_config[adapter_name], [f"'{folder}'", "of the model"])
-    names = _adapter_param_names(model, adapter_name)
+    names = _adapter_param_names(model, adapter_name) + _saved_module_param_names(model, adapter_name)
     params = {name: model.get_parameter(name) for name in names}
     backup = {name: param.detach().clone() for name, param in params.items()}
     try:
@@ -327,7 +341,13 @@ def lora_curve(
         adapter = set(states[0])
         fixed = {name: param for name, param in model.named_parameters() if name not in adapter}
         init_arg = "linear" if linear else {**fixed, **init_state}
-        return Curve(model, [{**fixed, **state} for state in states], shape, init_arg, include="lora_")
+        include = r"lora_|\.modules_to_save\."  # the factors, and any head trained in full next to them
+        return Curve(model, [{**fixed, **state} for state in states], shape, init_arg, include=include)
+    if _saved_module_param_names(model, "default"):
+        raise ValueError(
+            "space='delta' curves LoRA factors only, but these adapters also train modules in full (peft "
+            "modules_to_save, e.g. a classification head); use space='factors'"
+        )
     shape = shape if shape is not None else Bezier(3)
     r, alpha = config.r, config.lora_alpha
     scaling = alpha / math.sqrt(r) if config.use_rslora else alpha / r

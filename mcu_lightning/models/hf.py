@@ -6,6 +6,7 @@ Each factory is a plain function returning an ``nn.Module``, so a YAML config ca
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,18 @@ FICTITIOUS = "fictitious"
 
 @dataclass
 class LoraSpec:
-    """LoRA adapters (Hu et al., 2022) through peft: ``W + (alpha / r) B A`` on the target modules."""
+    """LoRA adapters (Hu et al., 2022) through peft: ``W + (alpha / r) B A`` on the target modules.
+
+    ``modules_to_save`` are trained in full next to the adapters and saved with them (peft's option of that name):
+    a classification head that the checkpoint did not have must be, or it stays at its random initialisation.
+    :func:`hf_classifier` fills it with the freshly initialised modules when it is left ``None``.
+    """
 
     r: int = 8
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    modules_to_save: list[str] | None = None
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -58,7 +65,11 @@ def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        modules_to_save=list(lora.modules_to_save) if lora.modules_to_save else None,
     )
     return get_peft_model(model, config)
 
@@ -130,7 +141,8 @@ def hf_classifier(
 
     The task comes from the checkpoint's config: a config that ``AutoModelForImageClassification`` knows gets
     an image classifier, any other a sequence classifier. A head of another size (an ImageNet or a
-    pre-training head) is replaced by a freshly initialised one (``ignore_mismatched_sizes``).
+    pre-training head) is replaced by a freshly initialised one (``ignore_mismatched_sizes``); with ``lora`` those
+    fresh modules are trained in full (``LoraSpec.modules_to_save``) next to the adapters.
     """
     from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
@@ -141,7 +153,16 @@ def hf_classifier(
         if type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
         else AutoModelForSequenceClassification
     )
-    model = auto.from_pretrained(
-        name_or_path, num_labels=num_labels, ignore_mismatched_sizes=True, dtype=resolve_dtype(dtype)
+    model, info = auto.from_pretrained(
+        name_or_path,
+        num_labels=num_labels,
+        ignore_mismatched_sizes=True,
+        dtype=resolve_dtype(dtype),
+        output_loading_info=True,
     )
-    return apply_lora(model, lora) if lora is not None else model
+    if lora is None:
+        return model
+    if lora.modules_to_save is None:  # the fresh head trains in full, or LoRA leaves it random
+        fresh = [*info.get("missing_keys", []), *(entry[0] for entry in info.get("mismatched_keys", []))]
+        lora = dataclasses.replace(lora, modules_to_save=sorted({key.rsplit(".", 1)[0] for key in fresh}))
+    return apply_lora(model, lora)
