@@ -15,6 +15,7 @@ from mcu_lightning.losses.kl import kl_to_reference, retain_term
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.losses.npo import NPO, npo_loss
 from mcu_lightning.losses.random_label import RandomLabel
+from mcu_lightning.losses.rmu import RMU, activation_loss
 from mcu_lightning.losses.salun import SalUn
 from mcu_lightning.losses.scrub import SCRUB
 from mcu_lightning.losses.simnpo import SimNPO, simnpo_loss
@@ -24,6 +25,7 @@ __all__ = [
     "IDK_ANSWERS",
     "NLL",
     "NPO",
+    "RMU",
     "SCRUB",
     "BadTeaching",
     "GradAscent",
@@ -35,6 +37,7 @@ __all__ = [
     "SimNPO",
     "SuperLoss",
     "UnlearningLoss",
+    "activation_loss",
     "dpo_loss",
     "kl_to_reference",
     "npo_loss",

@@ -35,9 +35,11 @@ class UnlearningLoss(nn.Module):
     training batch for fine-tuning is passed as ``{"train": batch}``. ``reference`` is a frozen policy
     of the starting model, given only when ``needs_reference`` is true.
 
-    Hooks the modules call (no-ops here): ``setup_model`` once before training (a saliency mask, a
-    random teacher), ``on_train_step`` before every training forward (alternating objectives such as
-    SCRUB), ``on_after_backward`` after every backward (gradient masking).
+    Hooks the modules call (no-ops here): ``is_trainable`` per parameter name when the module is built
+    (parameter subsets, RMU), ``setup_model`` once before training (a saliency mask, a random teacher),
+    ``attach`` once before training with the networks the policies run (losses that read activations,
+    RMU), ``on_train_step`` before every training forward (alternating objectives such as SCRUB),
+    ``on_after_backward`` after every backward (gradient masking).
     """
 
     needs_reference: bool = False
@@ -47,6 +49,15 @@ class UnlearningLoss(nn.Module):
 
     def setup_model(self, model: nn.Module, forget_loader: Iterable[Mapping[str, Any]] | None = None) -> None:
         """Called once by the module before training, with the model being trained and the forget data."""
+
+    def is_trainable(self, name: str) -> bool:
+        """Whether the module may update parameter ``name``; the others are frozen before training starts."""
+        return True
+
+    def attach(self, model: nn.Module, reference: nn.Module | None = None) -> None:
+        """Called once before training with the network the policy runs (the trained model, or a curve's
+        template) and the frozen reference network (None when there is none, or when it is the trained model
+        with its LoRA adapters off)."""
 
     def on_train_step(self, step: int) -> None:
         """Called before each training forward with the global step."""

@@ -175,6 +175,7 @@ class CurveModule(MCUModule):
     def on_fit_start(self) -> None:
         if self._reference:
             self._reference[0].to(self.device)
+        self.objective.attach(self.template, self._reference[0] if self._reference else None)
 
     # -- checkpoints: control points, not another copy of the model ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -54,6 +54,20 @@ class FineTuneModule(MCUModule):
         check_finite(self.model, f"starting model {model!r}" if isinstance(model, str) else "starting model")
         self.loss = loss if loss is not None else NLL(split="train")
         self.export = export
+        self.freeze_untrainable()
+
+    def freeze_untrainable(self) -> None:
+        """Freeze the parameters the loss does not update (``loss.is_trainable``), before any optimizer or DDP."""
+        trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        kept = [name for name, p in trainable if self.loss.is_trainable(name)]
+        if trainable and not kept:
+            raise ValueError(
+                f"{type(self.loss).__name__} leaves no parameter to train (e.g. '{trainable[0][0]}' does not "
+                "match its trainable pattern); widen the pattern"
+            )
+        for name, param in trainable:
+            if name not in set(kept):
+                param.requires_grad_(False)
 
     def eval_model(self) -> nn.Module:
         return self.model
@@ -73,6 +87,7 @@ class FineTuneModule(MCUModule):
         if datamodule is not None and "forget" in getattr(datamodule, "eval_splits", ()):
             loader = self.split_batches("forget")
         self.loss.setup_model(self.model, loader)
+        self.loss.attach(self.model, getattr(self, "reference", None))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
         self.loss.on_train_step(self.global_step)

@@ -55,6 +55,7 @@ class UnlearningModule(FineTuneModule):
             self._reference.append(self._build_reference())
         if lora is not None:
             self.model = apply_lora(self.model, lora)
+            self.freeze_untrainable()
         self.lora = lora
 
     def _build_reference(self) -> nn.Module:
