@@ -134,7 +134,7 @@ class _WritePlan:
 
 
 class TemplateCurve(nn.Module):
-    """What every curve shares: a frozen template it runs through ``functional_call`` but does not own.
+    """What every curve shares: a frozen template it runs at theta(t) (tensors swapped in) but does not own.
 
     The template is not a submodule (``parameters()`` and ``state_dict()`` are the curve's own), its train/eval
     mode follows the curve's, and when it checkpoints activations the recomputation happens at theta(t).
@@ -162,8 +162,8 @@ class Curve(TemplateCurve):
     """Frozen endpoints + trainable control points over a frozen ``template`` module.
 
     Args:
-        template: a module of the endpoints' architecture. It is never trained nor written (only read by
-            ``functional_call``), and it is not a submodule: ``curve.parameters()`` are the control points alone.
+        template: a module of the endpoints' architecture. The curve never trains nor writes it (it runs it with
+            its tensors swapped in), and it is not a submodule: ``curve.parameters()`` are the control points alone.
         endpoints: the two endpoints, each a path (see :func:`mcu_lightning.models.io.load_state_dict`) or a state dict.
         shape: the curve shape (``Bezier(3)``: one control point, the MCU setting).
         init: ``"linear"`` puts control point ``k`` on the straight line at ``t_k = k / (n - 1)``; a path or state dict

@@ -21,7 +21,7 @@ sum_k c_k(t) B_k A_k``. The endpoints' ``(A_0, B_0)``, ``(A_{n-1}, B_{n-1})`` ar
 the line). With ``init=<adapter folder>`` a control point has that adapter's rank ``r``. The template is the base
 wrapped by peft with rank ``R = 2r + (n-2) r_c`` adapters (``apply_lora`` / ``get_peft_model`` with ``r=R``,
 ``alpha`` scaled by ``R / r`` so peft's scaling stays ``s``; any remaining ratio is folded into ``B_cat``); the
-forward runs it through ``torch.func.functional_call`` with the adapter tensors replaced, like ``Curve``. At
+forward runs it with the adapter tensors swapped in (a ``Reparametrization``), like ``Curve``. At
 ``t = 0`` or ``1`` the extra blocks are exactly zero, but the rank-``R`` matmul sums in another order than the
 rank-``r`` one, so outputs agree with the endpoint adapters to fp32 rounding (``allclose``), not bit for bit.
 """
