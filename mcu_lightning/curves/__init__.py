@@ -8,10 +8,11 @@ from mcu_lightning.curves.barrier import (
     summarize_series,
 )
 from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm, recompute_curve_batchnorm
-from mcu_lightning.curves.curve import Curve, enable_gradient_checkpointing
+from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.lora import LoraDeltaCurve, load_adapter_state, lora_curve
 from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, grid
 from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
+from mcu_lightning.curves.template import TemplateCurve, enable_gradient_checkpointing
 
 __all__ = [
     "Bezier",
@@ -24,6 +25,7 @@ __all__ = [
     "PolyChain",
     "Stratified",
     "TSampler",
+    "TemplateCurve",
     "Uniform",
     "barrier_vs_line",
     "barrier_vs_max_end",

@@ -39,9 +39,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mcu_lightning.curves.curve import Curve, TemplateCurve, functional_forward
+from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
+from mcu_lightning.curves.template import TemplateCurve, functional_forward
 from mcu_lightning.models.io import load_model
 
 AdapterSource = str | os.PathLike | Mapping[str, Tensor]
