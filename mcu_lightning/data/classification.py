@@ -2,9 +2,9 @@
 
 The offline default is scikit-learn's digits (1797 8x8 grey images, 10 classes), scaled to [0, 1] as
 ``[1, 8, 8]`` float tensors. Any Hugging Face image or text classification dataset loads by name (or from a
-``save_to_disk`` folder) through ``datasets``: images become ``[C, H, W]`` tensors of a fixed size, texts
-token ids. The forget set is a reproducible fraction of the train part (from the seed) or a JSON list of
-train indices; the retain set is the rest of the train part.
+``save_to_disk`` folder) through ``datasets``: images are kept as ``[C, H, W]`` uint8 (the collator scales, resizes
+and normalises each batch), texts as token ids. The forget set is a reproducible fraction of the train part (from
+the seed) or a JSON list of train indices; the retain set is the rest of the train part.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -30,9 +31,9 @@ LABEL_COLUMNS = ("label", "labels", "fine_label")
 class ClassificationDataset(Dataset):
     """Items ``{"inputs": Tensor, "labels": long, "index": position in this split}``.
 
-    ``inputs`` is one float tensor per sample (images), or a list of token-id lists (texts; the collator
-    pads them into ``input_ids``/``attention_mask``). ``source_index`` keeps each sample's row in the part
-    it was taken from.
+    ``inputs`` is one tensor per sample (images: float, or uint8 that the collator scales), or a list of token-id
+    lists (texts; the collator pads them into ``input_ids``/``attention_mask``). ``source_index`` keeps each
+    sample's row in the part it was taken from.
     """
 
     def __init__(self, inputs: Tensor | list[list[int]], labels: Tensor, source_index: Tensor | None = None) -> None:
@@ -58,10 +59,41 @@ class ClassificationDataset(Dataset):
 
 
 class ClassificationCollator:
-    """Stacks image items; pads text items (right) into ``input_ids`` and ``attention_mask``."""
+    """Stacks image items; pads text items (right) into ``input_ids`` and ``attention_mask``.
 
-    def __init__(self, pad_token_id: int = 0) -> None:
+    Images stored as ``uint8`` are scaled to [0, 1] per batch, resized to ``image_size`` when they differ
+    (bilinear, antialiased) and normalised ``(x - mean) / std`` per channel when ``mean``/``std`` are given (the
+    model's image processor statistics). Float images (digits) pass through unchanged unless asked.
+    """
+
+    def __init__(
+        self,
+        pad_token_id: int = 0,
+        image_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        if (mean is None) != (std is None):
+            raise ValueError("image normalisation needs both image_mean and image_std (or neither)")
+        if std is not None and any(v <= 0 for v in std):
+            raise ValueError(f"image_std must be positive, got {list(std)}")
         self.pad_token_id = pad_token_id
+        self.image_size = image_size
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float).view(-1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float).view(-1, 1, 1)
+
+    def images(self, stacked: Tensor) -> Tensor:
+        """``[B, C, h, w]`` uint8 or float -> ``[B, C, S, S]`` float, normalised when statistics are set."""
+        x = stacked.float().div_(255.0) if stacked.dtype == torch.uint8 else stacked
+        if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+        if self.mean is not None:
+            if self.mean.shape[0] != x.shape[1]:
+                raise ValueError(
+                    f"image_mean/image_std have {self.mean.shape[0]} channels but the images have {x.shape[1]}"
+                )
+            x = (x - self.mean) / self.std
+        return x
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
         out = {
@@ -69,7 +101,7 @@ class ClassificationCollator:
             "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         }
         if "inputs" in items[0]:
-            out["inputs"] = torch.stack([it["inputs"] for it in items])
+            out["inputs"] = self.images(torch.stack([it["inputs"] for it in items]))
         else:
             ids = [it["input_ids"] for it in items]
             out["input_ids"] = pad_sequences(ids, self.pad_token_id)
@@ -110,14 +142,29 @@ def _column(names: Sequence[str], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in names), None)
 
 
-def image_to_tensor(image: Any, image_size: int, mode: str) -> Tensor:
-    """A PIL image (or array) -> ``[C, H, W]`` float in [0, 1], converted to ``mode`` and resized."""
+def image_to_array(image: Any, mode: str, size: int | None = None) -> np.ndarray:
+    """A PIL image (or array) -> ``[H, W, C]`` uint8 in ``mode``, resized to ``size x size`` when given."""
     from PIL import Image
 
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image))
-    array = np.asarray(image.convert(mode).resize((image_size, image_size)), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).reshape(image_size, image_size, -1).permute(2, 0, 1).contiguous()
+    image = image.convert(mode)
+    if size is not None:
+        image = image.resize((size, size))
+    array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], -1)
+
+
+def images_to_tensor(images: Sequence[Any], image_size: int) -> Tensor:
+    """Images -> ``[N, C, H, W]`` uint8: at their own size when they all share one (the collator resizes each
+    batch; CIFAR at 224 px would otherwise hold 30 GB of floats), else resized to ``image_size`` here."""
+    from PIL import Image
+
+    mode = "L" if getattr(images[0], "mode", "RGB") in ("L", "1") else "RGB"
+    sizes = {im.size if isinstance(im, Image.Image) else np.asarray(im).shape[:2][::-1] for im in images}
+    size = None if len(sizes) == 1 else image_size
+    arrays = np.stack([image_to_array(im, mode, size) for im in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
 
 
 def hf_to_dataset(
@@ -133,9 +180,7 @@ def hf_to_dataset(
     num_classes = int(getattr(feature, "num_classes", 0) or int(labels.max()) + 1)
     image_col, text_col = _column(names, IMAGE_COLUMNS), _column(names, TEXT_COLUMNS)
     if image_col is not None:
-        images = data[image_col]
-        mode = "L" if getattr(images[0], "mode", "RGB") in ("L", "1") else "RGB"
-        inputs: Tensor | list[list[int]] = torch.stack([image_to_tensor(im, image_size, mode) for im in images])
+        inputs: Tensor | list[list[int]] = images_to_tensor(data[image_col], image_size)
     elif text_col is not None:
         if tokenizer is None:
             raise ValueError(f"text column '{text_col}' needs a tokenizer; pass tokenizer=<path or Hub name>")

@@ -23,6 +23,11 @@ class ClassificationDataModule(UnlearningDataModule):
     forget set is ``forget_fraction`` of the train part drawn from ``data_seed`` (independent of the
     training ``seed``) or the train indices in ``forget_index_file`` (a JSON list). ``finetune_split`` is
     ``"train"`` or ``"full"`` (the whole train part: the base model), ``"retain"`` (the oracle) or ``"forget"``.
+
+    Hub images are kept as uint8 at their own size and each batch is resized to ``image_size`` and normalised with
+    ``image_mean``/``image_std``, or with the statistics of ``processor`` (a model name or folder whose
+    ``AutoImageProcessor`` the model was trained with, e.g. ``microsoft/resnet-50``). Without either, images reach
+    the model in [0, 1]: right for models trained that way, wrong for ImageNet-style checkpoints.
     """
 
     task = "classification"
@@ -35,6 +40,9 @@ class ClassificationDataModule(UnlearningDataModule):
         forget_index_file: str | None = None,
         test_fraction: float = 0.2,
         image_size: int = 32,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        processor: str | None = None,
         tokenizer: str | None = None,
         max_length: int = 128,
         data_seed: int = 0,
@@ -58,6 +66,11 @@ class ClassificationDataModule(UnlearningDataModule):
         self.dataset_name = dataset
         self.forget_fraction, self.forget_index_file = forget_fraction, forget_index_file
         self.test_fraction, self.image_size = test_fraction, image_size
+        if processor is not None and (image_mean is not None or image_std is not None):
+            raise ValueError("give either processor (its image_mean/image_std are used) or image_mean/image_std")
+        if (image_mean is None) != (image_std is None):
+            raise ValueError("image normalisation needs both image_mean and image_std (or neither)")
+        self.image_mean, self.image_std, self.processor = image_mean, image_std, processor
         self.tokenizer_name, self.max_length = tokenizer, max_length
         self.data_seed = data_seed
         self._parts: ClassificationParts | None = None
@@ -104,10 +117,26 @@ class ClassificationDataModule(UnlearningDataModule):
     def load_eval(self, split: str) -> ClassificationDataset:
         return self.split(split)
 
+    def image_statistics(self) -> tuple[list[float] | None, list[float] | None]:
+        """``(mean, std)`` per channel: the given ones, the processor's (read once), or ``(None, None)``."""
+        if self.processor is None:
+            return self.image_mean, self.image_std
+        if self.image_mean is None:
+            from transformers import AutoImageProcessor
+
+            processor = AutoImageProcessor.from_pretrained(self.processor)
+            mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+            if mean is None or std is None:
+                raise ValueError(f"processor {self.processor!r} has no image_mean/image_std; pass them directly")
+            self.image_mean, self.image_std = list(mean), list(std)
+        return self.image_mean, self.image_std
+
     def collate_fn(self) -> ClassificationCollator:
         pad = 0
         if self.tokenizer_name is not None:
             from transformers import AutoTokenizer
 
             pad = AutoTokenizer.from_pretrained(self.tokenizer_name).pad_token_id or 0
-        return ClassificationCollator(pad)
+        mean, std = self.image_statistics()
+        size = None if self.dataset_name == "digits" else self.image_size  # digits stay 8 x 8
+        return ClassificationCollator(pad, image_size=size, mean=mean, std=std)

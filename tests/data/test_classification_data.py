@@ -97,3 +97,53 @@ def test_local_text_dataset(tmp_path):
     batch = next(iter(dm.eval_dataloader("retain")))
     assert set(batch) == {"input_ids", "attention_mask", "labels", "index"}
     assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].sum() < batch["attention_mask"].numel()
+
+
+def _save_images(folder, sizes, mode="RGB", n=20):
+    rng = np.random.default_rng(0)
+    channels = 3 if mode == "RGB" else 1
+    images = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        pixels = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+        images.append(Image.fromarray(pixels if channels == 3 else pixels[..., 0], mode=mode))
+    datasets.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(n)]}).save_to_disk(str(folder))
+
+
+def test_images_are_kept_as_uint8_at_their_size_and_resized_per_batch(tmp_path):
+    _save_images(tmp_path / "same", [(6, 6)])
+    dm = ClassificationDataModule(dataset=str(tmp_path / "same"), image_size=12, forget_fraction=0.25, batch_size=4)
+    dm.setup("fit")
+    stored = dm.split("train").inputs
+    assert stored.dtype == torch.uint8 and stored.shape[1:] == (3, 6, 6)  # 4x less than floats, no upscaled copy
+    batch = next(iter(dm.eval_dataloader("test")))
+    assert batch["inputs"].dtype == torch.float and batch["inputs"].shape[1:] == (3, 12, 12)
+    assert batch["inputs"].min() >= 0.0 and batch["inputs"].max() <= 1.0
+    _save_images(tmp_path / "mixed", [(6, 6), (5, 9)])  # sizes differ: resized once at load, so they stack
+    mixed = ClassificationDataModule(dataset=str(tmp_path / "mixed"), image_size=4, forget_fraction=0.25)
+    assert mixed.split("train").inputs.shape[1:] == (3, 4, 4)
+
+
+def test_images_are_normalised_with_given_or_processor_statistics(tmp_path):
+    from transformers import ViTImageProcessor
+
+    _save_images(tmp_path / "imgs", [(4, 4)])
+    plain = ClassificationDataModule(dataset=str(tmp_path / "imgs"), image_size=4, forget_fraction=0.25)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.5]
+    given = ClassificationDataModule(
+        dataset=str(tmp_path / "imgs"), image_size=4, forget_fraction=0.25, image_mean=mean, image_std=std
+    )
+    ViTImageProcessor(image_mean=mean, image_std=std).save_pretrained(str(tmp_path / "proc"))
+    from_processor = ClassificationDataModule(
+        dataset=str(tmp_path / "imgs"), image_size=4, forget_fraction=0.25, processor=str(tmp_path / "proc")
+    )
+    raw, normalised, again = (next(iter(m.eval_dataloader("test")))["inputs"] for m in (plain, given, from_processor))
+    expected = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(normalised, expected) and torch.equal(normalised, again)
+    with pytest.raises(ValueError, match="both image_mean and image_std"):
+        ClassificationDataModule(dataset="digits", image_mean=[0.5])
+    with pytest.raises(ValueError, match="either processor"):
+        ClassificationDataModule(dataset="digits", processor="x", image_mean=[0.5], image_std=[0.5])
+    grey = ClassificationDataModule(dataset="digits", image_mean=mean, image_std=std)
+    with pytest.raises(ValueError, match="3 channels but the images have 1"):
+        next(iter(grey.eval_dataloader("test")))
