@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from mcu_lightning.losses.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics import qa
@@ -29,7 +30,7 @@ from mcu_lightning.metrics.stats import (
     truth_ratio,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import MetricSuite, nanmean
+from mcu_lightning.metrics.suite import MetricSuite, batch_index, nanmean
 from mcu_lightning.models.forward import call_model, kv_cache_off
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
@@ -116,6 +117,27 @@ class QASuite(MetricSuite):
             return
         super().update(model, split, batch)
 
+    @torch.no_grad()
+    def update_many(self, model: nn.Module, batches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Score every batch, then generate for all their prompts together (``generation_batch_size`` at a time)
+        instead of batch by batch: a curve's test evaluates every split at every t, and each ``generate`` call
+        costs ``max_new_tokens`` decoding steps of Python whatever its batch size."""
+        selected = [(s, b) for s, b in batches if self.split_names is None or s in self.split_names]
+        if not self.rouge:
+            super().update_many(model, selected)
+            return
+        scored = []
+        for split, batch in selected:
+            index = batch_index(split, batch)
+            with kv_cache_off(model):
+                scored.append((split, batch, index, self._score(model, split, batch)))
+        texts = self._generate_prompts(model, [prompt for _, batch in selected for prompt in _prompts(batch)])
+        start = 0
+        for split, batch, index, values in scored:
+            generations, start = texts[start : start + index.numel()], start + index.numel()
+            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
+            self.store(split, index.device).update(index, values)
+
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         with kv_cache_off(model):  # scoring forwards: no cache to build; generate below keeps its own
             values = self._score(model, split, batch)
@@ -165,27 +187,34 @@ class QASuite(MetricSuite):
         return nll.view(shape)
 
     def _generate(self, model: nn.Module, batch: Mapping[str, Any]) -> list[str]:
-        """Greedy generations from the left-padded prompts, new tokens only, special tokens skipped."""
+        """Greedy generations from the batch's prompts, new tokens only, special tokens skipped."""
+        return self._generate_prompts(model, _prompts(batch))
+
+    def _generate_prompts(self, model: nn.Module, prompts: Sequence[Tensor]) -> list[str]:
+        """Greedy generations from unpadded prompts, left-padded ``generation_batch_size`` at a time."""
         if not callable(getattr(model, "generate", None)):
             raise TypeError(
                 f"ROUGE needs a model with .generate (a Hugging Face causal LM), got {type(model).__name__}; "
                 "pass rouge=False to the suite for other models"
             )
         tokenizer = self._require_tokenizer("decode generations for ROUGE")
-        prompt_ids, prompt_mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        step = self.generation_batch_size or prompt_ids.size(0)
+        step = self.generation_batch_size or max(1, len(prompts))
         texts: list[str] = []
-        for start in range(0, prompt_ids.size(0), step):
+        for start in range(0, len(prompts), step):
+            chunk = list(prompts[start : start + step])
+            input_ids = pad_sequence(chunk, batch_first=True, padding_value=pad_id, padding_side="left")
+            ones = [torch.ones_like(prompt) for prompt in chunk]
+            attention_mask = pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")
+            width = input_ids.size(1)
             output = model.generate(
-                input_ids=prompt_ids[start : start + step],
-                attention_mask=prompt_mask[start : start + step],
+                input_ids=input_ids,
+                attention_mask=attention_mask,
                 do_sample=False,
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=pad_id,
             )
-            new_tokens = output[:, prompt_ids.size(1) :]
-            texts.extend(text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            texts.extend(text.strip() for text in tokenizer.batch_decode(output[:, width:], skip_special_tokens=True))
         return texts
 
     def _references(self, batch: Mapping[str, Any]) -> list[str]:
@@ -288,3 +317,9 @@ class QASuite(MetricSuite):
         elif name.startswith("mia_") and name.endswith("_auc"):
             return False
         raise KeyError(f"QASuite does not report a metric named '{name}'")
+
+
+def _prompts(batch: Mapping[str, Any]) -> list[Tensor]:
+    """The batch's left-padded prompts without their padding."""
+    ids, mask = batch["prompt_input_ids"], batch["prompt_attention_mask"].bool()
+    return [row[keep] for row, keep in zip(ids, mask, strict=True)]

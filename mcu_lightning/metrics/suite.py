@@ -96,6 +96,13 @@ class SampleStore(Metric):
         return {name: table[:, i] for i, name in enumerate(self.columns)}
 
 
+def batch_index(split: str, batch: Mapping[str, Any]) -> Tensor:
+    """The batch's sample indices, or a clear error: the stores key every value by them."""
+    if "index" not in batch:
+        raise KeyError(f"evaluation batch of split '{split}' lacks 'index'; the data module must provide it")
+    return torch.as_tensor(batch["index"])
+
+
 class MetricSuite(nn.Module):
     """Base class of the evaluation suites (docs/internals.md, "Metric suites").
 
@@ -129,11 +136,16 @@ class MetricSuite(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> None:
-        if "index" not in batch:
-            raise KeyError(f"evaluation batch of split '{split}' lacks 'index'; the data module must provide it")
-        index = torch.as_tensor(batch["index"])
+        index = batch_index(split, batch)
         values = self._update_split(model, split, batch)
         self.store(split, index.device).update(index, values)
+
+    @torch.no_grad()
+    def update_many(self, model: nn.Module, batches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """:meth:`update` for every ``(split, batch)``; a suite that can share work across batches (QASuite's
+        generation) overrides it. The per-sample results are the same either way."""
+        for split, batch in batches:
+            self.update(model, split, batch)
 
     def compute(self) -> EvalResult:
         tables = {

@@ -247,8 +247,7 @@ class CurveModule(MCUModule):
             suite = self.suite
             suite.reset()
             with torch.no_grad():
-                for split, batch in self.test_batches:
-                    suite.update(model, split, batch)
+                suite.update_many(model, self.test_batches)  # QASuite generates for every split at once
             result = suite.compute()
             self.curve_results.append(result)
             for name, value in result.aggregates.items():

@@ -145,3 +145,39 @@ def test_scoring_forwards_build_no_kv_cache_and_generation_keeps_it(tokenizer, m
     assert seen[:3] == [False, False, False]  # answer, paraphrased, perturbed
     assert len(seen) > 3 and all(flag is True for flag in seen[3:])  # the decoding steps
     assert model.config.use_cache is True
+
+
+def test_update_many_generates_across_batches_with_the_same_results(tokenizer, model):
+    """One generate call for all splits' prompts (differently padded batches re-padded together) gives the same
+    per-sample values as batch-by-batch updates, with fewer generate calls."""
+    batches = [(split, batch) for split, items in tofu_like(tokenizer).items() for batch in items]
+    calls = {"n": 0}
+    original = model.generate
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for many in (False, True):
+            suite = QASuite(max_new_tokens=4)
+            suite.bind(tokenizer)
+            model.generate = counting
+            try:
+                if many:
+                    suite.update_many(model, batches)
+                else:
+                    for split, batch in batches:
+                        suite.update(model, split, batch)
+            finally:
+                model.generate = original
+            results.append((suite.compute(), calls["n"]))
+            calls["n"] = 0
+    (one_by_one, calls_each), (together, calls_many) = results
+    assert calls_each == len(batches) > 1 and calls_many == 1
+    assert one_by_one.per_sample.keys() == together.per_sample.keys()
+    for split, table in one_by_one.per_sample.items():
+        for name, values in table.items():
+            assert together.per_sample[split][name] == pytest.approx(values, rel=1e-6, nan_ok=True), (split, name)
