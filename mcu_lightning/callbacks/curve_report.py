@@ -67,22 +67,32 @@ def barrier_summaries(
     return summary
 
 
+#: Panels first in the figure, in this order (TOFU's headline metrics); the others follow as first seen.
+PANEL_ORDER = ("forget_quality", "model_utility", "prob", "rouge", "truth_ratio", "loss", "acc")
+
+
 def panels(names: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Metric names grouped into figure panels, in first-seen order.
+    """Metric names grouped into figure panels: TOFU's headline metrics first, then in first-seen order.
 
     ``split/metric`` names share one panel per metric, a line per split (``forget/prob`` next to ``retain/prob``, as
-    the MCU and TOFU figures compare them); the MIA AUCs ``mia_<attack>_auc`` share one; any other name has its own.
+    the MCU and TOFU figures compare them); the MIA AUCs ``mia_<attack>_auc`` share one, and so do the privleak
+    variants ``privleak[_<attack>]``; any other name has its own.
     """
     groups: dict[str, list[str]] = {}
     for name in names:
-        if "/" in name:
-            key = name.rsplit("/", 1)[1]
-        elif name.startswith("mia_") and name.endswith("_auc"):
-            key = "MIA AUC"
-        else:
-            key = name
-        groups.setdefault(key, []).append(name)
-    return list(groups.items())
+        groups.setdefault(_panel_of(name), []).append(name)
+    rank = {key: i for i, key in enumerate(PANEL_ORDER)}
+    return sorted(groups.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
+def _panel_of(name: str) -> str:
+    if "/" in name:
+        return name.rsplit("/", 1)[1]
+    if name.startswith("mia_") and name.endswith("_auc"):
+        return "MIA AUC"
+    if name.startswith("privleak"):
+        return "privleak"
+    return name
 
 
 def _line_label(name: str, panel: str) -> str:
@@ -90,6 +100,8 @@ def _line_label(name: str, panel: str) -> str:
         return name.rsplit("/", 1)[0]
     if panel == "MIA AUC":
         return name[len("mia_") : -len("_auc")]
+    if panel == "privleak":
+        return name[len("privleak_") :] if name != "privleak" else "min_k"
     return name
 
 
