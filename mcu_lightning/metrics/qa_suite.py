@@ -113,38 +113,29 @@ class QASuite(MetricSuite):
 
     # -- update: per-sample statistics of one batch -----------------------------------------------------
     def update(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> None:
-        if self.split_names is not None and split not in self.split_names:
-            return
-        super().update(model, split, batch)
+        self.update_many(model, [(split, batch)])
 
     @torch.no_grad()
     def update_many(self, model: nn.Module, batches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Score every batch, then generate for all their prompts together (``generation_batch_size`` at a time)
         instead of batch by batch: a curve's test evaluates every split at every t, and each ``generate`` call
         costs ``max_new_tokens`` decoding steps of Python whatever its batch size."""
-        selected = [(s, b) for s, b in batches if self.split_names is None or s in self.split_names]
-        if not self.rouge:
-            super().update_many(model, selected)
-            return
         scored = []
-        for split, batch in selected:
+        for split, batch in batches:
+            if self.split_names is not None and split not in self.split_names:
+                continue
             index = batch_index(split, batch)
-            with kv_cache_off(model):
+            with kv_cache_off(model):  # teacher-forced forwards build no cache; generate keeps its own
                 scored.append((split, batch, index, self._score(model, split, batch)))
-        texts = self._generate_prompts(model, [prompt for _, batch in selected for prompt in _prompts(batch)])
-        start = 0
-        for split, batch, index, values in scored:
-            generations, start = texts[start : start + index.numel()], start + index.numel()
-            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
+        if self.rouge and scored:
+            texts = self._generate(model, [prompt for _, batch, _, _ in scored for prompt in _prompts(batch)])
+            start = 0
+            for _, batch, index, values in scored:
+                generations, start = texts[start : start + index.numel()], start + index.numel()
+                rouge = qa.rouge_l_recall(generations, self._references(batch))
+                values["rouge"] = torch.tensor(rouge, dtype=torch.float64)
+        for split, _, index, values in scored:
             self.store(split, index.device).update(index, values)
-
-    def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        with kv_cache_off(model):  # scoring forwards: no cache to build; generate below keeps its own
-            values = self._score(model, split, batch)
-        if self.rouge:
-            generations = self._generate(model, batch)
-            values["rouge"] = torch.tensor(qa.rouge_l_recall(generations, self._references(batch)), dtype=torch.float64)
-        return values
 
     def _score(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """Every statistic that comes from teacher-forced forwards (all but ROUGE)."""
@@ -186,12 +177,9 @@ class QASuite(MetricSuite):
         nll, _ = answer_nll(call_model(model, flat), labels.reshape(-1, labels.size(-1)))
         return nll.view(shape)
 
-    def _generate(self, model: nn.Module, batch: Mapping[str, Any]) -> list[str]:
-        """Greedy generations from the batch's prompts, new tokens only, special tokens skipped."""
-        return self._generate_prompts(model, _prompts(batch))
-
-    def _generate_prompts(self, model: nn.Module, prompts: Sequence[Tensor]) -> list[str]:
-        """Greedy generations from unpadded prompts, left-padded ``generation_batch_size`` at a time."""
+    def _generate(self, model: nn.Module, prompts: Sequence[Tensor]) -> list[str]:
+        """Greedy generations from unpadded prompts (left-padded ``generation_batch_size`` at a time), new tokens
+        only, special tokens skipped."""
         if not callable(getattr(model, "generate", None)):
             raise TypeError(
                 f"ROUGE needs a model with .generate (a Hugging Face causal LM), got {type(model).__name__}; "

@@ -107,7 +107,8 @@ class MetricSuite(nn.Module):
     """Base class of the evaluation suites (docs/internals.md, "Metric suites").
 
     Subclasses set ``columns`` (the per-sample statistics they store), implement ``_update_split`` (per-sample
-    values of one batch) and ``_aggregate`` (the aggregates from the gathered per-sample tables).
+    values of one batch; or override :meth:`update_many` where batches share work, as ``QASuite`` does) and
+    ``_aggregate`` (the aggregates from the gathered per-sample tables).
     """
 
     columns: tuple[str, ...] = ()
