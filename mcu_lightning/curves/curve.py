@@ -98,8 +98,8 @@ class _WritePlan:
         self.pointers = [tensor.data_ptr() for tensor in slots.current()]
         self.curve_pointer = curve_tensor.data_ptr()
         self.targets: list[Tensor] = []  # flat views of the model's tensors (shaped ones when not contiguous)
-        self.moving: list[int] = []  # which of theta(t)'s and the moving buffers' pieces are written, in order
-        self.fixed: list[Tensor] = []  # then the off-curve tensors that the model does not already share
+        self.fixed: list[Tensor] = []  # after theta(t)'s and the moving buffers' pieces: the off-curve tensors the
+        # model does not already share
         self.reshape: list[tuple[int, torch.Size]] = []  # sources to view in the target's shape
 
     def is_current(self, curve_tensor: Tensor) -> bool:
@@ -300,12 +300,17 @@ class Curve(TemplateCurve):
         pieces = self._pieces(self.flat_params(t), self._sizes, self._shapes, self._dtypes)
         return [*pieces, *self._fixed_params.values()]
 
+    def _flat_buffers(self, t: float) -> Tensor:
+        """The moving buffers at ``t``, flat: ``(1 - t) b_0 + t b_1``, the stored endpoint itself at 0 and 1."""
+        start, end = self._buffers_start, self._buffers_end
+        return start if t == 0.0 else end if t == 1.0 else torch.lerp(start, end, t)
+
     @torch.no_grad()
     def _buffer_values(self, t: float | Tensor) -> list[Tensor]:
         """The template's buffers at ``t`` in ``_buffer_order``, fresh tensors (BatchNorm may update them)."""
         t = as_t(t)
-        start, end = self._buffers_start, self._buffers_end
-        flat = start.clone() if t == 0.0 else end.clone() if t == 1.0 else torch.lerp(start, end, t)
+        flat = self._flat_buffers(t)
+        flat = flat.clone() if t in (0.0, 1.0) else flat  # at an endpoint it is the stored buffer itself
         pieces = self._pieces(flat, self._buffer_sizes, self._buffer_shapes, self._buffer_dtypes)
         return [*pieces, *(buffer.clone() for buffer in self._fixed_buffers.values())]
 
@@ -351,9 +356,8 @@ class Curve(TemplateCurve):
         plan = self._write_plan(model)
         sources = [*self.flat_params(t).split(self._sizes)]
         if self._buffer_sizes:
-            start, end = self._buffers_start, self._buffers_end
-            sources += (start if t == 0.0 else end if t == 1.0 else torch.lerp(start, end, t)).split(self._buffer_sizes)
-        sources = [sources[i] for i in plan.moving] + plan.fixed
+            sources += self._flat_buffers(t).split(self._buffer_sizes)
+        sources += plan.fixed
         for i, shape in plan.reshape:
             sources[i] = sources[i].view(shape)
         if plan.targets:
@@ -370,25 +374,25 @@ class Curve(TemplateCurve):
             slots = Reparametrization(model, names)
         except ValueError as error:
             raise ValueError(f"write_to: {error}; is the model of the template's architecture?") from error
-        moving_shapes = [*self._shapes, *self._buffer_shapes]
+        moving = len(self._shapes) + len(self._buffer_shapes)
         fixed = [*self._fixed_params.values(), *self._fixed_buffers.values()]
+        shapes = [*self._shapes, *self._buffer_shapes, *(source.shape for source in fixed)]
         plan = _WritePlan(model, slots, self._start)
-        for i, (name, target) in enumerate(zip(names, slots.current(), strict=True)):
-            shape = moving_shapes[i] if i < len(moving_shapes) else fixed[i - len(moving_shapes)].shape
+        for i, (name, target, shape) in enumerate(zip(names, slots.current(), shapes, strict=True)):
             if target.shape != shape:
                 raise ValueError(
                     f"write_to: '{name}' has shape {tuple(target.shape)} in the model, {tuple(shape)} on the curve"
                 )
-            if i >= len(moving_shapes):
-                source = fixed[i - len(moving_shapes)]
+            contiguous = target.is_contiguous()
+            if i < moving:  # a piece of theta(t) or of the moving buffers: flat, viewed in shape if it must be
+                if not contiguous:
+                    plan.reshape.append((len(plan.targets), shape))
+            else:
+                source = fixed[i - moving]
                 if source.data_ptr() == target.data_ptr():
                     continue  # already the model's own tensor (a LoRA curve's frozen base)
-                plan.fixed.append(source.reshape(-1) if target.is_contiguous() else source)
-            else:
-                plan.moving.append(i)
-            if not target.is_contiguous() and i < len(moving_shapes):
-                plan.reshape.append((len(plan.targets), shape))
-            plan.targets.append(target.detach().view(-1) if target.is_contiguous() else target.detach())
+                plan.fixed.append(source.reshape(-1) if contiguous else source)
+            plan.targets.append(target.detach().view(-1) if contiguous else target.detach())
         self.__dict__["_write_plan_cache"] = plan
         return plan
 

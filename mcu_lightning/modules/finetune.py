@@ -59,15 +59,14 @@ class FineTuneModule(MCUModule):
     def freeze_untrainable(self) -> None:
         """Freeze the parameters the loss does not update (``loss.is_trainable``), before any optimizer or DDP."""
         trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        kept = [name for name, p in trainable if self.loss.is_trainable(name)]
-        if trainable and not kept:
+        frozen = [(name, p) for name, p in trainable if not self.loss.is_trainable(name)]
+        if trainable and len(frozen) == len(trainable):
             raise ValueError(
                 f"{type(self.loss).__name__} leaves no parameter to train (e.g. '{trainable[0][0]}' does not "
                 "match its trainable pattern); widen the pattern"
             )
-        for name, param in trainable:
-            if name not in set(kept):
-                param.requires_grad_(False)
+        for _, param in frozen:
+            param.requires_grad_(False)
 
     def eval_model(self) -> nn.Module:
         return self.model
