@@ -151,7 +151,18 @@ class ResumableDataLoader(DataLoader):
         self._yielded = 0  # a finished pass resumes at the start of the next one
 
     def state_dict(self) -> dict[str, int]:
-        return {"batches_yielded": self._yielded}
+        """``{"batches_yielded": k}``, with k = 0 once the pass has handed out its last batch.
+
+        A checkpoint written on an epoch's last batch is a finished pass: Lightning resumes it at the start of
+        the next epoch, which must then run whole (a k equal to the epoch's length would skip all of it).
+        """
+        return {"batches_yielded": 0 if self._yielded >= self._batches_per_pass() else self._yielded}
+
+    def _batches_per_pass(self) -> int | float:
+        try:
+            return len(self)
+        except TypeError:  # an iterable dataset of unknown length: no pass is known to be finished
+            return math.inf
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._skip = int(state_dict.get("batches_yielded", 0))

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from mcu_lightning.callbacks.checkpoint import start_epoch_after_last_batch_resume
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model, kv_cache_off
@@ -94,10 +95,12 @@ class MCUModule(LightningModule):
             self.suite.bind(self.tokenizer)
 
     def on_train_start(self) -> None:
-        """Training forwards build no KV cache (Hugging Face decoders default to ``use_cache=True``).
+        """Training forwards build no KV cache (Hugging Face decoders default to ``use_cache=True``); a run resumed
+        from an epoch's last batch starts the next epoch as a new one (``start_epoch_after_last_batch_resume``).
 
         Subclasses that override this or :meth:`on_train_end` call ``super()``.
         """
+        start_epoch_after_last_batch_resume(self.trainer)
         self._train_contexts = contextlib.ExitStack()
         self._train_contexts.enter_context(kv_cache_off(*self.forward_models()))
 

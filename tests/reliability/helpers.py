@@ -21,17 +21,31 @@ KILL_ENV = "MCU_TEST_KILL"
 
 
 class KillAtStep(Callback):
-    """SIGKILL this very process when step ``step`` starts, if ``MCU_TEST_KILL=1`` (no cleanup, no finally).
+    """SIGKILL this very process at a chosen point (no cleanup, no finally), read from ``MCU_TEST_KILL``.
 
-    With checkpoints every 3 steps and ``step=7``, the process dies inside epoch 1 with ``last.ckpt`` at step 6:
-    the resumed run must replay steps 7.. on exactly the batches the uninterrupted run saw.
+    ``MCU_TEST_KILL=after:k`` kills when step k+1 starts, i.e. right after step k and its checkpoint (with a
+    checkpoint every step, ``last.ckpt`` then holds step k); ``k`` equal to the run's last step kills in
+    ``on_train_end``, after the final checkpoint. ``MCU_TEST_KILL=1``: after the ``step`` given here.
+    ``0`` or unset: no kill.
     """
 
     def __init__(self, step: int) -> None:
         self.step = step
 
+    def kill_after(self) -> int | None:
+        value = os.environ.get(KILL_ENV, "0")
+        if value.startswith("after:"):
+            return int(value.removeprefix("after:"))
+        return self.step if value == "1" else None
+
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
-        if os.environ.get(KILL_ENV) == "1" and trainer.global_step == self.step:
+        after = self.kill_after()
+        if after is not None and trainer.global_step == after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        after = self.kill_after()
+        if after is not None and trainer.global_step == after:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -49,14 +63,16 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def cli_env(kill: bool = False) -> dict[str, str]:
+def cli_env(kill: bool | int = False) -> dict[str, str]:
     # one intra-op thread: bitwise-reproducible CPU reductions whatever the machine's load
-    env = {**os.environ, "PYTHONPATH": str(REPO), KILL_ENV: "1" if kill else "0", "OMP_NUM_THREADS": "1"}
+    # True: after the config's step; an int k: right after step k (see KillAtStep)
+    code = f"after:{kill}" if not isinstance(kill, bool) else str(int(kill))
+    env = {**os.environ, "PYTHONPATH": str(REPO), KILL_ENV: code, "OMP_NUM_THREADS": "1"}
     env.pop("MCU_TRACEBACK", None)
     return env
 
 
-def run_cli(args: list[str], cwd: Path, kill: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path, kill: bool | int = False, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m mcu_lightning.cli ARGS`` in a subprocess (the real entry point, killable for real)."""
     return subprocess.run(
         [sys.executable, "-m", "mcu_lightning.cli", *args],
@@ -68,7 +84,7 @@ def run_cli(args: list[str], cwd: Path, kill: bool = False, timeout: float = 300
     )
 
 
-def start_cli(args: list[str], cwd: Path, kill: bool = False) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, kill: bool | int = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mcu_lightning.cli", *args],
         cwd=cwd,
