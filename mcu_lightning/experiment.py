@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,7 +22,19 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from mcu_lightning import __version__
+from mcu_lightning.atomic import atomic_write
+from mcu_lightning.run_lock import StudyLock, StudyLocked
+from mcu_lightning.stage_identity import (
+    StageRecord,
+    data_identity,
+    fingerprint,
+    output_hashes,
+    outputs_digest,
+)
+
 STAGE_MARKER = "stage.json"
+PARTIAL_MARKER = "stage.partial.json"
 MODEL_DIR = "model"
 TEST_METRICS = "test_metrics.json"
 BUILTIN_NODES = ("base", "oracle")
@@ -128,6 +142,11 @@ def study_parser() -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile, help="the study YAML")
     parser.add_class_arguments(Study, as_group=False, fail_untyped=False)
     parser.add_argument("--only", type=list[str] | None, default=None, help="run only these stages (and report)")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="rerun the stages whose config changed since they ran, and every stage after them",
+    )
     return parser
 
 
@@ -137,6 +156,28 @@ def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
     init = parser.instantiate(cfg)
     study = Study(**{f: init[f] for f in Study.__dataclass_fields__})
     return study, cfg
+
+
+def check_positive(value: Any, what: str) -> None:
+    """A count or size that must be a positive whole number (``None``: not set)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{what}={value!r} must be a positive whole number")
+
+
+def check_training(training: Training, what: str) -> None:
+    """Steps, epochs, batch size and learning rate of one stage, checked before any stage runs."""
+    for key in ("max_steps", "max_epochs"):
+        value = getattr(training, key)
+        if value is not None and value < -1:
+            raise ValueError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
+    check_positive(training.batch_size, f"{what}.batch_size")
+    args = (training.optimizer or {}).get("init_args") or {}
+    if "lr" in args:
+        lr = args["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"{what}.optimizer.init_args.lr={lr!r} must be a finite number above 0 (e.g. 0.001)")
+    if training.warmup_steps < 0 or not math.isfinite(training.warmup_steps):
+        raise ValueError(f"{what}.warmup_steps={training.warmup_steps!r} must be 0 or more")
 
 
 # -- class specs -----------------------------------------------------------------------------------------------------
@@ -174,21 +215,32 @@ def optimizer_factory(spec: dict[str, Any] | None) -> Callable[..., Any]:
 # -- stages ------------------------------------------------------------------------------------------------------------
 @dataclass
 class Stage:
-    """One unit of work: a directory, a kind, and the function that runs it."""
+    """One unit of work: a directory, a kind, the function that runs it, and what determines its result.
+
+    ``config`` is the stage's resolved config section and ``depends`` the stages whose outputs it reads; with
+    the data they make its fingerprint (``stage_identity``).
+    """
 
     name: str
     kind: str
     directory: Path
     run: Callable[[], dict[str, Any]]
     depends: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    data: Any = None
 
     @property
     def marker(self) -> Path:
         return self.directory / STAGE_MARKER
 
     @property
-    def complete(self) -> bool:
-        return self.marker.is_file()
+    def partial_marker(self) -> Path:
+        """Written when the stage starts: an interrupted stage resumes only under the same fingerprint."""
+        return self.directory / PARTIAL_MARKER
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}'"
 
 
 class StudyRunner:
@@ -269,6 +321,33 @@ class StudyRunner:
         for curve in study.curves:
             for spec, what in ((curve.shape, "shape"), (curve.t_sampler, "t_sampler"), (curve.objective, "objective")):
                 check_class_path(spec, f"curve '{curve.name}' {what}")
+        for training, what in self.trainings():
+            check_training(training, what)
+        for key in ("batch_size", "eval_batch_size"):
+            check_positive((study.data.get("init_args") or {}).get(key), f"data.init_args.{key}")
+        if study.evaluation.eval_ts is not None and isinstance(study.evaluation.eval_ts, int):
+            check_positive(study.evaluation.eval_ts, "evaluation.eval_ts")
+        check_positive(study.checkpoint_every_n_steps, "checkpoint_every_n_steps")
+        self.check_data()
+
+    def trainings(self) -> list[tuple[Training, str]]:
+        """Every stage's training settings, named as in the YAML."""
+        study = self.study
+        found = [(study.base.train, "base.train"), (study.oracle.train, "oracle.train")]
+        found += [(e.train, f"endpoint '{e.name}' train") for e in study.endpoints]
+        return found + [(c.train, f"curve '{c.name}' train") for c in study.curves]
+
+    def check_data(self) -> None:
+        """Build the data module and load every split the study reads (rows checked, files named) before any stage.
+
+        Stages build their own data modules with their overrides; this one only reads, so a QA file with a bad
+        row stops the study here rather than when the first stage starts.
+        """
+        datamodule = self.datamodule()
+        datamodule.setup("fit")  # the forget and retain sets and every evaluation split
+        for stage, default in ((self.study.base, "full"), (self.study.oracle, "retain")):
+            if stage.path is None and hasattr(datamodule, "load_finetune"):  # what the base and oracle train on
+                datamodule.load_finetune(stage.split or default)
 
     # building blocks
     def datamodule(self, overrides: dict[str, Any] | None = None, batch_size: int | None = None) -> Any:
@@ -324,6 +403,13 @@ class StudyRunner:
     ) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         last = directory / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            from mcu_lightning.callbacks.checkpoint import checkpoint_problem
+
+            problem = checkpoint_problem(last)
+            if problem is not None:  # restart the stage instead of failing on every rerun; keep the file to look at
+                last.replace(last.with_name(last.name + ".damaged"))
+                self.warn(f"{last} cannot be read ({problem}); moved to {last.name}.damaged, the stage starts over")
         trainer = self.trainer(directory, training, extra_callbacks)
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
@@ -334,10 +420,38 @@ class StudyRunner:
 
     # the stages
     def plan(self) -> list[Stage]:
+        """The stages in the order they run, each with the config section and upstream stages it depends on.
+
+        The oracle comes first (the base's test reads its per-sample values); every test reads the oracle's file,
+        so every stage after it depends on it. A stage's ``config`` holds everything of the study YAML that
+        determines its result, resolved (an oracle without a model of its own records the base's model and
+        training), so two configs that build the same stage give the same fingerprint.
+        """
         study = self.study
+        shared = {"data": study.data, "evaluation": asdict(study.evaluation), "trainer": study.trainer}
         stages: list[Stage] = []
-        for node in ("oracle", "base"):  # the oracle first: the base's test reads its per-sample values
-            stages.append(Stage(node, node, self.node_dir(node), partial(self.run_model_stage, node)))
+        for node in ("oracle", "base"):
+            stage = study.base if node == "base" else study.oracle
+            resolved = {"path": stage.path}
+            if stage.path is None:
+                trains_own = stage.model is not None or node == "base"
+                resolved.update(
+                    model=stage.model or study.base.model,
+                    split=stage.split or ("full" if node == "base" else "retain"),
+                    train=asdict(stage.train if trains_own else study.base.train),
+                    seed=study.seed,
+                )
+            stages.append(
+                Stage(
+                    node,
+                    node,
+                    self.node_dir(node),
+                    partial(self.run_model_stage, node),
+                    depends=["oracle"] if node == "base" else [],
+                    config={**shared, node: resolved},
+                    data={"data": study.data, "model": stage.path},
+                )
+            )
         for endpoint in study.endpoints:
             stages.append(
                 Stage(
@@ -346,16 +460,24 @@ class StudyRunner:
                     self.node_dir(endpoint.name),
                     partial(self.run_endpoint, endpoint),
                     depends=["base", "oracle"],
+                    config={**shared, "endpoint": asdict(endpoint), "guard": study.guard},
+                    data={"data": study.data},
                 )
             )
         for curve in study.curves:
+            reads = [*curve.endpoints, "base", "oracle"]  # the reference and LoRA base, the suite's oracle file
+            if curve.init in BUILTIN_NODES:
+                reads.append(curve.init)
+            objective = self.curve_objective_spec(curve)
             stages.append(
                 Stage(
                     curve.name,
                     "curve",
                     self.root / "curves" / curve.name,
                     partial(self.run_curve, curve),
-                    depends=list(curve.endpoints),
+                    depends=list(dict.fromkeys(reads)),
+                    config={**shared, "curve": {**asdict(curve), "objective": objective}},
+                    data={"data": study.data, "init": curve.init},
                 )
             )
         return stages
@@ -427,18 +549,24 @@ class StudyRunner:
             guards.append(build(self.study.guard, Callback, "guard"))
         return self.fit_and_test(self.node_dir(endpoint.name), module, datamodule, endpoint.train, guards)
 
+    def curve_objective_spec(self, curve: CurveSpec) -> Any:
+        """The objective as a class spec (``endpoint``: the first unlearning endpoint's loss; ``retain_nll``: NLL)."""
+        if curve.objective == "retain_nll":
+            return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
+        if curve.objective == "endpoint":
+            first = next((e for e in self.study.endpoints if e.name in curve.endpoints), None)
+            if first is None:
+                raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
+            return first.loss
+        return curve.objective
+
     def curve_objective(self, curve: CurveSpec) -> Any:
         from mcu_lightning.losses.base import UnlearningLoss
         from mcu_lightning.losses.nll import NLL
 
         if curve.objective == "retain_nll":
             return NLL(split="retain")
-        if curve.objective == "endpoint":
-            first = next((e for e in self.study.endpoints if e.name in curve.endpoints), None)
-            if first is None:
-                raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
-            return build(first.loss, UnlearningLoss, f"curve '{curve.name}' objective")
-        return build(curve.objective, UnlearningLoss, f"curve '{curve.name}' objective")
+        return build(self.curve_objective_spec(curve), UnlearningLoss, f"curve '{curve.name}' objective")
 
     def run_curve(self, curve: CurveSpec) -> dict[str, Any]:
         from lightning.pytorch import seed_everything
@@ -484,29 +612,127 @@ class StudyRunner:
         if self.console is not None:
             self.console.print(message)
 
-    def run(self, only: Sequence[str] | None = None) -> Path:
-        from mcu_lightning.atomic import atomic_write
+    def warn(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    def check_writable(self) -> None:
+        """Create the study folder and a probe file in it: an unwritable ``output_dir`` stops before any stage."""
+        probe = self.root / ".mcu-write-probe"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise StudyError(
+                f"output folder '{self.root}' is not writable ({reason}); set output_dir to a folder you can write"
+            ) from None
+
+    def identities(self, stages: Sequence[Stage]) -> dict[str, StageRecord]:
+        """The record each stage would get if it ran now: fingerprints chained through the stages it reads."""
+        records: dict[str, StageRecord] = {}
+        for stage in stages:
+            upstream = {name: records[name].fingerprint or "" for name in stage.depends}
+            data = data_identity(stage.data)
+            records[stage.name] = StageRecord(
+                fingerprint(stage.kind, stage.config, upstream, data),
+                config=stage.config,
+                upstream=upstream,
+                data=data,
+                version=__version__,
+            )
+        return records
+
+    def changed_stages(self, stages: Sequence[Stage], now: dict[str, StageRecord]) -> dict[str, list[str]]:
+        """Stages whose folder holds (finished or started) results of another config, with what changed."""
+        changed: dict[str, list[str]] = {}
+        for stage in stages:
+            old = StageRecord.read(stage.marker) or StageRecord.read(stage.partial_marker)
+            if old is None:
+                if any((stage.directory / "checkpoints").glob("*.ckpt")):
+                    changed[stage.name] = ["holds checkpoints with no record of the config they were made with"]
+                continue
+            if old.fingerprint != now[stage.name].fingerprint:
+                changed[stage.name] = old.changes(now[stage.name])
+        return changed
+
+    def run(self, only: Sequence[str] | None = None, rerun: bool = False) -> Path:
+        """Run the stages that are not complete under this config, then write the report.
+
+        A stage is reused only when its ``stage.json`` fingerprint matches this config and its recorded outputs
+        and inputs are still hash-equal; a stage whose outputs are damaged or whose inputs changed runs again.
+        A stage made with another config stops the study before anything runs, unless ``rerun`` (then it and
+        everything downstream of it run again from scratch). One study at a time holds the folder's lock.
+        """
         from mcu_lightning.report import write_report
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
+        self.check_writable()
         stages = self.plan()
-        for index, stage in enumerate(stages, start=1):
-            label = f"[{index}/{len(stages)}] {stage.kind} [bold]{stage.name}[/bold]"
-            if only and stage.name not in only:
-                continue
-            if stage.complete:
-                self.say(f"{label}: complete, skipped ({stage.marker})")
-                continue
-            self.say(f"{label}: running -> {stage.directory}")
-            started = time.perf_counter()
-            timings = stage.run()
-            record = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
-            atomic_write(stage.marker, json.dumps(record, indent=2).encode())
-            self.say(f"{label}: done in {record['seconds']:.1f} s")
-        report = write_report(self.root)
+        with StudyLock(self.root):
+            now = self.identities(stages)
+            changed = self.changed_stages(stages, now)
+            if changed and not rerun:
+                lines = [f"{label}: {'; '.join(reasons)}" for label, reasons in self._labelled(changed)]
+                raise StudyError(
+                    f"the config differs from the one the results in '{self.root}' were made with:\n  "
+                    + "\n  ".join(lines)
+                    + "\nrerun with --rerun (reruns the changed stages and everything after them), "
+                    "or set a new output_dir"
+                )
+            for stage in stages:
+                if stage.name in changed:
+                    shutil.rmtree(stage.directory, ignore_errors=True)
+            atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
+            by_name = {stage.name: stage for stage in stages}
+            for index, stage in enumerate(stages, start=1):
+                if only and stage.name not in only:
+                    continue
+                label = f"[{index}/{len(stages)}] {stage.kind} [bold]{stage.name}[/bold]"
+                self.run_stage(stage, now[stage.name], by_name, label)
+            report = write_report(self.root)
         self.say(f"report: {report}")
         return report
+
+    def _labelled(self, changed: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+        stages = {stage.name: stage for stage in self.plan()}
+        labelled = []
+        for name, reasons in changed.items():  # keys relative to the stage's own section: train.optimizer...
+            own = f"{stages[name].kind if stages[name].kind in ('endpoint', 'curve') else name}."
+            labelled.append((stages[name].label, [reason.removeprefix(own) for reason in reasons]))
+        return labelled
+
+    def run_stage(self, stage: Stage, record: StageRecord, by_name: dict[str, Stage], label: str) -> None:
+        """Reuse, heal or run one stage (see :meth:`run`)."""
+        record.inputs = {}
+        for name in stage.depends:
+            upstream = StageRecord.read(by_name[name].marker)
+            if upstream is not None:
+                record.inputs[name] = outputs_digest(upstream.outputs)
+        old = StageRecord.read(stage.marker)
+        if old is not None:
+            damaged = old.damage(stage.directory)
+            stale = [name for name in stage.depends if old.inputs.get(name) != record.inputs.get(name)]
+            if not damaged and not stale:
+                self.say(f"{label}: complete, skipped ({stage.marker})")
+                return
+            reason = (
+                f"its outputs {', '.join(damaged)} are missing or changed"
+                if damaged
+                else f"the outputs of {', '.join(stale)} changed since it ran"
+            )
+            self.warn(f"{stage.label}: {reason}; running it again from the start")
+            shutil.rmtree(stage.directory, ignore_errors=True)
+        self.say(f"{label}: running -> {stage.directory}")
+        stage.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(stage.partial_marker, json.dumps(record.fields(), indent=2).encode())
+        started = time.perf_counter()
+        timings = stage.run()
+        record.outputs = output_hashes(stage.directory)
+        result = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
+        atomic_write(stage.marker, json.dumps({**result, **record.fields()}, indent=2).encode())
+        stage.partial_marker.unlink(missing_ok=True)
+        self.say(f"{label}: done in {result['seconds']:.1f} s")
 
 
 def run_experiment_cli(args: Sequence[str]) -> Path | None:
@@ -522,7 +748,10 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
         runner = StudyRunner(study, console=Console(stderr=True))
     except (ValueError, FileNotFoundError) as err:
         raise StudyError(str(err)) from err
-    return runner.run(only=cfg.get("only"))
+    try:
+        return runner.run(only=cfg.get("only"), rerun=bool(cfg.get("rerun")))
+    except StudyLocked as err:
+        raise StudyError(str(err)) from err
 
 
 def report_cli(args: Sequence[str]) -> Path:
@@ -531,6 +760,12 @@ def report_cli(args: Sequence[str]) -> Path:
     cfg = parser.parse_args(list(args))
     from mcu_lightning.report import write_report
 
-    path = write_report(Path(cfg.run_dir))
+    run_dir = Path(cfg.run_dir)
+    if not (run_dir / "study.json").is_file() and not any(run_dir.glob(f"**/{STAGE_MARKER}")):
+        raise StudyError(
+            f"'{run_dir}' holds no study (no study.json or stage.json); pass the runs/<name> folder of a study "
+            "that `mcu experiment` has run"
+        )
+    path = write_report(run_dir)
     print(path)
     return path

@@ -1,0 +1,199 @@
+"""What a study stage was made from, and whether its outputs are still the ones it made.
+
+A stage is a pure function of its resolved config section, the stages it reads and its data. Its
+*fingerprint* is
+
+    fingerprint = sha256(canonical_json({kind, config, upstream: {name: fingerprint}, data, version}))
+
+with ``canonical_json`` sorting keys and writing floats by ``repr`` (so ``1e-3`` and ``0.001`` agree and
+``nan`` is a value). ``data`` is the data spec plus the content hash of every local file or folder it names,
+``version`` the package version. A finished stage records the fingerprint, the config it was made from, the
+sha256 of each output file and the output digests of the stages it read (``stage.json``); a rerun reuses it
+only when all of them still hold (``StageRecord.reusable``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcu_lightning import __version__
+
+#: Files of a stage folder that later stages or the report read (globs relative to the stage folder).
+OUTPUT_GLOBS = (
+    "test_metrics.json",
+    "model/**/*",
+    "curve_metrics.csv",
+    "barrier_summary.json",
+    "checkpoints/last.ckpt",
+)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float):
+        return {"float": "nan" if math.isnan(value) else repr(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return repr(value)
+
+
+def digest(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value`` (dict order and float spelling do not matter)."""
+    text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def path_identity(path: Path) -> dict[str, str]:
+    """sha256 of a file, or of every file in a folder (by relative path)."""
+    if path.is_file():
+        return {path.name: file_sha256(path)}
+    return {str(p.relative_to(path)): file_sha256(p) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def data_identity(spec: Any) -> dict[str, Any]:
+    """The data spec, plus the content of every local file or folder named by a string in it.
+
+    A Hub name stays a name (its revision, if pinned in the spec, is part of the spec); the embedded
+    generators are identified by their arguments and the package version.
+    """
+    local: dict[str, Any] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, (list, tuple)):
+            for child in node:
+                visit(child)
+        elif isinstance(node, str) and ("/" in node or node.startswith(".")) and Path(node).exists():
+            local[node] = path_identity(Path(node))
+
+    visit(spec)
+    return {"spec": spec, "files": local}
+
+
+def fingerprint(kind: str, config: Any, upstream: Mapping[str, str], data: Any) -> str:
+    return digest({"kind": kind, "config": config, "upstream": dict(upstream), "data": data, "version": __version__})
+
+
+def output_hashes(directory: Path, globs: Iterable[str] = OUTPUT_GLOBS) -> dict[str, str]:
+    """sha256 of every output file of a stage folder, by path relative to the folder."""
+    found: dict[str, str] = {}
+    for pattern in globs:
+        for path in sorted(directory.glob(pattern)):
+            if path.is_file():
+                found[str(path.relative_to(directory))] = file_sha256(path)
+    return found
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b.c": leaf}`` for nested dicts (lists are leaves)."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, child in value.items():
+            out.update(flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def changed_keys(old: Any, new: Any) -> list[str]:
+    """``key old -> new`` for each dotted key whose value differs (``<unset>`` where a side lacks it)."""
+    before, after = flatten(old), flatten(new)
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key, "<unset>"), after.get(key, "<unset>")
+        if digest(a) != digest(b):
+            lines.append(f"{key} {_show(a)} -> {_show(b)}")
+    return lines
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=repr)
+
+
+@dataclass
+class StageRecord:
+    """What ``stage.json`` (or ``stage.partial.json`` for a started stage) says about a stage."""
+
+    fingerprint: str | None
+    config: dict[str, Any] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)
+    data: Any = None
+    version: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> StageRecord | None:
+        """The record at ``path``; ``None`` if absent. An unreadable record counts as one of no fingerprint."""
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls(fingerprint=None)
+        return cls(**{k: raw.get(k) or v for k, v in _defaults().items()})
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "config": self.config,
+            "upstream": self.upstream,
+            "data": self.data,
+            "version": self.version,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
+
+    def changes(self, other: StageRecord) -> list[str]:
+        """Why ``other`` (the config now) would not make this record's results, as ``key old -> new`` lines."""
+        if self.fingerprint is None:
+            return ["recorded without a fingerprint (an older mcu-lightning, or a damaged stage.json)"]
+        lines = changed_keys(self.config, other.config)
+        lines += [
+            f"upstream stage '{n}' changed" for n in sorted(other.upstream) if self.upstream.get(n) != other.upstream[n]
+        ]
+        if digest(self.data) != digest(other.data):
+            lines += [f"data {line}" for line in changed_keys(self.data, other.data)] or ["data changed"]
+        if self.version != other.version:
+            lines.append(f"mcu-lightning version {self.version} -> {other.version}")
+        return lines or ["fingerprint differs"]
+
+    def damage(self, directory: Path) -> list[str]:
+        """The recorded outputs that are gone or no longer hash-equal."""
+        now = output_hashes(directory)
+        return [name for name, sha in self.outputs.items() if now.get(name) != sha]
+
+
+def _defaults() -> dict[str, Any]:
+    return {
+        "fingerprint": None,
+        "config": {},
+        "upstream": {},
+        "data": None,
+        "version": None,
+        "inputs": {},
+        "outputs": {},
+    }
+
+
+def outputs_digest(outputs: Mapping[str, str]) -> str:
+    """One hash for a stage's outputs: what downstream stages record as their input."""
+    return digest(dict(outputs))
