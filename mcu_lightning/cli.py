@@ -101,6 +101,17 @@ class MCUCLI(LightningCLI):
                 raise
             raise ConfigError(_one_line(err)) from err
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a checkpoint that cannot be resumed from (damaged, another curve shape) is one ``error:`` line."""
+        from mcu_lightning.callbacks.checkpoint import CheckpointError
+
+        try:
+            super()._run_subcommand(subcommand)
+        except CheckpointError as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(_one_line(err)) from err
+
 
 def _raised_in_parser(err: BaseException) -> bool:
     """Whether jsonargparse raised ``err`` itself (it wraps a constructor's error in a long Union message)."""
@@ -164,7 +175,34 @@ def main(args: Sequence[str] | None = None) -> None:
             raise ConfigError(str(err)) from err
         return
     check_class_paths(argv)
+    check_ckpt_path(argv)
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself
+
+
+#: ``--ckpt_path`` values Lightning resolves itself instead of reading a file.
+CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+
+def check_ckpt_path(argv: Sequence[str]) -> None:
+    """A ``--ckpt_path`` file that is missing or damaged is one line, before LightningCLI reads it for hparams."""
+    from mcu_lightning.callbacks.checkpoint import CheckpointError, check_checkpoint
+
+    items = list(argv)
+    for index, arg in enumerate(items):
+        flag, _, inline = arg.partition("=")
+        if flag != "--ckpt_path":
+            continue
+        value = inline or (items[index + 1] if index + 1 < len(items) else "")
+        if not value or value in CKPT_KEYWORDS or value.startswith(("registry", "hpc")) or "://" in value:
+            continue
+        try:
+            if not Path(value).is_file():
+                raise CheckpointError(f"checkpoint '{value}' does not exist; pass the path of a .ckpt file")
+            check_checkpoint(value)
+        except CheckpointError as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(str(err)) from err
 
 
 if __name__ == "__main__":  # pragma: no cover

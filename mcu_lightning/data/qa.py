@@ -114,8 +114,9 @@ def check_row(row: Any, index: int) -> None:
     if not isinstance(row, Mapping):
         raise ValueError(f"QA row {index} is a {type(row).__name__}, not an object with 'question' and 'answer'")
     for key in ("question", "answer"):
-        if key not in row:
-            raise MissingFieldError(f"QA rows need '{key}'; row {index} has fields {sorted(row)}")
+        if key not in row or row[key] is None:  # None: a JSON-lines reader filled in a field the row lacks
+            present = sorted(k for k, v in row.items() if v is not None)
+            raise MissingFieldError(f"QA rows need '{key}'; row {index} lacks it (its fields: {present})")
         if not isinstance(row[key], str):
             raise ValueError(f"QA row {index}: field '{key}' is a {type(row[key]).__name__}, not a string")
     if not row["answer"].strip():

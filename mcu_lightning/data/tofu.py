@@ -13,7 +13,11 @@ from pathlib import Path
 
 import datasets
 
+from mcu_lightning.data.qa import MissingFieldError
+
 TOFU_HUB_NAME = "locuslab/TOFU"
+#: Fields every TOFU row has.
+REQUIRED_FIELDS = ("question", "answer")
 
 #: Every configuration of ``locuslab/TOFU`` (its dataset card), in the card's order.
 TOFU_CONFIGS: tuple[str, ...] = (
@@ -97,10 +101,15 @@ def load_tofu_split(name: str, root: str | Path | None = None) -> datasets.Datas
 
 
 def check_json_lines(path: Path, name: str = "") -> None:
-    """Raise a ``ValueError`` naming the file and line when a JSON-lines file is empty or has a bad line."""
+    """Raise a ``ValueError`` naming the file and line when a JSON-lines file is empty or has a bad line.
+
+    A row that lacks ``question``, ``answer`` or a field the first row has is a ``MissingFieldError`` (a
+    missing field, not a wrong type).
+    """
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ValueError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
+    first: tuple[int, list[str]] | None = None  # the first row's line and fields: every row needs them
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -113,6 +122,14 @@ def check_json_lines(path: Path, name: str = "") -> None:
             ) from None
         if not isinstance(row, dict):
             raise ValueError(f"TOFU file '{path}' line {number}: a {type(row).__name__}, not a JSON object")
+        if first is None:
+            first = (number, [key for key in row if key in REQUIRED_FIELDS or row[key] is not None])
+        missing = [key for key in (*REQUIRED_FIELDS, *first[1]) if key not in row]
+        if missing:  # the json builder would fill it with null, reported later as a wrong type
+            raise MissingFieldError(
+                f"TOFU file '{path}' line {number}: field '{missing[0]}' is missing "
+                f"(line {first[0]} has fields {sorted(first[1])}); give every row the same fields"
+            )
 
 
 def load_tofu_splits(spec: str, root: str | Path | None = None) -> datasets.Dataset:

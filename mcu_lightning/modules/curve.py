@@ -18,6 +18,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.callbacks.curve_report import write_curve_report
 from mcu_lightning.curves import (
     Bezier,
@@ -40,6 +41,9 @@ from mcu_lightning.models.io import load_model
 from mcu_lightning.modules.base import MCUModule, load_frozen
 
 TEMPLATE_PREFIX = "template."
+
+
+CURVE_SHAPE_KEY = "mcu_curve_shape"
 
 
 def t_grid(points: int | Sequence[float]) -> list[float]:
@@ -184,10 +188,32 @@ class CurveModule(MCUModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(TEMPLATE_PREFIX)]:
             del state[key]
+        checkpoint[CURVE_SHAPE_KEY] = repr(self.curve.shape)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Put the rebuilt working copy back, so the strict ``load_state_dict`` that follows sees every key."""
+        """Put the rebuilt working copy back, so the strict ``load_state_dict`` that follows sees every key.
+
+        A checkpoint of another curve shape or number of bends is refused in one line naming both, before the
+        ``load_state_dict`` that would fail on the control points' shapes.
+        """
+        saved = checkpoint.get(CURVE_SHAPE_KEY)
+        if saved is not None and saved != repr(self.curve.shape):
+            raise CheckpointError(
+                f"the checkpoint was made with {saved} and this curve is {self.curve.shape}; resume with the same "
+                "shape and num_bends, or start a new run (a new output folder, no --ckpt_path)"
+            )
         state = checkpoint["state_dict"]
+        mine = self.state_dict()
+        clash = [
+            k for k, v in state.items() if k in mine and not k.startswith(TEMPLATE_PREFIX) and v.shape != mine[k].shape
+        ]
+        if clash:
+            name = clash[0]
+            raise CheckpointError(
+                f"the checkpoint's {name} has shape {tuple(state[name].shape)} and this curve's has "
+                f"{tuple(mine[name].shape)} (another shape, num_bends, include or endpoints); resume with the settings "
+                "it was made with, or start a new run"
+            )
         for key, value in self.template.state_dict().items():
             state.setdefault(TEMPLATE_PREFIX + key, value)
 

@@ -67,7 +67,7 @@ def test_non_string_fields_are_named(tokenizers, field, value):
 
 
 def test_missing_field_and_bad_perturbed_answers_are_named(tokenizers):
-    with pytest.raises(ValueError, match=r"QA rows need 'answer'; row 0 has fields \['question'\]"):
+    with pytest.raises(ValueError, match=r"QA rows need 'answer'; row 0 lacks it \(its fields: \['question'\]\)"):
         QADataset([{"question": "q"}], tokenizers[0])
     bad = {"question": "Who?", "answer": "Ana", "paraphrased_answer": "Ana", "perturbed_answer": ["Lima", ""]}
     with pytest.raises(ValueError, match="QA row 0: field 'perturbed_answer' must be a non-empty string"):
