@@ -1,0 +1,152 @@
+"""User errors that used to end in a traceback (or, in a study, only when their stage started) are one
+``error:`` line and exit status 2, before any stage or training starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mcu_lightning.cli import main
+from mcu_lightning.data.qa import MissingFieldError
+from mcu_lightning.data.tofu import load_tofu_split
+from tests.reliability.helpers import CONFIGS, mlp_endpoint
+from tests.test_experiment import reduced_study
+
+
+def _fail(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _lr(value: float) -> Any:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["endpoints"][1]["train"]["optimizer"]["init_args"]["lr"] = value
+
+    return edit
+
+
+def _curve_steps(raw: dict[str, Any]) -> None:
+    raw["curves"][-1]["train"]["max_steps"] = -5
+
+
+def _base_epochs(raw: dict[str, Any]) -> None:
+    raw["base"]["train"]["max_epochs"] = -3
+
+
+def _endpoint_batch(raw: dict[str, Any]) -> None:
+    raw["endpoints"][0]["train"]["batch_size"] = 0
+
+
+def _data_batch(raw: dict[str, Any]) -> None:
+    raw["data"]["init_args"]["batch_size"] = 0
+
+
+STUDY_ERRORS = {
+    "nan lr": (_lr(float("nan")), "endpoint 'npo' train.optimizer.init_args.lr=nan must be a finite number above 0"),
+    "negative lr": (_lr(-0.001), "endpoint 'npo' train.optimizer.init_args.lr=-0.001 must be a finite number above 0"),
+    "zero lr": (_lr(0.0), "lr=0.0 must be a finite number above 0"),
+    "curve max_steps": (_curve_steps, "curve 'base-graddiff' train.max_steps=-5 must be -1 (no limit) or at least 0"),
+    "base max_epochs": (_base_epochs, "base.train.max_epochs=-3 must be -1 (no limit) or at least 0"),
+    "endpoint batch": (_endpoint_batch, "endpoint 'graddiff' train.batch_size=0 must be a positive whole number"),
+    "data batch": (_data_batch, "data.init_args.batch_size=0 must be a positive whole number"),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_ERRORS))
+def test_study_settings_are_checked_for_every_stage_up_front(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit, expected = STUDY_ERRORS[case]
+    config = reduced_study(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    edit(raw)
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    line = _fail(["experiment", "--config", str(config), "--progress", "false"], capsys)
+    assert expected in line
+    assert not (tmp_path / "runs" / "quickstart" / "oracle").exists(), "a stage started"
+
+
+def test_unwritable_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = reduced_study(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a folder cannot be made under a file, even by root
+    line = _fail(["experiment", "--config", str(config), "--output_dir", str(blocker / "runs")], capsys)
+    assert f"output folder '{blocker / 'runs' / 'quickstart'}' is not writable" in line
+    assert "set output_dir to a folder you can write" in line
+
+
+def test_traceback_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = reduced_study(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    _curve_steps(raw)
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("MCU_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="max_steps=-5"):
+        main(["experiment", "--config", str(config)])
+
+
+def test_report_on_a_folder_without_a_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "somewhere").mkdir()
+    line = _fail(["report", str(tmp_path / "somewhere")], capsys)
+    assert "holds no study" in line and "runs/<name>" in line
+    assert not (tmp_path / "somewhere" / "report").exists()
+
+
+def test_qa_file_row_missing_a_field_names_file_line_and_field(tmp_path: Path) -> None:
+    rows = [{"question": "Who?", "answer": "Ana"}, {"question": "Where?"}, {"question": "When?", "answer": "1990"}]
+    (tmp_path / "forget10.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(MissingFieldError) as info:
+        load_tofu_split("forget10", tmp_path)
+    message = str(info.value)
+    assert f"TOFU file '{tmp_path / 'forget10.json'}' line 2: field 'answer' is missing" in message
+    assert "NoneType" not in message and "type" not in message
+
+
+@pytest.fixture(scope="module")
+def curve_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 2-step digits curve, checkpointed: what the resume refusals start from."""
+    root = tmp_path_factory.mktemp("curve_run")
+    a, b = mlp_endpoint(root / "a", 1), mlp_endpoint(root / "b", 2)
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "curve_digits.yaml"),
+        f"--model.init_args.endpoints=[{a}, {b}]",
+        "--trainer.default_root_dir",
+        str(root / "run"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.max_steps",
+        "2",
+    ]
+    main(args)
+    return {"args": args, "last": root / "run" / "checkpoints" / "last.ckpt"}
+
+
+def test_resume_with_another_number_of_bends_names_both(
+    curve_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*curve_run["args"], "--model.init_args.shape.init_args.num_bends", "4", "--trainer.max_steps", "3"]
+    line = _fail([*args, "--ckpt_path", str(curve_run["last"])], capsys)
+    assert "made with Bezier(num_bends=3) and this curve is Bezier(num_bends=4)" in line
+
+
+def test_truncated_checkpoint_is_named(
+    curve_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "last.ckpt"
+    broken.write_bytes(curve_run["last"].read_bytes()[:2048])
+    line = _fail([*curve_run["args"], "--trainer.max_steps", "3", "--ckpt_path", str(broken)], capsys)
+    assert f"checkpoint '{broken}' cannot be resumed from (truncated or not a checkpoint" in line
+    assert "delete it to start over" in line
+    line = _fail([*curve_run["args"], "--ckpt_path", str(tmp_path / "nothing.ckpt")], capsys)
+    assert "does not exist" in line
