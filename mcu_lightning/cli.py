@@ -102,12 +102,13 @@ class MCUCLI(LightningCLI):
             raise ConfigError(_one_line(err)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run it; a checkpoint that cannot be resumed from (damaged, another curve shape) is one ``error:`` line."""
-        from mcu_lightning.callbacks.checkpoint import CheckpointError
+        """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
+        ``error:`` line."""
+        from mcu_lightning.errors import InputError
 
         try:
             super()._run_subcommand(subcommand)
-        except CheckpointError as err:
+        except InputError as err:
             if os.environ.get("MCU_TRACEBACK"):
                 raise
             raise ConfigError(_one_line(err)) from err

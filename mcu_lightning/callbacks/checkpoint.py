@@ -25,6 +25,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 
 from mcu_lightning.atomic import atomic_write
+from mcu_lightning.errors import InputError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -79,7 +80,7 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint to resume from that cannot be read, or that belongs to another run."""
 
 

@@ -8,6 +8,7 @@ hands to later runs for forget quality and privleak).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import start_epoch_after_last_batch_resume
+from mcu_lightning.errors import InputError
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model, kv_cache_off
@@ -182,7 +184,14 @@ class MCUModule(LightningModule):
         params = self.trainable_parameters()
         if not params:
             raise ValueError(f"{type(self).__name__} has no trainable parameters; check `include`/LoRA settings")
-        optimizer = self.optimizer_factory(params)
+        try:
+            optimizer = self.optimizer_factory(params)
+        except ValueError as err:  # torch's own argument checks: "Invalid learning rate: nan"
+            raise InputError(f"the optimizer cannot be built ({err}); fix its init_args") from err
+        for group in optimizer.param_groups:
+            lr = group.get("lr")
+            if isinstance(lr, float | int) and not (math.isfinite(lr) and lr > 0):
+                raise InputError(f"the optimizer's learning rate is {lr}; give a finite lr above 0 (e.g. 0.001)")
         if self.lr_scheduler == "constant" and not self.warmup_steps:
             return optimizer
         from transformers import get_scheduler

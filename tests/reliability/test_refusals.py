@@ -150,3 +150,23 @@ def test_truncated_checkpoint_is_named(
     assert "delete it to start over" in line
     line = _fail([*curve_run["args"], "--ckpt_path", str(tmp_path / "nothing.ckpt")], capsys)
     assert "does not exist" in line
+
+
+@pytest.mark.parametrize(("lr", "expected"), [(".nan", "rate: nan"), ("-0.5", "rate: -0.5"), ("0.0", "rate is 0.0")])
+def test_mcu_fit_refuses_a_bad_learning_rate(
+    lr: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = mlp_endpoint(tmp_path / "base", 0)
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "unlearn_digits.yaml"),
+        "--model.init_args.model",
+        str(base),
+        f"--model.init_args.optimizer.init_args.lr={lr}",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    ]
+    line = _fail(args, capsys)
+    assert f"learning {expected}" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
