@@ -66,7 +66,7 @@ def _args(config: Path, run_dir: Path, models: dict[str, Path], module: str) -> 
     if kind == "unlearn":
         return [*args, "--model.init_args.model", str(models["base"])]
     if kind == "finetune":
-        return [*args, "--model.init_args.output_dir", str(run_dir / "model")]
+        return [*args, "--model.init_args.output_dir", str(run_dir)]
     return [*args, f"--model.init_args.endpoints=[{models['a']}, {models['b']}]"]
 
 
