@@ -19,6 +19,8 @@ from mcu_lightning.curves.barrier import summarize_series
 CURVE_METRICS_CSV = "curve_metrics.csv"
 CURVE_FIGURE = "curve_metrics.png"
 BARRIER_JSON = "barrier_summary.json"
+#: Columns of robustness probes (``probe/<name>/<metric>``), present only at the t where the probe ran.
+PROBED_PREFIX = "probe/"
 
 
 def curve_table(ts: Sequence[float], results: Sequence[Any]) -> tuple[list[str], list[dict[str, float]]]:
@@ -50,20 +52,28 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 def barrier_summaries(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, float]],
-    higher_is_better: Callable[[str], bool],
+    higher_is_better: Callable[[str], bool | None],
     path_length: float | None = None,
 ) -> dict[str, Any]:
-    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints."""
-    ts = [row["t"] for row in rows]
+    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints.
+
+    Probe columns (``probe/...``, computed at every k-th t) are summarised over the t where they were computed; a
+    column whose direction is ``None`` (e.g. a distance) has no barrier.
+    """
     summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
     for name in columns:
         if name == "t":
             continue
-        values = [row[name] for row in rows]
-        if any(math.isnan(v) for v in values):
+        kept = [row for row in rows if not (name.startswith(PROBED_PREFIX) and math.isnan(row[name]))]
+        ts, values = [row["t"] for row in kept], [row[name] for row in kept]
+        if len(kept) < 2 or any(math.isnan(v) for v in values):
             summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)"}
             continue
-        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=higher_is_better(name)).as_dict()
+        direction = higher_is_better(name)
+        if direction is None:
+            summary["metrics"][name] = {"missing": "no better direction (no barrier)"}
+            continue
+        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=direction).as_dict()
     return summary
 
 
@@ -157,7 +167,7 @@ def write_curve_report(
     ts: Sequence[float],
     results: Sequence[Any],
     out_dir: Path,
-    higher_is_better: Callable[[str], bool],
+    higher_is_better: Callable[[str], bool | None],
     path_length: float | None = None,
     logger: Any = None,
 ) -> dict[str, Any]:
