@@ -87,8 +87,64 @@ def main_metrics(columns: list[str]) -> list[str]:
     return [name for name in MAIN_METRICS if name in columns]
 
 
+#: Robustness in the summary: the recovery of the first of these a probe reports (lower = the forgetting holds) ...
+ROBUSTNESS_METRICS = ("forget/prob", "forget/acc")
+#: ... among the points whose utility (the first of these present) is within the tolerance of the curve's best.
+UTILITY_METRICS = ("model_utility", "retain/acc", "retain/prob")
+UTILITY_TOLERANCE = 0.05
+_PROBE = "probe/"
+_RECOVERY = "_recovery"
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list[str]:
+    """Per probe with a recovery of a :data:`ROBUSTNESS_METRICS` metric: the probed points as a table, and the most
+    robust one (smallest recovery among the points whose utility is within :data:`UTILITY_TOLERANCE` of the best
+    probed utility), interior or an endpoint."""
+    utility = next((m for m in UTILITY_METRICS if m in columns), None)
+    probes = sorted({c.split("/")[1] for c in columns if c.startswith(_PROBE)})
+    recoveries = {}
+    for probe in probes:
+        metric = next((m for m in ROBUSTNESS_METRICS if f"{_PROBE}{probe}/{m}{_RECOVERY}" in columns), None)
+        if metric is not None:
+            recoveries[probe] = (metric, f"{_PROBE}{probe}/{metric}{_RECOVERY}")
+    if utility is None or not recoveries:
+        return []
+    probed = [r for r in rows if any(_finite(r[col]) for _, col in recoveries.values())]
+    header = f"| t | {utility} | " + " | ".join(f"{p}: {m} recovery" for p, (m, _) in recoveries.items()) + " |"
+    lines = ["Robustness probes (recovery = after - before; lower means the forgetting holds):", "", header]
+    lines.append("| --- " * (2 + len(recoveries)) + "|")
+    for r in probed:
+        cells = " | ".join(_fmt(r[col]) for _, col in recoveries.values())
+        lines.append(f"| {_fmt(r['t'])} | {_fmt(r[utility])} | {cells} |")
+    lines.append("")
+    for probe, (metric, col) in recoveries.items():
+        points = [r for r in probed if _finite(r[col]) and _finite(r[utility])]
+        if not points:
+            continue
+        best = max(r[utility] for r in points)
+        robust = min((r for r in points if r[utility] >= best - UTILITY_TOLERANCE), key=lambda r: r[col])
+        where = "an interior point" if 0.0 < robust["t"] < 1.0 else "an endpoint"
+        ends = ", ".join(f"t={_fmt(r['t'])}: {_fmt(r[col])}" for r in points if r["t"] in (0.0, 1.0))
+        lines.append(
+            f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {where} ({metric} recovery {_fmt(robust[col])} at "
+            f"{utility} {_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best probed {_fmt(best)}; "
+            f"endpoints {ends})."
+        )
+    return [*lines, ""]
+
+
+def _without_probe_values(names: list[str]) -> list[str]:
+    """Probe columns whose recovery is also there add nothing (after = before + recovery)."""
+    recovered = {n[: -len(_RECOVERY)] for n in names if n.startswith(_PROBE) and n.endswith(_RECOVERY)}
+    return [n for n in names if n not in recovered]
+
+
 def endpoint_table(nodes: dict[str, dict[str, float]]) -> list[str]:
-    names = sorted({m for values in nodes.values() for m in values})
+    names = _without_probe_values(sorted({m for values in nodes.values() for m in values}))
     ordered = [m for m in MAIN_METRICS if m in names] + [m for m in names if m not in MAIN_METRICS]
     lines = ["| metric | " + " | ".join(nodes) + " |", "| --- |" + " --- |" * len(nodes)]
     lines += [
@@ -174,8 +230,9 @@ def write_report(root: Path) -> Path:
             lines += ["barrier summary missing (the curve's test did not finish)", ""]
             continue
         lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
-        shown = [m for m in columns if m != "t" and (m.endswith("/loss") or m in MAIN_METRICS)]
+        shown = [m for m in columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
         lines += [*barrier_table(summary, shown), ""]
+        lines += robustness_section(columns, rows)
         winners = [m for m in shown if summary["metrics"].get(m, {}).get("interior_beats_endpoints")]
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]

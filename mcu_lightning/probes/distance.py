@@ -13,6 +13,7 @@ task vectors ``theta_end - theta_base`` the cosine compares against). A cosine w
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -60,11 +61,13 @@ class Distance(Probe):
         super().__init__(name, every)
 
     def run(self, model: nn.Module, context: ProbeContext) -> dict[str, float]:
-        if not context.references:
-            raise ValueError(
-                f"probe '{self.name}' has no reference weights to measure against; give the module the model "
-                "before unlearning (`reference:` of a curve, a path as an unlearning module's starting model)"
+        if not context.references:  # e.g. a model trained from scratch (the oracle): nothing to measure against
+            warnings.warn(
+                f"probe '{self.name}' has no reference weights here and reports nothing; give the module the model "
+                "before unlearning (`reference:` of a curve, a path as an unlearning module's starting model)",
+                stacklevel=2,
             )
+            return {}
         with torch.no_grad():
             theta = {name: param.detach() for name, param in model.named_parameters()}
             out = {f"l2_{ref}": l2_distance(theta, weights) for ref, weights in context.references.items()}
