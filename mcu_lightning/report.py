@@ -101,40 +101,46 @@ def _finite(value: float) -> bool:
 
 
 def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list[str]:
-    """Per probe with a recovery of a :data:`ROBUSTNESS_METRICS` metric: the probed points as a table, and the most
-    robust one (smallest recovery among the points whose utility is within :data:`UTILITY_TOLERANCE` of the best
-    probed utility), interior or an endpoint."""
+    """Per probe with a recovery of a :data:`ROBUSTNESS_METRICS` metric: the probed points as a table, and among the
+    points whose utility is within :data:`UTILITY_TOLERANCE` of the best probed utility the most robust one (smallest
+    recovery) and, since a point that never forgot has nothing to recover, the one lowest after the probe."""
     utility = next((m for m in UTILITY_METRICS if m in columns), None)
     probes = sorted({c.split("/")[1] for c in columns if c.startswith(_PROBE)})
-    recoveries = {}
+    found = {}
     for probe in probes:
         metric = next((m for m in ROBUSTNESS_METRICS if f"{_PROBE}{probe}/{m}{_RECOVERY}" in columns), None)
-        if metric is not None:
-            recoveries[probe] = (metric, f"{_PROBE}{probe}/{metric}{_RECOVERY}")
-    if utility is None or not recoveries:
+        if metric is not None and metric in columns:
+            found[probe] = metric
+    if utility is None or not found:
         return []
-    probed = [r for r in rows if any(_finite(r[col]) for _, col in recoveries.values())]
-    header = f"| t | {utility} | " + " | ".join(f"{p}: {m} recovery" for p, (m, _) in recoveries.items()) + " |"
-    lines = ["Robustness probes (recovery = after - before; lower means the forgetting holds):", "", header]
-    lines.append("| --- " * (2 + len(recoveries)) + "|")
-    for r in probed:
-        cells = " | ".join(_fmt(r[col]) for _, col in recoveries.values())
-        lines.append(f"| {_fmt(r['t'])} | {_fmt(r[utility])} | {cells} |")
-    lines.append("")
-    for probe, (metric, col) in recoveries.items():
-        points = [r for r in probed if _finite(r[col]) and _finite(r[utility])]
+    lines = ["Robustness probes (recovery = after - before; lower means the forgetting holds):", ""]
+    for probe, metric in found.items():
+        after, recovery = f"{_PROBE}{probe}/{metric}", f"{_PROBE}{probe}/{metric}{_RECOVERY}"
+        points = [r for r in rows if _finite(r[recovery]) and _finite(r[utility])]
         if not points:
             continue
+        lines += [f"| t | {utility} | {metric} | after `{probe}` | recovery |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {_fmt(r['t'])} | {_fmt(r[utility])} | {_fmt(r[metric])} | {_fmt(r[after])} | {_fmt(r[recovery])} |"
+            for r in points
+        ]
         best = max(r[utility] for r in points)
-        robust = min((r for r in points if r[utility] >= best - UTILITY_TOLERANCE), key=lambda r: r[col])
-        where = "an interior point" if 0.0 < robust["t"] < 1.0 else "an endpoint"
-        ends = ", ".join(f"t={_fmt(r['t'])}: {_fmt(r[col])}" for r in points if r["t"] in (0.0, 1.0))
-        lines.append(
-            f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {where} ({metric} recovery {_fmt(robust[col])} at "
-            f"{utility} {_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best probed {_fmt(best)}; "
-            f"endpoints {ends})."
-        )
-    return [*lines, ""]
+        eligible = [r for r in points if r[utility] >= best - UTILITY_TOLERANCE]
+        robust = min(eligible, key=lambda r: r[recovery])
+        lowest = min(eligible, key=lambda r: r[after])
+        lines += [
+            "",
+            f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {_where(robust)} (smallest {metric} recovery "
+            f"{_fmt(robust[recovery])}, from {_fmt(robust[metric])} to {_fmt(robust[after])}; {utility} "
+            f"{_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best probed {_fmt(best)}). Lowest {metric} "
+            f"after `{probe}`: t={_fmt(lowest['t'])}, {_where(lowest)} ({_fmt(lowest[after])}).",
+            "",
+        ]
+    return lines
+
+
+def _where(row: dict[str, float]) -> str:
+    return "an interior point" if 0.0 < row["t"] < 1.0 else "an endpoint"
 
 
 def _without_probe_values(names: list[str]) -> list[str]:

@@ -8,13 +8,19 @@ from mcu_lightning.callbacks.curve_report import panels, plot_curve
 from mcu_lightning.report import UTILITY_TOLERANCE, robustness_section
 
 NAN = math.nan
-COLUMNS = ["t", "model_utility", "probe/relearn/forget/prob", "probe/relearn/forget/prob_recovery"]
+COLUMNS = ["t", "model_utility", "forget/prob", "probe/relearn/forget/prob", "probe/relearn/forget/prob_recovery"]
 
 
-def _rows(utilities: list[float], recoveries: list[float]) -> list[dict[str, float]]:
+def _rows(utilities: list[float], recoveries: list[float], before: float = 0.1) -> list[dict[str, float]]:
     ts = [0.0, 0.25, 0.5, 0.75, 1.0]
     return [
-        {"t": t, "model_utility": u, "probe/relearn/forget/prob": r + 0.1, "probe/relearn/forget/prob_recovery": r}
+        {
+            "t": t,
+            "model_utility": u,
+            "forget/prob": before,
+            "probe/relearn/forget/prob": before + r,
+            "probe/relearn/forget/prob_recovery": r,
+        }
         for t, u, r in zip(ts, utilities, recoveries, strict=True)
     ]
 
@@ -23,7 +29,16 @@ def test_the_interior_point_with_the_smallest_recovery_at_good_utility_is_named(
     rows = _rows([0.80, 0.9, 0.79, 0.9, 0.81], [0.30, NAN, 0.05, NAN, 0.20])
     text = "\n".join(robustness_section(COLUMNS, rows))
     assert "Most robust under `relearn`: t=0.5, an interior point" in text
+    assert "Lowest forget/prob after `relearn`: t=0.5, an interior point" in text
     assert "| 0.25 |" not in text  # unprobed points are not in the table
+
+
+def test_a_point_that_never_forgot_has_a_small_recovery_but_is_not_lowest_after() -> None:
+    rows = _rows([0.80, 0.9, 0.80, 0.9, 0.81], [0.30, NAN, 0.05, NAN, 0.20])
+    rows[2]["forget/prob"], rows[2]["probe/relearn/forget/prob"] = 0.9, 0.95  # the middle still knows the forget set
+    text = "\n".join(robustness_section(COLUMNS, rows))
+    assert "Most robust under `relearn`: t=0.5, an interior point" in text
+    assert "Lowest forget/prob after `relearn`: t=1, an endpoint" in text  # 0.1 + 0.2
 
 
 def test_a_point_whose_utility_is_too_low_is_not_chosen() -> None:
