@@ -8,6 +8,7 @@ import math
 import pytest
 
 from benchmarks import probes as probes_benchmark
+from benchmarks import report
 
 pytestmark = pytest.mark.slow
 
@@ -23,4 +24,6 @@ def test_probe_benchmark_prints_a_ratio_per_probe(tmp_path, capsys) -> None:
     assert names == {"relearn", "relearn_benign", "quant4", "quant8", "distance", "sharpness"}
     assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in rows)
     assert all(f"{name}: ratio" in printed for name in names)
-    assert json.loads(out.read_text())["benchmark"] == "probes"
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "probes"
+    assert "| quant4 |" in report.section("probes", data)
