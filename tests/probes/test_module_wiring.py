@@ -17,7 +17,7 @@ from mcu_lightning.models import MLP, save_model
 from mcu_lightning.modules import CurveModule, FineTuneModule
 from mcu_lightning.modules.base import TEST_METRICS_FILE
 from mcu_lightning.probes import Distance, Probe, ProbeContext, Quantize, Relearn
-from tests.probes.conftest import same_state, state_copy
+from tests.probes.helpers import same_state, state_copy
 
 
 class CountingProbe(Probe):

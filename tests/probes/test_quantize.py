@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcu_lightning.probes import Quantize, fake_quantize, quantize_weights
-from tests.probes.conftest import context_for, same_state, state_copy
+from tests.probes.helpers import context_for, same_state, state_copy
 
 
 def test_four_bits_put_each_row_on_at_most_sixteen_levels() -> None:

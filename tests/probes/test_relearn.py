@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcu_lightning.probes import Relearn
-from tests.probes.conftest import context_for, same_state, state_copy
+from tests.probes.helpers import context_for, same_state, state_copy
 
 
 def test_relearning_on_the_forget_set_recovers_forget_prob(tiny_lm, qa_suite, qa_data) -> None:

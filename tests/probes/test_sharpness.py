@@ -13,7 +13,7 @@ from mcu_lightning.losses.per_sample import batch_nll
 from mcu_lightning.metrics import ClassificationSuite
 from mcu_lightning.metrics.suite import EvalResult
 from mcu_lightning.probes import ProbeContext, Sharpness, hutchinson_trace, top_eigenvalue
-from tests.probes.conftest import same_state, state_copy
+from tests.probes.helpers import same_state, state_copy
 
 
 def _small_problem() -> tuple[nn.Module, dict]:
