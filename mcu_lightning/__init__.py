@@ -55,6 +55,12 @@ _EXPORTS: dict[str, str] = {
     "QASuite": "mcu_lightning.metrics",
     "ClassificationSuite": "mcu_lightning.metrics",
     "EvalResult": "mcu_lightning.metrics",
+    # probes
+    "Probe": "mcu_lightning.probes",
+    "Relearn": "mcu_lightning.probes",
+    "Quantize": "mcu_lightning.probes",
+    "Distance": "mcu_lightning.probes",
+    "Sharpness": "mcu_lightning.probes",
     # models
     "load_model": "mcu_lightning.models",
     "save_model": "mcu_lightning.models",

@@ -109,11 +109,13 @@ class CurveSpec:
 
 @dataclass
 class Evaluation:
-    """The metric suite (a class spec) and the t grid."""
+    """The metric suite (a class spec), the t grid, and robustness probes (class specs of ``mcu_lightning.probes``,
+    run by every stage's test; on a curve at every ``every``-th t)."""
 
     suite: dict[str, Any]
     eval_ts: int = 31
     bn_batches: int | None = None
+    probes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -313,6 +315,11 @@ class StudyRunner:
         if study.guard is not None:
             check_class_path(study.guard, "guard")
         check_class_path(study.evaluation.suite, "evaluation.suite")
+        for i, spec in enumerate(study.evaluation.probes):
+            check_class_path(spec, f"evaluation.probes[{i}]")
+        from mcu_lightning.probes import check_probes
+
+        check_probes(self.probes())  # bad settings and repeated names fail before any stage runs
         if study.base.model is not None:
             check_class_path(study.base.model, "base.model")
         for endpoint in study.endpoints:
@@ -367,6 +374,11 @@ class StudyRunner:
         if with_oracle:
             spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics()
         return build(spec, MetricSuite, "evaluation.suite")
+
+    def probes(self) -> list[Any]:
+        from mcu_lightning.probes import Probe
+
+        return [build(spec, Probe, f"evaluation.probes[{i}]") for i, spec in enumerate(self.study.evaluation.probes)]
 
     def trainer(self, directory: Path, training: Training, extra_callbacks: Sequence[Any] = ()) -> Any:
         from lightning.pytorch import Trainer
@@ -493,7 +505,9 @@ class StudyRunner:
         directory = self.node_dir(node)
         suite = self.suite(with_oracle=node != "oracle")
         if stage.path is not None:  # read only: test it, export nothing
-            module = FineTuneModule(stage.path, suite=suite, output_dir=str(directory), export=False)
+            module = FineTuneModule(
+                stage.path, suite=suite, output_dir=str(directory), export=False, probes=self.probes()
+            )
             return self.test_only(directory, module)
         spec = stage.model or self.study.base.model
         training = stage.train if stage.model is not None or node == "base" else self.study.base.train
@@ -505,6 +519,7 @@ class StudyRunner:
             warmup_steps=training.warmup_steps,
             suite=suite,
             output_dir=str(directory),
+            probes=self.probes(),
         )
         split = stage.split or ("full" if node == "base" else "retain")
         datamodule = self.datamodule({"finetune_split": split}, training.batch_size)
@@ -537,6 +552,7 @@ class StudyRunner:
             warmup_steps=endpoint.train.warmup_steps,
             suite=self.suite(with_oracle=True),
             output_dir=str(self.node_dir(endpoint.name)),
+            probes=self.probes(),
         )
         overrides = {"seed": endpoint.seed, **endpoint.data}
         if endpoint.curriculum is not None:
@@ -598,6 +614,7 @@ class StudyRunner:
             space=curve.space,
             dtype=curve.dtype,
             gradient_checkpointing=curve.gradient_checkpointing,
+            probes=self.probes(),
         )
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
         return self.fit_and_test(self.root / "curves" / curve.name, module, datamodule, curve.train)

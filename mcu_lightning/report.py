@@ -87,8 +87,70 @@ def main_metrics(columns: list[str]) -> list[str]:
     return [name for name in MAIN_METRICS if name in columns]
 
 
+#: Robustness in the summary: the recovery of the first of these a probe reports (lower = the forgetting holds) ...
+ROBUSTNESS_METRICS = ("forget/prob", "forget/acc")
+#: ... among the points whose utility (the first of these present) is within the tolerance of the curve's best.
+UTILITY_METRICS = ("model_utility", "retain/acc", "retain/prob")
+UTILITY_TOLERANCE = 0.05
+_PROBE = "probe/"
+_RECOVERY = "_recovery"
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list[str]:
+    """Per probe with a recovery of a :data:`ROBUSTNESS_METRICS` metric: the probed points as a table, and among the
+    points whose utility is within :data:`UTILITY_TOLERANCE` of the best probed utility the most robust one (smallest
+    recovery) and, since a point that never forgot has nothing to recover, the one lowest after the probe."""
+    utility = next((m for m in UTILITY_METRICS if m in columns), None)
+    probes = sorted({c.split("/")[1] for c in columns if c.startswith(_PROBE)})
+    found = {}
+    for probe in probes:
+        metric = next((m for m in ROBUSTNESS_METRICS if f"{_PROBE}{probe}/{m}{_RECOVERY}" in columns), None)
+        if metric is not None and metric in columns:
+            found[probe] = metric
+    if utility is None or not found:
+        return []
+    lines = ["Robustness probes (recovery = after - before; lower means the forgetting holds):", ""]
+    for probe, metric in found.items():
+        after, recovery = f"{_PROBE}{probe}/{metric}", f"{_PROBE}{probe}/{metric}{_RECOVERY}"
+        points = [r for r in rows if _finite(r[recovery]) and _finite(r[utility])]
+        if not points:
+            continue
+        lines += [f"| t | {utility} | {metric} | after `{probe}` | recovery |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {_fmt(r['t'])} | {_fmt(r[utility])} | {_fmt(r[metric])} | {_fmt(r[after])} | {_fmt(r[recovery])} |"
+            for r in points
+        ]
+        best = max(r[utility] for r in points)
+        eligible = [r for r in points if r[utility] >= best - UTILITY_TOLERANCE]
+        robust = min(eligible, key=lambda r: r[recovery])
+        lowest = min(eligible, key=lambda r: r[after])
+        lines += [
+            "",
+            f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {_where(robust)} (smallest {metric} recovery "
+            f"{_fmt(robust[recovery])}, from {_fmt(robust[metric])} to {_fmt(robust[after])}; {utility} "
+            f"{_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best probed {_fmt(best)}). Lowest {metric} "
+            f"after `{probe}`: t={_fmt(lowest['t'])}, {_where(lowest)} ({_fmt(lowest[after])}).",
+            "",
+        ]
+    return lines
+
+
+def _where(row: dict[str, float]) -> str:
+    return "an interior point" if 0.0 < row["t"] < 1.0 else "an endpoint"
+
+
+def _without_probe_values(names: list[str]) -> list[str]:
+    """Probe columns whose recovery is also there add nothing (after = before + recovery)."""
+    recovered = {n[: -len(_RECOVERY)] for n in names if n.startswith(_PROBE) and n.endswith(_RECOVERY)}
+    return [n for n in names if n not in recovered]
+
+
 def endpoint_table(nodes: dict[str, dict[str, float]]) -> list[str]:
-    names = sorted({m for values in nodes.values() for m in values})
+    names = _without_probe_values(sorted({m for values in nodes.values() for m in values}))
     ordered = [m for m in MAIN_METRICS if m in names] + [m for m in names if m not in MAIN_METRICS]
     lines = ["| metric | " + " | ".join(nodes) + " |", "| --- |" + " --- |" * len(nodes)]
     lines += [
@@ -174,8 +236,9 @@ def write_report(root: Path) -> Path:
             lines += ["barrier summary missing (the curve's test did not finish)", ""]
             continue
         lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
-        shown = [m for m in columns if m != "t" and (m.endswith("/loss") or m in MAIN_METRICS)]
+        shown = [m for m in columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
         lines += [*barrier_table(summary, shown), ""]
+        lines += robustness_section(columns, rows)
         winners = [m for m in shown if summary["metrics"].get(m, {}).get("interior_beats_endpoints")]
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]

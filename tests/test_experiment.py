@@ -139,6 +139,20 @@ def test_unlearning_happened(study: dict[str, Any]) -> None:
         assert 0.0 <= values["forget_quality"] <= 1.0
 
 
+def test_probes_run_at_the_endpoints_of_each_curve_and_at_every_stage(study: dict[str, Any]) -> None:
+    """The quickstart's probes (relearning, 4-bit weights at every 5th t, distance at every t) on a 3-point grid."""
+    root = study["root"]
+    rows = _rows(root / "report" / "graddiff-npo" / "curve_metrics.csv")
+    relearn = [row["probe/relearn/forget/prob_recovery"] for row in rows]
+    assert not math.isnan(relearn[0]) and math.isnan(relearn[1]) and not math.isnan(relearn[2])
+    assert all(not math.isnan(row["probe/distance/l2_end0"]) for row in rows)
+    assert "probe/quant4/forget/prob_recovery" in rows[0]
+    for endpoint in ("graddiff", "npo"):
+        values = _aggregates(root / "endpoints" / endpoint / "test_metrics.json")
+        assert values["probe/relearn/forget/prob_recovery"] > 0, "relearning on the forget set brings some of it back"
+    assert "Most robust under `relearn`" in (root / "report" / "summary.md").read_text()
+
+
 def test_report_rebuilds_from_saved_metrics_without_models(study: dict[str, Any], monkeypatch: Any) -> None:
     root = study["root"]
     report = root / "report"

@@ -19,6 +19,9 @@ from mcu_lightning.curves.barrier import summarize_series
 CURVE_METRICS_CSV = "curve_metrics.csv"
 CURVE_FIGURE = "curve_metrics.png"
 BARRIER_JSON = "barrier_summary.json"
+#: Columns of robustness probes (``probe/<name>/<metric>``), present only at the t where the probe ran.
+PROBED_PREFIX = "probe/"
+_RECOVERY = "_recovery"
 
 
 def curve_table(ts: Sequence[float], results: Sequence[Any]) -> tuple[list[str], list[dict[str, float]]]:
@@ -50,20 +53,28 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 def barrier_summaries(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, float]],
-    higher_is_better: Callable[[str], bool],
+    higher_is_better: Callable[[str], bool | None],
     path_length: float | None = None,
 ) -> dict[str, Any]:
-    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints."""
-    ts = [row["t"] for row in rows]
+    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints.
+
+    Probe columns (``probe/...``, computed at every k-th t) are summarised over the t where they were computed; a
+    column whose direction is ``None`` (e.g. a distance) has no barrier.
+    """
     summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
     for name in columns:
         if name == "t":
             continue
-        values = [row[name] for row in rows]
-        if any(math.isnan(v) for v in values):
+        kept = [row for row in rows if not (name.startswith(PROBED_PREFIX) and math.isnan(row[name]))]
+        ts, values = [row["t"] for row in kept], [row[name] for row in kept]
+        if len(kept) < 2 or any(math.isnan(v) for v in values):
             summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)"}
             continue
-        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=higher_is_better(name)).as_dict()
+        direction = higher_is_better(name)
+        if direction is None:
+            summary["metrics"][name] = {"missing": "no better direction (no barrier)"}
+            continue
+        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=direction).as_dict()
     return summary
 
 
@@ -80,12 +91,35 @@ def panels(names: Sequence[str]) -> list[tuple[str, list[str]]]:
     """
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(_panel_of(name), []).append(name)
+        panel = _panel_of(name)
+        if panel is not None:
+            groups.setdefault(panel, []).append(name)
     rank = {key: i for i, key in enumerate(PANEL_ORDER)}
     return sorted(groups.items(), key=lambda item: rank.get(item[0], len(rank)))
 
 
-def _panel_of(name: str) -> str:
+#: Probe metrics drawn (as their recovery, after - before); a probe's other numbers (distances, curvature) all are.
+PROBE_FIGURE_METRICS = ("prob", "rouge", "acc", "truth_ratio", "model_utility", "forget_quality")
+
+
+def _probe_panel(name: str) -> tuple[str, str] | None:
+    """Panel and line of a probe column ``probe/<name>/[split/]metric``: a panel per probe and metric (recoveries
+    of the suite metrics in :data:`PROBE_FIGURE_METRICS` only), a line per split; ``None``: not drawn."""
+    _, probe, rest = name.split("/", 2)
+    split, _, metric = rest.rpartition("/")
+    if metric.endswith(_RECOVERY):
+        metric = metric[: -len(_RECOVERY)]
+        if metric not in PROBE_FIGURE_METRICS:
+            return None
+        return f"{probe} recovery: {metric}", split or metric
+    kind = metric.split("_", 1)[0] if not split else metric  # l2_base, l2_end0 -> one "l2" panel
+    return f"{probe}: {kind}", split or metric
+
+
+def _panel_of(name: str) -> str | None:
+    if name.startswith(PROBED_PREFIX):
+        probe = _probe_panel(name)
+        return probe[0] if probe is not None else None
     if "/" in name:
         return name.rsplit("/", 1)[1]
     if name.startswith("mia_") and name.endswith("_auc"):
@@ -96,6 +130,9 @@ def _panel_of(name: str) -> str:
 
 
 def _line_label(name: str, panel: str) -> str:
+    if name.startswith(PROBED_PREFIX):
+        probe = _probe_panel(name)
+        return probe[1] if probe is not None else name
     if "/" in name:
         return name.rsplit("/", 1)[0]
     if panel == "MIA AUC":
@@ -113,16 +150,20 @@ def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], titl
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    groups = panels([c for c in columns if c != "t"])
+    recovered = {c[: -len(_RECOVERY)] for c in columns if c.startswith(PROBED_PREFIX) and c.endswith(_RECOVERY)}
+    groups = panels([c for c in columns if c != "t" and c not in recovered])  # a probe's recovery says it all
     ncols = min(4, max(1, len(groups)))
     nrows = max(1, math.ceil(len(groups) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
-    ts = [row["t"] for row in rows]
     for ax, (panel, names) in zip(axes.flat, groups, strict=False):
         for name in names:
-            values = [row[name] for row in rows]
-            (line,) = ax.plot(ts, values, linewidth=1.5, label=_line_label(name, panel))
-            ax.scatter([ts[0], ts[-1]], [values[0], values[-1]], color=line.get_color(), zorder=3, s=14)
+            points = [(row["t"], row[name]) for row in rows if not math.isnan(row[name])]  # probes: every k-th t
+            if not points:
+                continue
+            xs, values = [p[0] for p in points], [p[1] for p in points]
+            marker = "." if len(points) < len(rows) else None
+            (line,) = ax.plot(xs, values, linewidth=1.5, marker=marker, label=_line_label(name, panel))
+            ax.scatter([xs[0], xs[-1]], [values[0], values[-1]], color=line.get_color(), zorder=3, s=14)
         if panel == "forget_quality" and all(row[panel] > 0 for row in rows):
             ax.set_yscale("log")
         if len(names) > 1:
@@ -157,7 +198,7 @@ def write_curve_report(
     ts: Sequence[float],
     results: Sequence[Any],
     out_dir: Path,
-    higher_is_better: Callable[[str], bool],
+    higher_is_better: Callable[[str], bool | None],
     path_length: float | None = None,
     logger: Any = None,
 ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from mcu_lightning.errors import InputError
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model, kv_cache_off
+from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
 
 TEST_METRICS_FILE = "test_metrics.json"
 
@@ -37,6 +38,7 @@ class MCUModule(LightningModule):
         warmup_steps: warmup length in optimizer steps, or a fraction of all steps when below 1.
         suite: the metric suite run by ``test`` (none: ``test`` only logs losses).
         output_dir: where exports and metric files go; default: the logger's ``log_dir``.
+        probes: robustness probes ``test`` runs after the suite (``probe/<name>/<metric>`` in the results).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class MCUModule(LightningModule):
         warmup_steps: float = 0,
         suite: MetricSuite | None = None,
         output_dir: str | None = None,
+        probes: list[Probe] | None = None,
     ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
@@ -54,6 +57,9 @@ class MCUModule(LightningModule):
         self.suite = suite
         self.output_dir_arg = output_dir
         self.last_test_result: EvalResult | None = None
+        self.probes = check_probes(probes or [])
+        if self.probes and suite is None:
+            raise ValueError("probes compare against the metric suite's results; set `suite:` next to `probes:`")
 
     # -- where things go --------------------------------------------------------------------------
     @property
@@ -154,6 +160,7 @@ class MCUModule(LightningModule):
     def on_test_epoch_start(self) -> None:
         if self.suite is not None:
             self.suite.reset()
+        self.test_batches: list[tuple[str, Mapping[str, Any]]] = []
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.eval_split(dataloader_idx)
@@ -162,15 +169,32 @@ class MCUModule(LightningModule):
             self.log(f"test/{split}/loss", loss, add_dataloader_idx=False, sync_dist=True)
             return
         self.suite.update(self.eval_model(), split, batch)
+        if self.probes:  # the probes evaluate again on the same batches
+            self.test_batches.append((split, batch))
 
     def on_test_epoch_end(self) -> None:
         if self.suite is None:
             return
         result = self.suite.compute()
+        if self.probes:
+            result.aggregates.update(run_probes(self.probes, self.eval_model(), self.probe_context(result)))
+            self.test_batches = []
         self.last_test_result = result
         for name, value in result.aggregates.items():
             self.log(f"test/{name}", float(value), sync_dist=False, rank_zero_only=True)
         self._write_test_result(result)
+
+    # -- probes: evaluation beyond the suite -----------------------------------------------------------
+    def probe_context(self, before: EvalResult) -> ProbeContext:
+        """What the probes read at the current model: the suite, this test's batches, the suite's ``before``."""
+        wanted = any(probe.needs_references for probe in self.probes)
+        references = self.probe_references() if wanted else {}
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        return ProbeContext(self.suite, self.test_batches, before, datamodule, references)
+
+    def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
+        """Reference weights by name for probes that measure against them (``base``: the model before unlearning)."""
+        return {}
 
     @rank_zero_only
     def _write_test_result(self, result: EvalResult) -> None:

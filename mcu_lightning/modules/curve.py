@@ -37,8 +37,9 @@ from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model
 from mcu_lightning.models.hf import resolve_dtype
-from mcu_lightning.models.io import load_model
+from mcu_lightning.models.io import load_model, load_state_dict
 from mcu_lightning.modules.base import MCUModule, load_frozen
+from mcu_lightning.probes.base import PROBE_PREFIX, Probe, probe_direction, run_probes
 
 TEMPLATE_PREFIX = "template."
 
@@ -81,6 +82,8 @@ class CurveModule(MCUModule):
             B(t)A(t) is then not the straight line in delta-W), ``"delta"`` is exact in delta-W (concatenated ranks).
         dtype: dtype to load the template (and a LoRA base) in, e.g. ``bfloat16``; endpoints keep their own.
         gradient_checkpointing: activation checkpointing on a Hugging Face template, recomputed at theta(t).
+        probes: robustness probes ``test`` runs at every ``probe.every``-th t (and both endpoints) after the suite;
+            their ``base`` reference is ``reference`` (else a path ``init``), ``end0``/``end1`` the endpoints.
     """
 
     def __init__(
@@ -108,9 +111,12 @@ class CurveModule(MCUModule):
         space: Literal["factors", "delta"] = "factors",
         dtype: str | None = None,
         gradient_checkpointing: bool = False,
+        probes: list[Probe] | None = None,
     ) -> None:
-        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
-        self.save_hyperparameters(ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer"])
+        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir, probes)
+        self.save_hyperparameters(
+            ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer", "probes"]
+        )
         if len(endpoints) != 2:
             raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
         shape = shape or Bezier(3)
@@ -142,6 +148,7 @@ class CurveModule(MCUModule):
         self.eval_ts = t_grid(eval_ts)
         self.val_ts = t_grid(val_ts if val_ts is not None else [0.25, 0.5, 0.75])
         self.bn_batches = bn_batches
+        self.reference_source = reference if reference is not None else (None if init == "linear" else init)
         self.seed = seed
         self.curve_results: list[EvalResult] = []
 
@@ -268,6 +275,7 @@ class CurveModule(MCUModule):
         self.bn_batches_cache = list(self.split_batches("retain")) if has_batchnorm(self.template) else []
         if self.bn_batches is not None:
             self.bn_batches_cache = self.bn_batches_cache[: self.bn_batches]
+        context = self.probe_context(EvalResult()) if self.probes else None
         for index, t in enumerate(self.eval_ts):
             model = self._point(t)
             suite = self.suite
@@ -275,11 +283,22 @@ class CurveModule(MCUModule):
             with torch.no_grad():
                 suite.update_many(model, self.test_batches)  # QASuite generates for every split at once
             result = suite.compute()
+            if context is not None:  # after the suite: a probe may reuse (and reset) it
+                context.before = result
+                result.aggregates.update(run_probes(self.probes, model, context, index, len(self.eval_ts)))
             self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
         self.test_batches, self.bn_batches_cache = [], []
         self._write_report()
+
+    def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
+        """``base`` (``reference``, else a path ``init``) when there is one, and the endpoints ``end0``/``end1``."""
+        references: dict[str, Mapping[str, Tensor]] = {}
+        if self.reference_source is not None:
+            references["base"] = load_state_dict(self.reference_source)
+        references["end0"], references["end1"] = self.curve.params(0.0), self.curve.params(1.0)
+        return references
 
     def _point(self, t: float) -> nn.Module:
         """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
@@ -293,13 +312,20 @@ class CurveModule(MCUModule):
         if logger is not None and self.global_rank == 0:
             logger.log_metrics({f"curve/{name}": float(value)}, step=index)
 
+    def metric_direction(self, name: str) -> bool | None:
+        """Whether a larger value of column ``name`` is better: the suite's direction, or the probe's for
+        ``probe/<name>/...`` columns (``None``: no better side)."""
+        if name.startswith(PROBE_PREFIX):
+            return probe_direction(self.probes, self.suite)(name)
+        return self.suite.higher_is_better(name)
+
     @rank_zero_only
     def _write_report(self) -> None:
         write_curve_report(
             self.eval_ts,
             self.curve_results,
             self.output_dir,
-            higher_is_better=self.suite.higher_is_better,
+            higher_is_better=self.metric_direction,
             path_length=self.curve.path_length(self.eval_ts),
             logger=self.logger,
         )

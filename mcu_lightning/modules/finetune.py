@@ -19,8 +19,9 @@ from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.forward import as_policy
-from mcu_lightning.models.io import load_model, save_model
+from mcu_lightning.models.io import load_model, load_state_dict, save_model
 from mcu_lightning.modules.base import MCUModule
+from mcu_lightning.probes.base import Probe
 
 EXPORT_DIR = "model"
 
@@ -33,6 +34,7 @@ class FineTuneModule(MCUModule):
             Hub name that ``load_model`` reads.
         loss: the objective; any ``UnlearningLoss``.
         export: write the trained model to ``<output_dir>/model`` at the end of ``fit``.
+        probes: robustness probes run by ``test`` (the ``base`` reference is the starting model when it is a path).
     """
 
     def __init__(
@@ -45,9 +47,10 @@ class FineTuneModule(MCUModule):
         suite: MetricSuite | None = None,
         output_dir: str | None = None,
         export: bool = True,
+        probes: list[Probe] | None = None,
     ) -> None:
-        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir)
-        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer"])
+        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir, probes)
+        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes"])
         self.model_source = model if isinstance(model, str) else None
         # from_pretrained returns eval mode; a model loaded to be trained must train (dropout on)
         self.model = load_model(model).train() if isinstance(model, str) else model
@@ -73,6 +76,10 @@ class FineTuneModule(MCUModule):
 
     def reference_policy(self) -> Any:
         return None
+
+    def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
+        """``base``: the starting model's weights, when it was given as a path."""
+        return {"base": load_state_dict(self.model_source)} if self.model_source is not None else {}
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -22,6 +22,7 @@ from mcu_lightning.models.forward import call_model
 from mcu_lightning.models.hf import LoraSpec, apply_lora
 from mcu_lightning.modules.base import load_frozen
 from mcu_lightning.modules.finetune import FineTuneModule
+from mcu_lightning.probes.base import Probe
 
 
 class UnlearningModule(FineTuneModule):
@@ -46,9 +47,10 @@ class UnlearningModule(FineTuneModule):
         suite: MetricSuite | None = None,
         output_dir: str | None = None,
         export: bool = True,
+        probes: list[Probe] | None = None,
     ) -> None:
-        super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export)
-        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer"])
+        super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export, probes)
+        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes"])
         self.reference_source = reference
         self._reference: list[nn.Module] = []  # a list hides it from state_dict and from the optimizer
         if loss.needs_reference and lora is None:
