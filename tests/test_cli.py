@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mcu_lightning.cli import main
+from mcu_lightning.cli import COMMANDS, main
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 DIGITS = CONFIGS / "quickstart" / "finetune_digits.yaml"
 UNLEARN_NPO = CONFIGS / "quickstart" / "unlearn_npo.yaml"
 STUDY = CONFIGS / "quickstart" / "experiment.yaml"
@@ -24,7 +29,7 @@ def _exit_code(args: list[str]) -> int:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--help"], ["fit", "validate", "test", "predict"]),
+        (["--help"], ["fit", "validate", "test", "predict", "experiment", "report"]),
         (["fit", "--help"], ["--model", "--data", "--trainer", "--print_config"]),
         (["experiment", "--help"], ["--endpoints", "--curves", "--only", "--print_config"]),
         (["report", "--help"], ["run_dir"]),
@@ -36,6 +41,32 @@ def test_help_exits_zero_and_lists_the_options(args: list[str], expected: list[s
     out = capsys.readouterr().out
     for word in expected:
         assert word in out, f"`mcu {' '.join(args)}` does not mention {word}"
+
+
+def _subprocess(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+def test_mcu_help_lists_every_command_once_without_importing_the_stack() -> None:
+    code = (
+        "import json, sys\n"
+        "from mcu_lightning.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
+        "heavy = {'torch', 'lightning', 'pytorch_lightning', 'jsonargparse', 'transformers'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
+    )
+    *usage, imported = _subprocess(code).stdout.strip().splitlines()
+    assert json.loads(imported) == []  # the listing answers from cli.py alone
+    listed = [line.split()[0] for line in usage if line.startswith("  ") and line.split()]
+    assert listed == list(COMMANDS)
+    assert set(COMMANDS) >= {"fit", "validate", "test", "predict", "experiment", "report"}
+    assert all(COMMANDS[name] in "\n".join(usage) for name in COMMANDS)  # one line each, with its description
+
+
+def test_an_unknown_command_is_one_line_with_the_closest(capsys) -> None:
+    assert _exit_code(["expriment"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown command 'expriment'; did you mean 'experiment'?"
 
 
 def test_fit_print_config_round_trips(tmp_path: Path, capsys) -> None:
