@@ -1,4 +1,4 @@
-"""``mcu``: the command table and its dispatch; fit/validate/test/predict go to LightningCLI (``trainer_cli``), plus ``experiment`` and ``report``.
+"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``trainer_cli``); ``experiment``, ``report``.
 
     mcu fit --config configs/quickstart/curve_digits.yaml
     mcu test --config configs/tofu/curve.yaml --ckpt_path runs/.../last.ckpt
