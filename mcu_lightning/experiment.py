@@ -198,6 +198,7 @@ class StudyRunner:
         self.study = study
         self.root = Path(study.output_dir) / study.name
         self.console = console
+        self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
         self.validate()
 
     # paths
@@ -285,8 +286,8 @@ class StudyRunner:
         from mcu_lightning.metrics.suite import MetricSuite
 
         spec = copy.deepcopy(self.study.evaluation.suite)
-        if with_oracle:
-            spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics()
+        # the oracle stage compares the oracle with itself instead of warning that it has no oracle
+        spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics() if with_oracle else "self"
         return build(spec, MetricSuite, "evaluation.suite")
 
     def trainer(self, directory: Path, training: Training, extra_callbacks: Sequence[Any] = ()) -> Any:
@@ -306,10 +307,11 @@ class StudyRunner:
             ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
         ]
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        if self.study.progress:
-            from lightning.pytorch.callbacks import RichProgressBar
+        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
 
-            callbacks.append(RichProgressBar(leave=False))
+        callbacks.append(LogEveryNStepsFromLoader())
+        if self.study.progress:
+            callbacks.append(StudyProgressBar(self.clock))
         kwargs["enable_progress_bar"] = self.study.progress
         kwargs.setdefault("limit_val_batches", 0)
         return Trainer(
@@ -490,20 +492,28 @@ class StudyRunner:
 
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
+        from mcu_lightning.console import StudyClock, stage_headline, stage_line, stage_purpose
+        from mcu_lightning.report import MAIN_METRICS
+
         stages = self.plan()
+        self.clock = StudyClock(total=len(stages))
         for index, stage in enumerate(stages, start=1):
             label = f"[{index}/{len(stages)}] {stage.kind} [bold]{stage.name}[/bold]"
             if only and stage.name not in only:
                 continue
+            purpose = stage_purpose(stage.kind, stage.name, self.study)
             if stage.complete:
-                self.say(f"{label}: complete, skipped ({stage.marker})")
+                self.say(stage_line(label, purpose, None, note=f"complete, skipped ({stage.marker})"))
                 continue
-            self.say(f"{label}: running -> {stage.directory}")
+            self.clock.start(index, f"[{index}/{len(stages)}] {stage.kind} {stage.name}")
             started = time.perf_counter()
             timings = stage.run()
             record = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
             atomic_write(stage.marker, json.dumps(record, indent=2).encode())
-            self.say(f"{label}: done in {record['seconds']:.1f} s")
+            self.clock.finish()
+            metric = stage_headline(stage.kind, stage.directory, MAIN_METRICS)
+            self.say(stage_line(label, purpose, record["seconds"], metric))
+        self.clock = None
         report = write_report(self.root)
         self.say(f"report: {report}")
         return report
@@ -518,8 +528,12 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
     study, cfg = parse_study(args)
     from rich.console import Console
 
+    from mcu_lightning.console import quiet_third_party
+
+    quiet_third_party()
+
     try:
-        runner = StudyRunner(study, console=Console(stderr=True))
+        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True))  # one line per stage
     except (ValueError, FileNotFoundError) as err:
         raise StudyError(str(err)) from err
     return runner.run(only=cfg.get("only"))

@@ -242,6 +242,7 @@ class CurveModule(MCUModule):
         self.bn_batches_cache = list(self.split_batches("retain")) if has_batchnorm(self.template) else []
         if self.bn_batches is not None:
             self.bn_batches_cache = self.bn_batches_cache[: self.bn_batches]
+        self._announce_point(0)
         for index, t in enumerate(self.eval_ts):
             model = self._point(t)
             suite = self.suite
@@ -252,8 +253,18 @@ class CurveModule(MCUModule):
             self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
+            self._announce_point(index + 1)
         self.test_batches, self.bn_batches_cache = [], []
         self._write_report()
+
+    def _announce_point(self, done: int) -> None:
+        """Tell callbacks with an ``on_curve_point`` hook (a progress bar) how many of the points t are done."""
+        total = len(self.eval_ts)
+        t = self.eval_ts[min(done, total - 1)]
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "on_curve_point", None)
+            if hook is not None:
+                hook(self.trainer, self, done, total, t)
 
     def _point(self, t: float) -> nn.Module:
         """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
