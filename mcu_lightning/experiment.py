@@ -546,5 +546,7 @@ def report_cli(args: Sequence[str]) -> Path:
     from mcu_lightning.report import write_report
 
     path = write_report(Path(cfg.run_dir))
-    print(path)
+    from mcu_lightning.console import report_line
+
+    print(report_line(path))
     return path

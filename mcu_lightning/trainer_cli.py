@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from mcu_lightning.cli import INPUT_ERRORS, ConfigError
@@ -22,6 +26,39 @@ class MCUCLI(LightningCLI):
             if os.environ.get("MCU_TRACEBACK"):
                 raise
             raise ConfigError(_one_line(err)) from err
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""
+        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
+
+        configured = [*(config.get("callbacks") or []), *callbacks]
+        extra = [LogEveryNStepsFromLoader()]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in configured
+        ):
+            extra.append(StudyProgressBar())
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def after_test(self) -> None:
+        """Print the headline metrics (a curve: its barrier summary) instead of leaving them only in files."""
+        from rich.console import Console
+
+        from mcu_lightning.callbacks.curve_report import BARRIER_JSON
+        from mcu_lightning.console import barrier_table, metrics_table
+        from mcu_lightning.report import MAIN_METRICS
+
+        if not self.trainer.is_global_zero:
+            return
+        console = Console()
+        module = self.model
+        summary = Path(getattr(module, "output_dir", "")) / BARRIER_JSON
+        if getattr(module, "curve_results", None) and summary.is_file():
+            console.print(barrier_table(json.loads(summary.read_text()), MAIN_METRICS))
+            console.print(f"curve metrics and figure: {summary.parent}")
+            return
+        result = getattr(module, "last_test_result", None)
+        if result is not None:
+            console.print(metrics_table(result.aggregates, MAIN_METRICS))
 
 
 def _raised_in_parser(err: BaseException) -> bool:

@@ -82,7 +82,10 @@ def test_report_writes_summary_and_figures(run_dir: Path) -> None:
 def test_report_cli_rebuilds_identically(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = write_report(run_dir).read_text()
     main(["report", str(run_dir)])
-    assert capsys.readouterr().out.strip() == str(run_dir / "report" / "summary.md")
+    figures = len(list((run_dir / "report").glob("*.png")))
+    assert figures >= 2  # the comparison and one per curve
+    expected = f"report: {run_dir / 'report' / 'summary.md'} (and {figures} figures in {run_dir / 'report'})"
+    assert capsys.readouterr().out.strip() == expected
     assert (run_dir / "report" / "summary.md").read_text() == first
 
 
