@@ -542,10 +542,14 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
 def report_cli(args: Sequence[str]) -> Path:
     parser = ArgumentParser(prog="mcu report", description="Rebuild a study's report from its saved metrics.")
     parser.add_argument("run_dir", type=str, help="runs/<name>: the study's output folder")
+    parser.add_argument("--vector", type=str | None, default=None, help="also write every figure as pdf or svg")
     cfg = parser.parse_args(list(args))
+    from mcu_lightning.callbacks.curve_report import VECTOR_FORMATS
     from mcu_lightning.report import write_report
 
-    path = write_report(Path(cfg.run_dir))
+    if cfg.vector is not None and cfg.vector not in VECTOR_FORMATS:
+        raise StudyError(f"--vector {cfg.vector}: choose one of {', '.join(VECTOR_FORMATS)}, or leave it out")
+    path = write_report(Path(cfg.run_dir), vector=cfg.vector)
     from mcu_lightning.console import report_line
 
     print(report_line(path))

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.curve_report import write_curve_report
+from mcu_lightning.callbacks.figure_style import curve_title
 from mcu_lightning.curves import (
     Bezier,
     Curve,
@@ -287,4 +288,5 @@ class CurveModule(MCUModule):
             higher_is_better=self.suite.higher_is_better,
             path_length=self.curve.path_length(self.eval_ts),
             logger=self.logger,
+            title=curve_title(self.output_dir.name, self.hparams.get("endpoints")),
         )
