@@ -1,7 +1,7 @@
 """What a study prints: one line per stage, Lightning's progress bars, and nothing else unless something is wrong.
 
 - :func:`quiet_third_party` silences what other libraries print that says nothing about this run: Lightning's
-  start-up INFO lines (device list, litlogger tip, seeds, "stopped: max_epochs reached"), the Hugging Face
+  start-up INFO lines (device list, litlogger tips, seeds, "stopped: max_epochs reached"; by message), the Hugging Face
   progress bars for tiny local files, and two warnings we cannot fix at their cause, each filtered by message
   and module. Warnings, errors and everything else still print; ``MCU_VERBOSE=1`` keeps all of it.
 - :class:`StudyProgressBar`: Lightning's rich bar, counting a step-bounded fit in steps of ``max_steps``
@@ -30,12 +30,26 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import CustomTimeColumn, ProcessingSpeedColumn
 from rich.text import Text
 
-#: Loggers whose INFO lines describe the library, not the run (their warnings still print).
-CHATTY_LOGGERS = (
-    "lightning.pytorch.utilities.rank_zero",  # "GPU available: ...", the litlogger tip, "`Trainer.fit` stopped"
-    "lightning.fabric.utilities.seed",  # "Seed set to 0"
-    "lightning.fabric.utilities.rank_zero",
+#: INFO lines (logger, message start) that describe the library, not the run; every other line still prints
+#: (a resume's "Restored all states ...", any warning).
+CHATTY_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lightning.pytorch.utilities.rank_zero", ("GPU available", "TPU available", "HPU available", "💡 Tip")),
+    ("lightning.pytorch.utilities.rank_zero", ("`Trainer.fit` stopped",)),  # the stage line says it finished
+    ("lightning.fabric.utilities.seed", ("Seed set to",)),  # the study's YAML says the seed
 )
+
+
+class _DropLines(logging.Filter):
+    """Drop the records of one logger whose message starts with one of ``starts``."""
+
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
 #: (message regex, module regex) of third-party warnings that no project code can prevent.
 THIRD_PARTY_WARNINGS = (
     # Lightning 2.6's own pytree helper calls torch's deprecated LeafSpec (fixed upstream, not by a caller)
@@ -50,8 +64,10 @@ def quiet_third_party() -> None:
     """Silence third-party chatter for a study's console (see the module docstring); ``MCU_VERBOSE=1``: keep it."""
     if os.environ.get("MCU_VERBOSE"):
         return
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, starts in CHATTY_LINES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLines) and f.starts == starts for f in logger.filters):
+            logger.addFilter(_DropLines(starts))
     for message, module in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
     # "Generating train split", "Loading weights", "Writing model shards": bars over local files of a few KB

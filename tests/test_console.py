@@ -120,3 +120,22 @@ def test_stage_purpose_names_what_each_stage_does() -> None:
     assert stage_purpose("oracle", "oracle", study) == "train the oracle on retain+world_facts+real_authors"
     assert stage_purpose("endpoint", "npo", study) == "unlearn the base with NPO"
     assert stage_purpose("curve", "graddiff-npo", study).startswith("fit a Bezier curve graddiff -> npo")
+
+
+def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from mcu_lightning.console import quiet_third_party
+
+    monkeypatch.delenv("MCU_VERBOSE", raising=False)
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    monkeypatch.setattr(logger, "filters", [])
+    quiet_third_party()
+    quiet_third_party()  # idempotent: one filter per logger
+
+    def shown(message: str) -> bool:
+        return bool(logger.filter(logging.LogRecord(logger.name, logging.INFO, __file__, 1, message, None, None)))
+
+    assert not shown("GPU available: False, used: False") and not shown("💡 Tip: For seamless cloud logging")
+    assert shown("Restored all states from the checkpoint at last.ckpt")  # what a resume says still prints
+    assert len(logger.filters) == 2
