@@ -1,4 +1,4 @@
-"""``mcu``: LightningCLI for fit/validate/test/predict, plus ``experiment`` and ``report``.
+"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``trainer_cli``); ``experiment``, ``report``.
 
     mcu fit --config configs/quickstart/curve_digits.yaml
     mcu test --config configs/tofu/curve.yaml --ckpt_path runs/.../last.ckpt
@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
 
 STUDY_COMMANDS = ("experiment", "report")
 CONFIG_FLAGS = ("--config", "-c")
@@ -89,79 +87,63 @@ def check_class_paths(argv: Sequence[str]) -> None:
                 raise ConfigError(f"unknown class_path {class_path!r} ({location}){hint}") from None
 
 
-class MCUCLI(LightningCLI):
-    """LightningCLI with the package's defaults (TensorBoard under ``runs/``, configs saved with each run)."""
-
-    def instantiate_classes(self) -> None:
-        """Build module, data and trainer; a bad input is one ``error:`` line, not a traceback."""
-        try:
-            super().instantiate_classes()
-        except INPUT_ERRORS as err:
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(_one_line(err)) from err
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
-        ``error:`` line."""
-        from mcu_lightning.errors import InputError
-
-        try:
-            super()._run_subcommand(subcommand)
-        except InputError as err:
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(_one_line(err)) from err
+COMMANDS: dict[str, str] = {
+    "fit": "train a module from a config: a base model, an unlearned endpoint or a curve between two",
+    "validate": "run a module's validation loop",
+    "test": "evaluate a module's metric suite (a curve: at every t) and print its headline metrics",
+    "predict": "run a module's predict loop",
+    "experiment": "run a whole study from one YAML: base, oracle, endpoints, curves, then the report",
+    "report": "rebuild a study's report from its saved metrics and print where it is",
+}
+HELP_FLAGS = ("-h", "--help")
 
 
-def _raised_in_parser(err: BaseException) -> bool:
-    """Whether jsonargparse raised ``err`` itself (it wraps a constructor's error in a long Union message)."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
+def usage() -> str:
+    """``mcu --help``: every command on one line. Built from ``COMMANDS`` alone: no torch, no Lightning."""
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: mcu <command> [options]        (mcu <command> --help: that command's options)",
+        "",
+        "Mode connectivity for machine unlearning, on PyTorch Lightning.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()),
+        "",
+        "e.g.  mcu experiment --config configs/quickstart/experiment.yaml",
+    ]
+    return "\n".join(lines)
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    """The outermost input error of the chain that our code (not the config parser) raised."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, INPUT_ERRORS) and not _raised_in_parser(current):
-            return current
-        current = current.__cause__ or current.__context__
-    return err
+def __getattr__(name: str) -> Any:
+    """``MCUCLI`` and ``lightning_cli`` live in ``trainer_cli`` (it imports Lightning); reached lazily from here."""
+    if name in ("MCUCLI", "lightning_cli"):
+        from mcu_lightning import trainer_cli
 
-
-def _one_line(err: BaseException) -> str:
-    err = _root_cause(err)
-    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(message.split())
-
-
-def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class: type[MCUCLI] = MCUCLI) -> MCUCLI:
-    """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses)."""
-    return cli_class(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"default_root_dir": "runs"},
-        args=list(args) if args is not None else None,
-        run=run,
-    )
+        return getattr(trainer_cli, name)
+    raise AttributeError(f"module 'mcu_lightning.cli' has no attribute {name!r}")
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(usage())
+        raise SystemExit(0)  # as argparse's --help does
+    if argv[0] == "--version":
+        from mcu_lightning import __version__
+
+        print(f"mcu {__version__}")
+        raise SystemExit(0)
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; one of {', '.join(COMMANDS)} (mcu --help)"
+        raise ConfigError(f"unknown command '{argv[0]}'{hint}")
     threads = os.environ.get("MCU_NUM_THREADS")
     if threads:  # small models on busy CPUs run faster on one intra-op thread
         import torch
 
         torch.set_num_threads(int(threads))
-    argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in STUDY_COMMANDS:
         from mcu_lightning import experiment
 
@@ -177,6 +159,8 @@ def main(args: Sequence[str] | None = None) -> None:
         return
     check_class_paths(argv)
     check_ckpt_path(argv)
+    from mcu_lightning.trainer_cli import lightning_cli
+
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself
 
 

@@ -252,6 +252,7 @@ class StudyRunner:
         self.study = study
         self.root = Path(study.output_dir) / study.name
         self.console = console
+        self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
         self.validate()
 
     # paths
@@ -371,8 +372,8 @@ class StudyRunner:
         from mcu_lightning.metrics.suite import MetricSuite
 
         spec = copy.deepcopy(self.study.evaluation.suite)
-        if with_oracle:
-            spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics()
+        # the oracle stage compares the oracle with itself instead of warning that it has no oracle
+        spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics() if with_oracle else "self"
         return build(spec, MetricSuite, "evaluation.suite")
 
     def probes(self) -> list[Any]:
@@ -397,10 +398,11 @@ class StudyRunner:
             ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
         ]
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        if self.study.progress:
-            from lightning.pytorch.callbacks import RichProgressBar
+        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
 
-            callbacks.append(RichProgressBar(leave=False))
+        callbacks.append(LogEveryNStepsFromLoader())
+        if self.study.progress:
+            callbacks.append(StudyProgressBar(self.clock))
         kwargs["enable_progress_bar"] = self.study.progress
         kwargs.setdefault("limit_val_batches", 0)
         return Trainer(
@@ -682,6 +684,7 @@ class StudyRunner:
         A stage made with another config stops the study before anything runs, unless ``rerun`` (then it and
         everything downstream of it run again from scratch). One study at a time holds the folder's lock.
         """
+        from mcu_lightning.console import StudyClock
         from mcu_lightning.report import write_report
 
         self.check_writable()
@@ -702,11 +705,12 @@ class StudyRunner:
                     shutil.rmtree(stage.directory, ignore_errors=True)
             atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
             by_name = {stage.name: stage for stage in stages}
+            self.clock = StudyClock(total=len(stages))
             for index, stage in enumerate(stages, start=1):
                 if only and stage.name not in only:
                     continue
-                label = f"[{index}/{len(stages)}] {stage.kind} [bold]{stage.name}[/bold]"
-                self.run_stage(stage, now[stage.name], by_name, label)
+                self.run_stage(stage, now[stage.name], by_name, index, len(stages))
+            self.clock = None
             report = write_report(self.root)
         self.say(f"report: {report}")
         return report
@@ -719,8 +723,13 @@ class StudyRunner:
             labelled.append((stages[name].label, [reason.removeprefix(own) for reason in reasons]))
         return labelled
 
-    def run_stage(self, stage: Stage, record: StageRecord, by_name: dict[str, Stage], label: str) -> None:
-        """Reuse, heal or run one stage (see :meth:`run`)."""
+    def run_stage(self, stage: Stage, record: StageRecord, by_name: dict[str, Stage], index: int, total: int) -> None:
+        """Reuse, heal or run one stage (see :meth:`run`); one console line for it."""
+        from mcu_lightning.console import stage_headline, stage_line, stage_purpose
+        from mcu_lightning.report import MAIN_METRICS
+
+        label = f"[{index}/{total}] {stage.kind} [bold]{stage.name}[/bold]"
+        purpose = stage_purpose(stage.kind, stage.name, self.study)
         record.inputs = {}
         for name in stage.depends:
             upstream = StageRecord.read(by_name[name].marker)
@@ -731,7 +740,7 @@ class StudyRunner:
             damaged = old.damage(stage.directory)
             stale = [name for name in stage.depends if old.inputs.get(name) != record.inputs.get(name)]
             if not damaged and not stale:
-                self.say(f"{label}: complete, skipped ({stage.marker})")
+                self.say(stage_line(label, purpose, None, note=f"complete, skipped ({stage.marker})"))
                 return
             reason = (
                 f"its outputs {', '.join(damaged)} are missing or changed"
@@ -740,16 +749,21 @@ class StudyRunner:
             )
             self.warn(f"{stage.label}: {reason}; running it again from the start")
             shutil.rmtree(stage.directory, ignore_errors=True)
-        self.say(f"{label}: running -> {stage.directory}")
         stage.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(stage.partial_marker, json.dumps(record.fields(), indent=2).encode())
+        if self.clock is not None:
+            self.clock.start(index, f"[{index}/{total}] {stage.kind} {stage.name}")
         started = time.perf_counter()
         timings = stage.run()
         record.outputs = output_hashes(stage.directory)
         result = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
         atomic_write(stage.marker, json.dumps({**result, **record.fields()}, indent=2).encode())
         stage.partial_marker.unlink(missing_ok=True)
-        self.say(f"{label}: done in {result['seconds']:.1f} s")
+        if self.clock is not None:
+            self.clock.finish()
+        self.say(
+            stage_line(label, purpose, result["seconds"], stage_headline(stage.kind, stage.directory, MAIN_METRICS))
+        )
 
 
 def run_experiment_cli(args: Sequence[str]) -> Path | None:
@@ -761,8 +775,12 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
     study, cfg = parse_study(args)
     from rich.console import Console
 
+    from mcu_lightning.console import quiet_third_party
+
+    quiet_third_party()
+
     try:
-        runner = StudyRunner(study, console=Console(stderr=True))
+        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True))  # one line per stage
     except (ValueError, FileNotFoundError) as err:
         raise StudyError(str(err)) from err
     try:
@@ -774,7 +792,9 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
 def report_cli(args: Sequence[str]) -> Path:
     parser = ArgumentParser(prog="mcu report", description="Rebuild a study's report from its saved metrics.")
     parser.add_argument("run_dir", type=str, help="runs/<name>: the study's output folder")
+    parser.add_argument("--vector", type=str | None, default=None, help="also write every figure as pdf or svg")
     cfg = parser.parse_args(list(args))
+    from mcu_lightning.callbacks.curve_report import VECTOR_FORMATS
     from mcu_lightning.report import write_report
 
     run_dir = Path(cfg.run_dir)
@@ -783,6 +803,10 @@ def report_cli(args: Sequence[str]) -> Path:
             f"'{run_dir}' holds no study (no study.json or stage.json); pass the runs/<name> folder of a study "
             "that `mcu experiment` has run"
         )
-    path = write_report(run_dir)
-    print(path)
+    if cfg.vector is not None and cfg.vector not in VECTOR_FORMATS:
+        raise StudyError(f"--vector {cfg.vector}: choose one of {', '.join(VECTOR_FORMATS)}, or leave it out")
+    path = write_report(run_dir, vector=cfg.vector)
+    from mcu_lightning.console import report_line
+
+    print(report_line(path))
     return path

@@ -18,10 +18,14 @@ from mcu_lightning.callbacks.curve_report import (
     BARRIER_JSON,
     CURVE_FIGURE,
     CURVE_METRICS_CSV,
+    figure_legend,
+    legend_rows,
+    panel_figure,
     plot_curve,
     read_csv,
     save_figure,
 )
+from mcu_lightning.callbacks.figure_style import curve_title
 
 REPORT_DIR = "report"
 SUMMARY = "summary.md"
@@ -183,28 +187,33 @@ def barrier_table(summary: dict[str, Any], metrics: list[str]) -> list[str]:
     return lines
 
 
-def plot_comparison(curves: dict[str, tuple[list[str], list[dict[str, float]]]], metrics: list[str]) -> Any:
-    import matplotlib
+def plot_comparison(
+    curves: dict[str, tuple[list[str], list[dict[str, float]]]], metrics: list[str], title: str = ""
+) -> Any:
+    """Every curve on each of ``metrics`` against t: a colour per curve (in study order), one legend below."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from mcu_lightning.callbacks.figure_style import LABEL_FONT, OKABE_ITO, direction_label
 
     metrics = metrics or ["t"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=False):
+    colors = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(curves)}
+    handles = {name: Line2D([], [], color=c, marker=".", linewidth=1.5) for name, c in colors.items()}
+    fig, axes = panel_figure(len(metrics), title, legend_rows(len(handles), ncol_max=4))
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         for name, (_, rows) in curves.items():
             if rows and metric in rows[0]:
-                ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", label=name)
+                ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", color=colors[name])
         ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("t", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=7)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.35)
+        ax.set_xlabel("t", fontsize=LABEL_FONT)
+        ax.set_ylabel(direction_label(metric, [metric], {}), fontsize=LABEL_FONT)
+        ax.tick_params(labelsize=LABEL_FONT - 1)
+    figure_legend(fig, handles, ncol_max=4)
     return fig
 
 
-def write_report(root: Path) -> Path:
-    """Write ``root/report/`` from the saved stage outputs and return the summary's path."""
+def write_report(root: Path, vector: str | None = None) -> Path:
+    """Write ``root/report/`` from the saved stage outputs and return the summary's path; ``vector`` (``pdf`` or
+    ``svg``): every figure also as a vector file (the curves' figures are then redrawn from their CSV)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no study at '{root}'; pass runs/<name> of a study that has run")
@@ -224,12 +233,13 @@ def write_report(root: Path) -> Path:
         (out / name).mkdir(exist_ok=True)
         shutil.copyfile(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
         figure = folder / CURVE_FIGURE
-        if figure.is_file():  # drawn by the curve's own test; redraw only when it is missing
+        spec = curve_specs.get(name, {})
+        if figure.is_file() and vector is None:  # drawn by the curve's own test; redraw only when needed
             shutil.copyfile(figure, out / f"{name}.png")
         else:
-            save_figure(plot_curve(columns, rows, title=name), out / f"{name}.png")
+            figure_title = curve_title(name, spec.get("endpoints"))
+            save_figure(plot_curve(columns, rows, title=figure_title), out / f"{name}.png", vector=vector)
         summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
-        spec = curve_specs.get(name, {})
         pair = " -> ".join(spec.get("endpoints", [])) or "?"
         lines += [f"## Curve `{name}` ({pair})", ""]
         if summary is None:
@@ -245,7 +255,8 @@ def write_report(root: Path) -> Path:
         lines += [f"![{name}]({name}.png)", ""]
     if tables:
         union = sorted({c for columns, _ in tables.values() for c in columns})
-        save_figure(plot_comparison(tables, main_metrics(union)[:4]), out / COMPARISON)
+        comparison = plot_comparison(tables, main_metrics(union)[:4], title=f"curves of {study.get('name', root.name)}")
+        save_figure(comparison, out / COMPARISON, vector=vector)
         lines += ["## All curves", "", f"![comparison]({COMPARISON})", ""]
     summary_path = out / SUMMARY
     atomic_write(summary_path, "\n".join(lines).encode())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["pytester"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -13,8 +16,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TOFU_SAMPLE = SHARED / "data" / "tofu_sample"
+TOFU_SAMPLE = REPO / "tests" / "fixtures" / "tofu_sample"
+# A skip whose reason says a file or folder is missing hides a test from a cloner; under CI it is a failure.
+MISSING_FIXTURE = re.compile(r"\b(absent|missing|not found|not at|does not exist)\b", re.IGNORECASE)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,6 +31,18 @@ def _mcu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tofu_sample() -> Path:
-    if not TOFU_SAMPLE.is_dir():
-        pytest.skip(f"the shared TOFU sample is not at {TOFU_SAMPLE}")
+    """The TOFU sample committed under tests/fixtures (its README names the source and license)."""
     return TOFU_SAMPLE
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """With ``CI`` set, a test skipped for a missing fixture fails instead, naming what was missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or not os.environ.get("CI"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if MISSING_FIXTURE.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped for a missing fixture under CI ({reason}); commit the fixture under tests/fixtures/"

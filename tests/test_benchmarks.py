@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks import curve_eval, curve_memory, curve_step, report, study, unlearn_step
+from benchmarks import cli_startup, curve_eval, curve_memory, curve_step, report, study, unlearn_step
 from benchmarks._common import paired_ratio
 from benchmarks.curve_memory import TensorBytes
 
@@ -194,6 +194,16 @@ def test_study_reads_stage_markers(tmp_path, capsys):
     assert {"base:base", "oracle:oracle", "endpoint:graddiff", "endpoint:npo", "curve:graddiff-npo"} <= set(rows)
     assert rows["base:base"]["fit_seconds"] > 0 and rows["base:base"]["test_seconds"] > 0
     assert 0 < rows["total"]["ratio"] <= 1
+
+
+def test_cli_startup_times_both_helps(tmp_path, capsys):
+    out = tmp_path / "cli_startup.json"
+    cli_startup.main(["--repeats", "1", "--warmup", "0", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "mcu --help:" in printed and "mcu fit --help:" in printed and "ratio" in printed
+    rows = {r["case"]: r for r in _rows(out, "cli_startup")}
+    assert _positive(rows["mcu --help"]["seconds"]) and _positive(rows["mcu fit --help"]["seconds"])
+    assert _positive(rows["ratio"]["ratio"])
 
 
 def test_report_renders_every_section(tmp_path):

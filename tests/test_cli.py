@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mcu_lightning.cli import main
+from mcu_lightning.cli import COMMANDS, main
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 DIGITS = CONFIGS / "quickstart" / "finetune_digits.yaml"
 UNLEARN_NPO = CONFIGS / "quickstart" / "unlearn_npo.yaml"
 STUDY = CONFIGS / "quickstart" / "experiment.yaml"
@@ -24,7 +30,7 @@ def _exit_code(args: list[str]) -> int:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--help"], ["fit", "validate", "test", "predict"]),
+        (["--help"], ["fit", "validate", "test", "predict", "experiment", "report"]),
         (["fit", "--help"], ["--model", "--data", "--trainer", "--print_config"]),
         (["experiment", "--help"], ["--endpoints", "--curves", "--only", "--print_config"]),
         (["report", "--help"], ["run_dir"]),
@@ -36,6 +42,32 @@ def test_help_exits_zero_and_lists_the_options(args: list[str], expected: list[s
     out = capsys.readouterr().out
     for word in expected:
         assert word in out, f"`mcu {' '.join(args)}` does not mention {word}"
+
+
+def _subprocess(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+def test_mcu_help_lists_every_command_once_without_importing_the_stack() -> None:
+    code = (
+        "import json, sys\n"
+        "from mcu_lightning.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
+        "heavy = {'torch', 'lightning', 'pytorch_lightning', 'jsonargparse', 'transformers'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
+    )
+    *usage, imported = _subprocess(code).stdout.strip().splitlines()
+    assert json.loads(imported) == []  # the listing answers from cli.py alone
+    listed = [line.split()[0] for line in usage if line.startswith("  ") and line.split()]
+    assert listed == list(COMMANDS)
+    assert set(COMMANDS) >= {"fit", "validate", "test", "predict", "experiment", "report"}
+    assert all(COMMANDS[name] in "\n".join(usage) for name in COMMANDS)  # one line each, with its description
+
+
+def test_an_unknown_command_is_one_line_with_the_closest(capsys) -> None:
+    assert _exit_code(["expriment"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown command 'expriment'; did you mean 'experiment'?"
 
 
 def test_fit_print_config_round_trips(tmp_path: Path, capsys) -> None:
@@ -87,3 +119,64 @@ def test_unknown_loss_in_a_study_fails_before_any_stage(tmp_path: Path, monkeypa
     assert "unknown class_path 'mcu_lightning.losses.NPOO'" in err and "did you mean 'mcu_lightning.losses.NPO'" in err
     assert len(err.strip().splitlines()) == 1, "one clear line, no traceback"
     assert not (tmp_path / "runs").exists(), "no stage may start"
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from mcu_lightning.models import save_model, tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("two_models")
+    return [
+        save_model(tiny_causal_lm(tokenizer="fictitious", hidden_size=16, intermediate_size=32, seed=s), root / f"m{s}")
+        for s in (0, 1)
+    ]
+
+
+def _test_config(tmp_path: Path, model: dict) -> Path:
+    data = {"tokenizer": "fictitious", "batch_size": 4, "eval_batch_size": 16, "max_length": 48}
+    config = {
+        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False},
+        "model": model,
+        "data": {
+            "class_path": "mcu_lightning.data.QADataModule",
+            "init_args": {**data, "eval_splits": ["forget", "retain", "holdout"]},
+        },
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SUITE = {"class_path": "mcu_lightning.metrics.QASuite", "init_args": {"max_new_tokens": 2}}
+
+
+def test_mcu_test_prints_the_headline_metrics(tmp_path: Path, two_models: list[Path], capsys) -> None:
+    model = {
+        "class_path": "mcu_lightning.modules.FineTuneModule",
+        "init_args": {"model": str(two_models[0]), "suite": SUITE, "output_dir": str(tmp_path)},
+    }
+    main(["test", "--config", str(_test_config(tmp_path, model))])
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "test_metrics.json").read_text())["aggregates"]
+    assert "test metrics" in out
+    for name in ("forget/prob", "retain/prob", "forget/loss"):
+        assert re.search(rf"^{re.escape(name)}\s+{saved[name]:.4g}$", out, re.MULTILINE), name
+
+
+def test_mcu_test_on_a_curve_prints_its_barrier_summary(tmp_path: Path, two_models: list[Path], capsys) -> None:
+    model = {
+        "class_path": "mcu_lightning.modules.CurveModule",
+        "init_args": {
+            "endpoints": [str(p) for p in two_models],
+            "eval_ts": 3,
+            "suite": SUITE,
+            "output_dir": str(tmp_path),
+        },
+    }
+    main(["test", "--config", str(_test_config(tmp_path, model))])
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "barrier_summary.json").read_text())["metrics"]
+    assert "barriers along the curve" in out and "vs line" in out
+    row = summary["forget/prob"]
+    expected = rf"^forget/prob\s+{row['value_t0']:.4g}\s+{row['value_t1']:.4g}\s+{row['barrier_vs_line']:.4g}"
+    assert re.search(expected, out, re.MULTILINE)

@@ -82,7 +82,10 @@ def test_report_writes_summary_and_figures(run_dir: Path) -> None:
 def test_report_cli_rebuilds_identically(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = write_report(run_dir).read_text()
     main(["report", str(run_dir)])
-    assert capsys.readouterr().out.strip() == str(run_dir / "report" / "summary.md")
+    figures = len(list((run_dir / "report").glob("*.png")))
+    assert figures >= 2  # the comparison and one per curve
+    expected = f"report: {run_dir / 'report' / 'summary.md'} (and {figures} figures in {run_dir / 'report'})"
+    assert capsys.readouterr().out.strip() == expected
     assert (run_dir / "report" / "summary.md").read_text() == first
 
 
@@ -95,3 +98,16 @@ def test_curve_without_barrier_summary_is_reported_as_unfinished(run_dir: Path) 
     (run_dir / "curves" / "a-b" / "barrier_summary.json").unlink()
     text = write_report(run_dir).read_text()
     assert "barrier summary missing (the curve's test did not finish)" in text
+
+
+def test_report_vector_copies_every_figure(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["report", str(run_dir), "--vector", "svg"])
+    report = run_dir / "report"
+    pngs = sorted(p.stem for p in report.glob("*.png"))
+    assert pngs and sorted(p.stem for p in report.glob("*.svg")) == pngs
+    assert (report / "a-b.svg").read_text().lstrip().startswith("<?xml")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(run_dir), "--vector", "eps"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --vector eps: choose one of pdf, svg, or leave it out"

@@ -22,6 +22,7 @@ BARRIER_JSON = "barrier_summary.json"
 #: Columns of robustness probes (``probe/<name>/<metric>``), present only at the t where the probe ran.
 PROBED_PREFIX = "probe/"
 _RECOVERY = "_recovery"
+TENSORBOARD_WIDTH = 1600  # pixels of the figure's copy in TensorBoard
 
 
 def curve_table(ts: Sequence[float], results: Sequence[Any]) -> tuple[list[str], list[dict[str, float]]]:
@@ -142,19 +143,80 @@ def _line_label(name: str, panel: str) -> str:
     return name
 
 
-def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], title: str = "") -> Any:
-    """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
-    endpoints marked. Forget quality (a p-value) is drawn on a log scale."""
+def _grid(count: int, ncols_max: int = 4) -> tuple[int, int]:
+    ncols = min(ncols_max, max(1, count))
+    return max(1, math.ceil(count / ncols)), ncols
+
+
+def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
+    """A figure of ``count`` panels with margins fixed in inches (no layout engine: it costs seconds on dozens of
+    panels), room for a y label and tick labels left of each panel, a title above and a legend below."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from mcu_lightning.callbacks.figure_style import PANEL_INCHES
+
+    nrows, ncols = _grid(count)
+    width, height = PANEL_INCHES
+    left, right, gap_x = 0.75, 0.2, 0.85  # inches: y label + ticks, edge, y label + ticks of the next panel
+    top, bottom, gap_y = (0.75 if title else 0.35), 0.55 + 0.25 * legend_rows, 0.75  # title; x label + legend
+    fig_w = left + right + ncols * width + (ncols - 1) * gap_x
+    fig_h = top + bottom + nrows * height + (nrows - 1) * gap_y
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(
+        left=left / fig_w,
+        right=1 - right / fig_w,
+        bottom=bottom / fig_h,
+        top=1 - top / fig_h,
+        wspace=gap_x / width,
+        hspace=gap_y / height,
+    )
+    if title:
+        fig.suptitle(title, fontsize=11, y=1 - 0.15 / fig_h, va="top")
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def figure_legend(fig: Any, handles: dict[str, Any], ncol_max: int = 8) -> None:
+    """One legend for the whole figure, under the panels (colours are fixed per label, so one serves all)."""
+    from mcu_lightning.callbacks.figure_style import LEGEND_FONT
+
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(ncol_max, len(handles)),
+            fontsize=LEGEND_FONT,
+            frameon=False,
+        )
+
+
+def legend_rows(count: int, ncol_max: int = 8) -> int:
+    return math.ceil(count / ncol_max) if count else 0
+
+
+def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], title: str = "") -> Any:
+    """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
+    endpoints marked, each y label naming the better direction (``figure_style``), one legend for all panels.
+    Forget quality (a p-value) is drawn on a log scale."""
+    from matplotlib.lines import Line2D
+
+    from mcu_lightning.callbacks.figure_style import LABEL_FONT, SINGLE, color, direction_label
+
     recovered = {c[: -len(_RECOVERY)] for c in columns if c.startswith(PROBED_PREFIX) and c.endswith(_RECOVERY)}
     groups = panels([c for c in columns if c != "t" and c not in recovered])  # a probe's recovery says it all
-    ncols = min(4, max(1, len(groups)))
-    nrows = max(1, math.ceil(len(groups) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    labels = {name: _line_label(name, panel) for panel, names in groups for name in names}
+    keyed = [name for panel, names in groups for name in names if _keyed(name, panel)]
+    handles: dict[str, Any] = {}
+    for name in keyed:
+        handles.setdefault(labels[name], Line2D([], [], color=color(labels[name]), linewidth=1.8))
+    handles["endpoints"] = Line2D([], [], color="#444444", marker="o", linestyle="none", markersize=4)
+    fig, axes = panel_figure(len(groups), title, legend_rows(len(handles)))
     for ax, (panel, names) in zip(axes.flat, groups, strict=False):
         for name in names:
             points = [(row["t"], row[name]) for row in rows if not math.isnan(row[name])]  # probes: every k-th t
@@ -162,36 +224,49 @@ def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], titl
                 continue
             xs, values = [p[0] for p in points], [p[1] for p in points]
             marker = "." if len(points) < len(rows) else None
-            (line,) = ax.plot(xs, values, linewidth=1.5, marker=marker, label=_line_label(name, panel))
-            ax.scatter([xs[0], xs[-1]], [values[0], values[-1]], color=line.get_color(), zorder=3, s=14)
+            line_color = color(labels[name]) if _keyed(name, panel) else SINGLE
+            ax.plot(xs, values, linewidth=1.5, marker=marker, color=line_color, label=labels[name])
+            ax.scatter([xs[0], xs[-1]], [values[0], values[-1]], color=line_color, zorder=3, s=14)
         if panel == "forget_quality" and all(row[panel] > 0 for row in rows):
             ax.set_yscale("log")
-        if len(names) > 1:
-            ax.legend(fontsize=5, frameon=False)
-        ax.set_title(panel, fontsize=8)
-        ax.set_xlabel("t", fontsize=7)
-        ax.tick_params(which="both", labelsize=6)
-    for ax in list(axes.flat)[len(groups) :]:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    # fixed margins: tight_layout costs seconds on a figure of dozens of panels
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9 if title else 0.95, wspace=0.35, hspace=0.75)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("t", fontsize=LABEL_FONT)
+        ax.set_ylabel(direction_label(panel, names, labels), fontsize=LABEL_FONT)
+        ax.tick_params(which="both", labelsize=LABEL_FONT - 1)
+    figure_legend(fig, handles)
     return fig
 
 
-def render_png(fig: Any, dpi: int = 90) -> bytes:
-    """The figure as PNG bytes (the figure is closed)."""
+def _keyed(name: str, panel: str) -> bool:
+    """Whether a line is one of several splits or attacks (coloured by it, in the legend), not a lone metric."""
+    return "/" in name or panel in ("MIA AUC", "privleak")
+
+
+def render_png(fig: Any, dpi: int | None = None, vector: Path | None = None) -> bytes:
+    """The figure as PNG bytes at print resolution (``figure_style.PRINT_DPI``), also saved as a vector file at
+    ``vector`` (``.pdf`` or ``.svg``) when given; the figure is closed."""
     import matplotlib.pyplot as plt
 
+    from mcu_lightning.callbacks.figure_style import PRINT_DPI
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi or PRINT_DPI)
+    if vector is not None:
+        vector_buffer = io.BytesIO()
+        fig.savefig(vector_buffer, format=vector.suffix.lstrip("."))
+        atomic_write(vector, vector_buffer.getvalue())
     plt.close(fig)
     return buffer.getvalue()
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    atomic_write(path, render_png(fig))
+VECTOR_FORMATS = ("pdf", "svg")
+
+
+def save_figure(fig: Any, path: Path, vector: str | None = None) -> None:
+    """Write the figure as PNG at ``path`` and, with ``vector`` (``pdf`` or ``svg``), a vector copy beside it."""
+    if vector is not None and vector not in VECTOR_FORMATS:
+        raise ValueError(f"vector={vector!r}: choose one of {', '.join(VECTOR_FORMATS)} (or none for PNG only)")
+    atomic_write(path, render_png(fig, vector=path.with_suffix(f".{vector}") if vector else None))
 
 
 def write_curve_report(
@@ -201,20 +276,24 @@ def write_curve_report(
     higher_is_better: Callable[[str], bool | None],
     path_length: float | None = None,
     logger: Any = None,
+    title: str = "",
 ) -> dict[str, Any]:
-    """Write ``curve_metrics.csv``, ``curve_metrics.png`` and ``barrier_summary.json`` under ``out_dir``."""
+    """Write ``curve_metrics.csv``, ``curve_metrics.png`` and ``barrier_summary.json`` under ``out_dir``
+    (``title``: the figure's, e.g. ``figure_style.curve_title``)."""
     out_dir = Path(out_dir)
     columns, rows = curve_table(ts, results)
     write_csv(out_dir / CURVE_METRICS_CSV, columns, rows)
     summary = barrier_summaries(columns, rows, higher_is_better, path_length)
     atomic_write(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
-    png = render_png(plot_curve(columns, rows))  # drawn once: the file and TensorBoard share the pixels
+    png = render_png(plot_curve(columns, rows, title=title))  # drawn once: the file and TensorBoard share it
     atomic_write(out_dir / CURVE_FIGURE, png)
     experiment = getattr(logger, "experiment", None)
     if experiment is not None and hasattr(experiment, "add_image"):
         import numpy as np
         from PIL import Image
 
-        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        picture = Image.open(io.BytesIO(png)).convert("RGB")
+        picture.thumbnail((TENSORBOARD_WIDTH, TENSORBOARD_WIDTH))  # print resolution is for paper, not a browser
+        image = np.asarray(picture)
         experiment.add_image("curve/metrics_vs_t", image, dataformats="HWC")
     return summary

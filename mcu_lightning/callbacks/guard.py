@@ -188,7 +188,8 @@ class DivergenceGuard(Callback):
     def _save_candidate(self, trainer: Trainer, pl_module: LightningModule) -> None:
         path = self._candidate_path(trainer, pl_module)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        trainer.save_checkpoint(tmp)  # every rank calls it (sharded strategies gather); rank 0 writes
+        # every rank calls it (sharded strategies gather); rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, path)
         trainer.strategy.barrier("divergence_guard_candidate")

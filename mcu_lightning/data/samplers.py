@@ -113,7 +113,7 @@ def read_scores(path: str | Path) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"curriculum score file '{path}' does not exist")
     if path.suffix == ".pt":
-        return torch.as_tensor(torch.load(path, map_location="cpu"), dtype=torch.float)
+        return torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True), dtype=torch.float)
     text = path.read_text()
     values = json.loads(text) if path.suffix == ".json" else [float(v) for v in text.split()]
     return torch.as_tensor(values, dtype=torch.float)

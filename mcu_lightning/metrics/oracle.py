@@ -14,12 +14,16 @@ import numpy as np
 from mcu_lightning.metrics.suite import EvalResult
 
 OracleSource = str | os.PathLike | EvalResult
+#: ``oracle="self"``: the model evaluated is the oracle; a suite compares it with itself (forget quality 1, privleak 0).
+ORACLE_SELF = "self"
 
 
 def load_oracle(source: OracleSource | None) -> EvalResult | None:
-    """The oracle's result from a JSON path (or an ``EvalResult`` given directly); ``None`` stays ``None``."""
+    """The oracle's result from a JSON path (or an ``EvalResult`` given directly); ``None`` and ``"self"``: ``None``."""
     if source is None or isinstance(source, EvalResult):
         return source
+    if source == ORACLE_SELF:
+        return None
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pad_sequence
 from mcu_lightning.losses.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics import qa
 from mcu_lightning.metrics.mia import mia_auc, privleak
-from mcu_lightning.metrics.oracle import OracleSource, load_oracle, oracle_aggregate, oracle_values
+from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate, oracle_values
 from mcu_lightning.metrics.stats import (
     answer_nll,
     exact_memorization,
@@ -52,7 +52,8 @@ class QASuite(MetricSuite):
             per-split options: ``{"real_authors": {"normalised": true}, "forget": {"truth_ratio": "closer_to_1"}}``.
         max_new_tokens: greedy generation length for ROUGE (open-unlearning's TOFU config uses 200).
         generation_batch_size: prompts per ``generate`` call (``None``: the whole batch).
-        oracle: the oracle's test JSON (``EvalResult.to_json``) for ``forget_quality`` and ``privleak``.
+        oracle: the oracle's test JSON (``EvalResult.to_json``) for ``forget_quality`` and ``privleak``; ``"self"``
+            when the model evaluated is the oracle (its forget quality is then 1 and its privleak 0, by definition).
         mia_splits: (members, non-members) of the MIA attacks.
         rouge: generate and score ROUGE-L recall (off: no ``generate`` needed).
         normalised_splits: splits whose ``prob`` is P(a) / (P(a) + sum_k P(perturbed_k)).
@@ -253,7 +254,7 @@ class QASuite(MetricSuite):
         return aggregates
 
     def _forget_quality(self, model_tr: Any, oracle: Any) -> float:
-        oracle_tr = oracle_values(oracle, self.forget_split, "truth_ratio")
+        oracle_tr = model_tr if self.oracle == ORACLE_SELF else oracle_values(oracle, self.forget_split, "truth_ratio")
         if oracle_tr is None:
             warnings.warn(
                 "forget_quality needs the oracle's per-sample truth ratios: pass suite.oracle=<oracle test JSON> "
@@ -268,7 +269,7 @@ class QASuite(MetricSuite):
         for attack, column in MIA_ATTACKS.items():
             auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
             out[f"mia_{attack}_auc"] = auc
-            oracle_auc = oracle_aggregate(oracle, f"mia_{attack}_auc")
+            oracle_auc = auc if self.oracle == ORACLE_SELF else oracle_aggregate(oracle, f"mia_{attack}_auc")
             name = "privleak" if attack == PRIVLEAK_ATTACK else f"privleak_{attack}"
             if oracle_auc is None:
                 warnings.warn(

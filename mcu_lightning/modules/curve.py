@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.callbacks.curve_report import write_curve_report
+from mcu_lightning.callbacks.figure_style import curve_title
 from mcu_lightning.curves import (
     Bezier,
     Curve,
@@ -276,6 +277,7 @@ class CurveModule(MCUModule):
         if self.bn_batches is not None:
             self.bn_batches_cache = self.bn_batches_cache[: self.bn_batches]
         context = self.probe_context(EvalResult()) if self.probes else None
+        self._announce_point(0)
         for index, t in enumerate(self.eval_ts):
             model = self._point(t)
             suite = self.suite
@@ -289,6 +291,7 @@ class CurveModule(MCUModule):
             self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
+            self._announce_point(index + 1)
         self.test_batches, self.bn_batches_cache = [], []
         self._write_report()
 
@@ -299,6 +302,15 @@ class CurveModule(MCUModule):
             references["base"] = load_state_dict(self.reference_source)
         references["end0"], references["end1"] = self.curve.params(0.0), self.curve.params(1.0)
         return references
+
+    def _announce_point(self, done: int) -> None:
+        """Tell callbacks with an ``on_curve_point`` hook (a progress bar) how many of the points t are done."""
+        total = len(self.eval_ts)
+        t = self.eval_ts[min(done, total - 1)]
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "on_curve_point", None)
+            if hook is not None:
+                hook(self.trainer, self, done, total, t)
 
     def _point(self, t: float) -> nn.Module:
         """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
@@ -328,4 +340,5 @@ class CurveModule(MCUModule):
             higher_is_better=self.metric_direction,
             path_length=self.curve.path_length(self.eval_ts),
             logger=self.logger,
+            title=curve_title(self.output_dir.name, self.hparams.get("endpoints")),
         )

@@ -9,8 +9,7 @@ from mcu_lightning.data.fictitious import build_fictitious_tokenizer, generate_f
 from mcu_lightning.data.qa_datamodule import QADataModule
 from mcu_lightning.data.samplers import LinearPacing
 
-SAMPLE = Path(__file__).parents[3] / "shared" / "data" / "tofu_sample"
-needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"TOFU sample folder {SAMPLE} is absent")
+SAMPLE = Path(__file__).parents[1] / "fixtures" / "tofu_sample"  # in the repository: a fresh clone skips nothing
 LM_KEYS = {"input_ids", "attention_mask", "labels", "index"}
 
 
@@ -156,7 +155,6 @@ def test_bad_arguments(cache):
         QADataModule(data="hub")
 
 
-@needs_sample
 def test_tofu_sample_through_the_module(tmp_path):
     build_fictitious_tokenizer(SAMPLE).save_pretrained(str(tmp_path))
     dm = QADataModule(data="tofu", forget_split="forget01", data_root=str(SAMPLE), tokenizer=str(tmp_path))

@@ -7,15 +7,12 @@ from mcu_lightning.data.fictitious import build_fictitious_tokenizer
 from mcu_lightning.data.qa import PLAIN_PROMPT, QACollator, QADataset, QAEvalDataset, QATokenizer, format_qa
 from mcu_lightning.data.tofu import load_tofu_split
 
-SAMPLE = Path(__file__).parents[3] / "shared" / "data" / "tofu_sample"
-needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"TOFU sample folder {SAMPLE} is absent")
+SAMPLE = Path(__file__).parents[1] / "fixtures" / "tofu_sample"  # in the repository: a fresh clone skips nothing
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    if SAMPLE.is_dir():
-        return build_fictitious_tokenizer(SAMPLE)
-    return build_fictitious_tokenizer(["Where was Ana born? Ana was born in Lima."])
+    return build_fictitious_tokenizer(SAMPLE)
 
 
 def test_plain_format_masks_prompt_and_appends_eos(tokenizer):
@@ -61,7 +58,6 @@ def test_chat_template_splits_user_and_assistant_turns(tokenizer):
     assert tok.decode([t for t in labels if t != -100]) == "Ana was born in Lima. <eos>"
 
 
-@needs_sample
 def test_train_batch_is_right_padded(tokenizer):
     data = QADataset(load_tofu_split("forget01", SAMPLE), tokenizer, max_length=64)
     batch = QACollator(tokenizer.pad_token_id)([data[0], data[1], data[2]])
@@ -75,7 +71,6 @@ def test_train_batch_is_right_padded(tokenizer):
     assert batch["index"].tolist() == [0, 1, 2]
 
 
-@needs_sample
 def test_eval_batch_has_metric_keys_and_left_padded_prompts(tokenizer):
     data = QAEvalDataset(load_tofu_split("forget01_perturbed", SAMPLE), tokenizer, max_length=128)
     items = [data[i] for i in range(4)]
@@ -97,7 +92,6 @@ def test_eval_batch_has_metric_keys_and_left_padded_prompts(tokenizer):
     assert batch["perturbed_labels"][0, 2, : len(k2)].tolist() == k2
 
 
-@needs_sample
 def test_real_authors_without_paraphrase_omit_those_keys(tokenizer):
     data = QAEvalDataset(load_tofu_split("real_authors_perturbed", SAMPLE), tokenizer)
     batch = QACollator(tokenizer.pad_token_id)([data[0], data[1]])

@@ -11,8 +11,7 @@ from mcu_lightning.data.tofu import (
     retain_split_for,
 )
 
-SAMPLE = Path(__file__).parents[3] / "shared" / "data" / "tofu_sample"
-needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"TOFU sample folder {SAMPLE} is absent")
+SAMPLE = Path(__file__).parents[1] / "fixtures" / "tofu_sample"  # in the repository: a fresh clone skips nothing
 
 
 def test_config_names_cover_the_hub_card():
@@ -52,7 +51,6 @@ def test_unknown_config_lists_valid_ones():
         load_tofu_split("forget11")
 
 
-@needs_sample
 def test_local_folder_loads_tofu_fields():
     forget = load_tofu_split("forget01", SAMPLE)
     assert forget.column_names == ["question", "answer"]
@@ -66,7 +64,6 @@ def test_local_folder_loads_tofu_fields():
     assert len(facts[0]["perturbed_answer"]) == 3
 
 
-@needs_sample
 def test_missing_local_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"lacks 'forget05\.json'"):
         load_tofu_split("forget05", SAMPLE)
@@ -74,7 +71,6 @@ def test_missing_local_file_is_named(tmp_path):
         load_tofu_split("full", tmp_path)
 
 
-@needs_sample
 def test_joined_splits_concatenate_common_fields():
     joined = load_tofu_splits("forget01+world_facts_perturbed", SAMPLE)
     assert joined.column_names == ["question", "answer"]

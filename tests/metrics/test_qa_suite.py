@@ -83,6 +83,16 @@ def test_oracle_gives_forget_quality_and_privleak(bigram, tmp_path):
     assert result.aggregates["privleak_loss"] == pytest.approx(-75.0)
 
 
+def test_the_oracle_compared_with_itself_warns_of_no_oracle(bigram):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(QASuite(rouge=False, oracle="self"), bigram)
+    assert not [w for w in caught if "oracle" in str(w.message)]
+    assert result.aggregates["forget_quality"] == pytest.approx(1.0)  # KS of a sample against itself
+    for name in ("privleak", "privleak_loss", "privleak_zlib"):
+        assert result.aggregates[name] == pytest.approx(0.0)  # its own AUC: no leak relative to itself
+
+
 def test_missing_oracle_file_names_the_fix(bigram, tmp_path):
     suite = QASuite(rouge=False, oracle=str(tmp_path / "missing.json"))
     with pytest.raises(FileNotFoundError, match="run `mcu test` on the oracle"):

@@ -1,0 +1,117 @@
+"""How every figure of the package looks: one colour per split and per MIA attack, and each metric's better direction.
+
+The palette is Okabe & Ito's colour-blind-safe set (Okabe and Ito, 2008, "Color Universal Design"): a split or an
+attack has the same colour in every panel of every figure (``forget`` is always vermillion). Names outside the
+table get a colour from the rest of the palette chosen by a stable hash of the name, so they too never change.
+
+``direction`` is the unlearning reading of a metric (DESIGN.md, "Metric direction"): ``higher``, ``lower``,
+``zero`` (closer to 0 is better: privleak) or ``none`` (holdout values describe the data, not the model's
+forgetting). It is a lookup kept in this one place for the figure labels until the suites state their own
+per-metric table; a suite's table, when it has one, should replace ``DIRECTIONS`` here.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+
+#: A split or MIA attack -> its colour in every figure.
+COLORS: dict[str, str] = {
+    "forget": "#D55E00",  # vermillion
+    "retain": "#0072B2",  # blue
+    "holdout": "#7F7F7F",  # grey: non-members, a reference rather than a goal
+    "real_authors": "#009E73",  # bluish green
+    "world_facts": "#CC79A7",  # reddish purple
+    "test": "#009E73",
+    "train": "#0072B2",
+    "loss": "#E69F00",  # MIA attacks: orange, sky blue, black
+    "zlib": "#56B4E9",
+    "min_k": "#000000",
+}
+#: Lines that are the only one of their panel (forget_quality, model_utility).
+SINGLE = "#000000"
+_SPARE = [c for c in OKABE_ITO if c not in COLORS.values()] or list(OKABE_ITO)
+
+#: Figure sizes and resolution: panels readable at print size, PNG at print resolution.
+PANEL_INCHES = (3.0, 2.3)
+PRINT_DPI = 300
+LEGEND_FONT = 8
+LABEL_FONT = 7
+
+#: (metric, split or "*") -> direction; the first match wins (see :func:`direction`).
+DIRECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("*", "holdout", "none"),
+    ("loss", "forget", "higher"),
+    ("loss", "*", "lower"),
+    ("prob", "forget", "lower"),
+    ("rouge", "forget", "lower"),
+    ("extraction_strength", "forget", "lower"),
+    ("exact_memorization", "forget", "lower"),
+    ("acc", "forget", "lower"),
+    ("acc_gap", "*", "lower"),
+    ("prob", "*", "higher"),
+    ("rouge", "*", "higher"),
+    ("extraction_strength", "*", "higher"),
+    ("exact_memorization", "*", "higher"),
+    ("truth_ratio", "*", "higher"),
+    ("acc", "*", "higher"),
+)
+ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0"}
+
+
+def color(label: str) -> str:
+    """The colour of a split or attack (``forget``, ``min_k``); any other label: a fixed spare colour."""
+    if label in COLORS:
+        return COLORS[label]
+    return _SPARE[zlib.crc32(label.encode()) % len(_SPARE)]
+
+
+def direction(name: str) -> str:
+    """``higher``, ``lower``, ``zero`` or ``none``: which way metric ``name`` is better when unlearning."""
+    split, _, metric = name.rpartition("/")
+    if not split:
+        if name in ("forget_quality", "model_utility"):
+            return "higher"
+        if name.startswith("privleak"):
+            return "zero"
+        if name.startswith("mia_") and name.endswith("_auc"):
+            return "lower"
+        return "none"
+    for table_metric, table_split, better in DIRECTIONS:
+        if table_metric in ("*", metric) and table_split in ("*", split):
+            return better
+    return "none"
+
+
+def direction_label(panel: str, names: Iterable[str], line_label: dict[str, str]) -> str:
+    """A panel's y label: the metric and its better direction, with the splits that read the other way.
+
+    ``prob (↑ better; forget ↓)``; a panel whose lines have no direction gets the bare metric name.
+    """
+    by_direction: dict[str, list[str]] = {}
+    for name in names:
+        by_direction.setdefault(direction(name), []).append(line_label.get(name, name))
+    by_direction.pop("none", None)
+    if not by_direction:
+        return panel
+    # the direction most lines share; on a tie the one of the splits kept (forget is the usual exception)
+    main = max(by_direction, key=lambda d: (len(by_direction[d]), "forget" not in by_direction[d]))
+    exceptions = [f"{', '.join(labels)} {ARROWS[d]}" for d, labels in by_direction.items() if d != main]
+    text = f"{panel} ({ARROWS[main]} better"
+    return text + (f"; {'; '.join(exceptions)})" if exceptions else ")")
+
+
+def model_name(path: str) -> str:
+    """A model's short name from its path: a study's ``.../endpoints/npo/model`` is ``npo``."""
+    parts = [p for p in str(path).replace("\\", "/").split("/") if p]
+    if not parts:
+        return str(path)
+    return parts[-2] if parts[-1] in ("model", "adapter") and len(parts) > 1 else parts[-1]
+
+
+def curve_title(name: str, endpoints: Iterable[str] | None) -> str:
+    """``graddiff-npo: graddiff (t=0) → npo (t=1)``, or the bare name when the endpoints are unknown."""
+    ends = [model_name(e) for e in endpoints or []]
+    return f"{name}: {ends[0]} (t=0) → {ends[1]} (t=1)" if len(ends) == 2 else name

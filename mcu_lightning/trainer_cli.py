@@ -1,0 +1,114 @@
+"""The LightningCLI behind ``mcu fit|validate|test|predict`` (imported only when one of them runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks.progress import ProgressBar
+from lightning.pytorch.cli import LightningCLI
+
+from mcu_lightning.cli import INPUT_ERRORS, ConfigError
+
+
+class MCUCLI(LightningCLI):
+    """LightningCLI with the package's defaults (TensorBoard under ``runs/``, configs saved with each run)."""
+
+    def instantiate_classes(self) -> None:
+        """Build module, data and trainer; a bad input is one ``error:`` line, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except INPUT_ERRORS as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(_one_line(err)) from err
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
+        ``error:`` line."""
+        from mcu_lightning.errors import InputError
+
+        try:
+            super()._run_subcommand(subcommand)
+        except InputError as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            raise ConfigError(_one_line(err)) from err
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""
+        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
+
+        configured = [*(config.get("callbacks") or []), *callbacks]
+        extra = [LogEveryNStepsFromLoader()]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in configured
+        ):
+            extra.append(StudyProgressBar())
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def after_test(self) -> None:
+        """Print the headline metrics (a curve: its barrier summary) instead of leaving them only in files."""
+        from rich.console import Console
+
+        from mcu_lightning.callbacks.curve_report import BARRIER_JSON
+        from mcu_lightning.console import barrier_table, metrics_table
+        from mcu_lightning.report import MAIN_METRICS
+
+        if not self.trainer.is_global_zero:
+            return
+        console = Console()
+        module = self.model
+        summary = Path(getattr(module, "output_dir", "")) / BARRIER_JSON
+        if getattr(module, "curve_results", None) and summary.is_file():
+            console.print(barrier_table(json.loads(summary.read_text()), MAIN_METRICS))
+            console.print(f"curve metrics and figure: {summary.parent}")
+            return
+        result = getattr(module, "last_test_result", None)
+        if result is not None:
+            console.print(metrics_table(result.aggregates, MAIN_METRICS))
+
+
+def _raised_in_parser(err: BaseException) -> bool:
+    """Whether jsonargparse raised ``err`` itself (it wraps a constructor's error in a long Union message)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The outermost input error of the chain that our code (not the config parser) raised."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, INPUT_ERRORS) and not _raised_in_parser(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return err
+
+
+def _one_line(err: BaseException) -> str:
+    err = _root_cause(err)
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(message.split())
+
+
+def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class: type[MCUCLI] = MCUCLI) -> MCUCLI:
+    """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses)."""
+    return cli_class(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": "runs"},
+        args=list(args) if args is not None else None,
+        run=run,
+    )

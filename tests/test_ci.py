@@ -1,0 +1,40 @@
+"""The test suite a cloner runs: the fixtures live in the repository, and CI fails a skip for a missing one."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOFU_SAMPLE
+
+CONFTEST = Path(__file__).with_name("conftest.py")
+
+
+def test_tofu_sample_is_inside_the_repository() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    assert TOFU_SAMPLE.resolve().is_relative_to(repo)
+    names = {p.name for p in TOFU_SAMPLE.glob("*.json")}
+    assert {"forget01.json", "retain99.json", "holdout01.json", "forget01_perturbed.json"} <= names
+    assert "MIT" in (TOFU_SAMPLE / "README.md").read_text()  # the note of source and license travels with it
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "failed"), ("", "skipped")])
+def test_a_skip_for_a_missing_fixture_fails_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_needs_data():
+            pytest.skip("sample folder data/x is absent")
+
+        def test_other_skip():
+            pytest.skip("only on GPUs")
+        """
+    )
+    monkeypatch.setenv("CI", ci)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    counts = {"failed": 0, "skipped": 1}
+    counts[outcome] += 1
+    result.assert_outcomes(**counts)

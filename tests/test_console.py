@@ -1,0 +1,141 @@
+"""The study's console: one line per stage plus progress bars, no warning the project could prevent.
+
+The end-to-end test runs a reduced quickstart as a user would (``python -m mcu_lightning.cli experiment``, a
+subprocess, so the console is the real one) and reads everything it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+from mcu_lightning.console import StudyClock, StudyProgressBar, headline, stage_purpose
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart" / "experiment.yaml"
+STAGE_LINE = re.compile(r"^\[(\d+)/(\d+)\] (oracle|base|endpoint|curve) (\S+)  (.+?)  (\d+\.\d) s(  .+)?$")
+# A warning as Python prints it ("UserWarning: ..."), or as Lightning prints its own ("file.py:321: message")
+WARNING = re.compile(r"Warning|\.py:\d+: ")
+
+
+def tiny_study(tmp_path: Path) -> Path:
+    """The quickstart with one epoch per model, one endpoint, one 2-step curve tested at 2 points."""
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    raw["base"]["model"]["init_args"].update(hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    raw["base"]["train"]["max_epochs"] = 1
+    raw["endpoints"] = raw["endpoints"][:1]
+    raw["endpoints"][0]["train"]["max_epochs"] = 1
+    raw["curves"] = [{**raw["curves"][1], "train": {"max_steps": 2}}]  # base -> graddiff
+    raw["evaluation"]["eval_ts"] = 2
+    raw["evaluation"]["suite"]["init_args"]["max_new_tokens"] = 2
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.slow
+def test_a_study_prints_one_line_per_stage_and_no_preventable_warning(tmp_path: Path) -> None:
+    config = tiny_study(tmp_path)
+    env = {
+        **os.environ,
+        "MCU_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONWARNINGS": "default",  # every warning once per place, as a user's shell shows them
+    }
+    env.pop("MCU_VERBOSE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "mcu_lightning.cli", "experiment", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    console = done.stdout.splitlines() + done.stderr.splitlines()
+    warned = [line for line in console if WARNING.search(line)]
+    assert not warned, "preventable warnings on the console:\n" + "\n".join(warned)
+    assert not re.search(r"Epoch \d+/-\d", done.stdout)  # a step-bounded fit counts steps, not epochs
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    *stages, report = lines
+    assert report.startswith("report: ") and report.endswith("summary.md")
+    parsed = [STAGE_LINE.match(line) for line in stages]
+    strays = [line for line, match in zip(stages, parsed, strict=True) if not match]
+    assert not strays, "lines that are not a stage's line:\n" + "\n".join(strays)
+    assert [(m[3], m[4]) for m in parsed] == [
+        ("oracle", "oracle"),
+        ("base", "base"),
+        ("endpoint", "graddiff"),
+        ("curve", "base-graddiff"),
+    ]
+    assert all(m[2] == "4" for m in parsed)
+    assert all(m[7] for m in parsed), "every finished stage shows its headline metric"
+    assert "forget_quality 1" in parsed[0][7]  # the oracle against itself, not a warning about its oracle
+    assert "barrier vs line" in parsed[3][7]
+
+
+def test_study_clock_estimates_what_is_left_from_the_stages_run() -> None:
+    clock = StudyClock(total=4)
+    assert clock.remaining() is None  # nothing finished: no estimate
+    clock.durations = [10.0, 20.0]
+    clock.start(3, "[3/4] endpoint x")
+    left = clock.remaining()
+    assert left is not None and 29.0 < left <= 30.0  # two stages (3 and 4) at the 15 s mean, less a moment
+
+
+def _bar(max_steps: int, max_epochs: int | None) -> StudyProgressBar:
+    bar = StudyProgressBar()
+    bar._trainer = SimpleNamespace(max_steps=max_steps, max_epochs=max_epochs)  # what the descriptions read
+    return bar
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "max_epochs", "epoch", "expected"),
+    [(60, -1, 29, "step"), (60, None, 3, "step"), (-1, 5, 0, "epoch 1/5"), (-1, 5, 4, "epoch 5/5")],
+)
+def test_progress_counts_steps_of_a_step_bounded_fit_and_epochs_from_one(
+    max_steps: int, max_epochs: int | None, epoch: int, expected: str
+) -> None:
+    assert _bar(max_steps, max_epochs)._get_train_description(epoch) == expected
+
+
+def test_headline_shows_the_first_finite_main_metrics() -> None:
+    metrics: dict[str, Any] = {"forget_quality": float("nan"), "model_utility": 0.5, "forget/prob": 0.125, "x": 1.0}
+    assert headline(metrics, ["forget_quality", "model_utility", "forget/prob", "retain/prob"]) == (
+        "model_utility 0.5  forget/prob 0.125"
+    )
+
+
+def test_stage_purpose_names_what_each_stage_does() -> None:
+    from mcu_lightning.experiment import parse_study
+
+    study, _ = parse_study(["--config", str(QUICKSTART)])
+    assert stage_purpose("oracle", "oracle", study) == "train the oracle on retain+world_facts+real_authors"
+    assert stage_purpose("endpoint", "npo", study) == "unlearn the base with NPO"
+    assert stage_purpose("curve", "graddiff-npo", study).startswith("fit a Bezier curve graddiff -> npo")
+
+
+def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from mcu_lightning.console import quiet_third_party
+
+    monkeypatch.delenv("MCU_VERBOSE", raising=False)
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    monkeypatch.setattr(logger, "filters", [])
+    quiet_third_party()
+    quiet_third_party()  # idempotent: one filter per logger
+
+    def shown(message: str) -> bool:
+        return bool(logger.filter(logging.LogRecord(logger.name, logging.INFO, __file__, 1, message, None, None)))
+
+    assert not shown("GPU available: False, used: False") and not shown("💡 Tip: For seamless cloud logging")
+    assert shown("Restored all states from the checkpoint at last.ckpt")  # what a resume says still prints
+    assert len(logger.filters) == 2
