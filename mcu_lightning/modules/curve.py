@@ -38,6 +38,7 @@ from mcu_lightning.models.forward import call_model
 from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model
 from mcu_lightning.modules.base import MCUModule, load_frozen
+from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedCurve
 
 TEMPLATE_PREFIX = "template."
 
@@ -63,7 +64,9 @@ class CurveModule(MCUModule):
         shape: ``Bezier(3)`` by default (the quadratic curve of Garipov et al.).
         init: ``"linear"`` or a path to a third model (the authors: the model before unlearning).
         include: a regex restricting the curve to matching parameter names (e.g. LoRA adapters).
-        objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``.
+        objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``. Its whole
+            lifecycle runs on the curve (``UnlearningLoss``): ``is_trainable`` restricts the curve like ``include``,
+            ``setup_model`` sees the first endpoint, gradient hooks see the control points' gradients by name.
         reference: frozen reference model path for objectives that need one.
         t_sampler: ``Uniform`` (Garipov et al.), ``ClippedNormal`` (MCU authors), ``Stratified``.
         t_per_rank: under DDP, draw a different t on each rank (default: the same t on every rank).
@@ -110,6 +113,9 @@ class CurveModule(MCUModule):
         if len(endpoints) != 2:
             raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
         shape = shape or Bezier(3)
+        self.objective = objective if objective is not None else NLL(split="retain")
+        self.lifecycle = LossLifecycle(self.objective)
+        trainable = self.lifecycle.is_trainable  # the objective's parameter subset (RMU) is what the curve moves
         adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
         if any(adapters):
             if not all(adapters) or base is None:
@@ -117,17 +123,18 @@ class CurveModule(MCUModule):
                     "LoRA-space curve: both endpoints must be adapter folders and `base:` must name the base model "
                     f"they were trained on (endpoints {endpoints}, base {base!r})"
                 )
-            self.curve = lora_curve(base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype))
+            self.curve = lora_curve(
+                base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype), trainable=trainable
+            )
             template = self.curve.template
         else:
             if not isinstance(template, nn.Module):
                 template = load_model(template or endpoints[0], dtype=resolve_dtype(dtype))
-            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include)
+            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include, trainable=trainable)
         template.requires_grad_(False)
         if gradient_checkpointing:
             enable_gradient_checkpointing(template)
         self.template = template  # the working copy that evaluation writes theta(t) into
-        self.objective = objective if objective is not None else NLL(split="retain")
         self._reference: list[nn.Module] = []
         if self.objective.needs_reference:
             what = f"the curve objective {type(self.objective).__name__} needs a reference model"
@@ -172,10 +179,9 @@ class CurveModule(MCUModule):
                 f"precision={precision} would cast the fp32 control points; use bf16-mixed (endpoints may stay bf16)"
             )
 
-    def on_fit_start(self) -> None:
-        if self._reference:
-            self._reference[0].to(self.device)
-        self.objective.attach(self.template, self._reference[0] if self._reference else None)
+    def trained_network(self) -> TrainedCurve:
+        """The control points, read through the template; ``setup_model`` sees the template at theta(0)."""
+        return TrainedCurve(self.curve, self.template)
 
     # -- checkpoints: control points, not another copy of the model ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -202,10 +208,13 @@ class CurveModule(MCUModule):
 
         return policy
 
+    def objective_at(self, t: float, batch: Mapping[str, Any]) -> LossOutput:
+        """The objective at theta(t) on one training batch (without the L2 term)."""
+        return self.objective(partial(self.curve, t), batch, self.reference_policy())
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         t = self.sample_t(batch_idx)
-        self.objective.on_train_step(self.global_step)
-        out: LossOutput = self.objective(partial(self.curve, t), batch, self.reference_policy())
+        out = self.objective_at(t, batch)
         loss = out.loss
         if self.l2:
             loss = loss + 0.5 * self.l2 * sum(p.float().pow(2).sum() for p in self.curve.params(t).values())
