@@ -50,20 +50,26 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 def barrier_summaries(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, float]],
-    higher_is_better: Callable[[str], bool],
+    direction: Callable[[str], str | bool],
     path_length: float | None = None,
 ) -> dict[str, Any]:
-    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints."""
+    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints, read
+    in the metric's ``direction`` (a suite's ``direction``: higher/lower/zero/none; a bool is ``higher_is_better``).
+    A name the callable does not know (``KeyError``) is summarised as ``none``: reported, not ranked."""
     ts = [row["t"] for row in rows]
     summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
     for name in columns:
         if name == "t":
             continue
         values = [row[name] for row in rows]
+        try:
+            way = direction(name)
+        except KeyError:
+            way = "none"
         if any(math.isnan(v) for v in values):
-            summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)"}
+            summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)", "direction": way}
             continue
-        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=higher_is_better(name)).as_dict()
+        summary["metrics"][name] = summarize_series(ts, values, direction=way).as_dict()
     return summary
 
 
@@ -157,7 +163,7 @@ def write_curve_report(
     ts: Sequence[float],
     results: Sequence[Any],
     out_dir: Path,
-    higher_is_better: Callable[[str], bool],
+    direction: Callable[[str], str | bool],
     path_length: float | None = None,
     logger: Any = None,
 ) -> dict[str, Any]:
@@ -165,7 +171,7 @@ def write_curve_report(
     out_dir = Path(out_dir)
     columns, rows = curve_table(ts, results)
     write_csv(out_dir / CURVE_METRICS_CSV, columns, rows)
-    summary = barrier_summaries(columns, rows, higher_is_better, path_length)
+    summary = barrier_summaries(columns, rows, direction, path_length)
     atomic_write(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
     png = render_png(plot_curve(columns, rows))  # drawn once: the file and TensorBoard share the pixels
     atomic_write(out_dir / CURVE_FIGURE, png)

@@ -282,7 +282,7 @@ class CurveModule(MCUModule):
             self.eval_ts,
             self.curve_results,
             self.output_dir,
-            higher_is_better=self.suite.higher_is_better,
+            direction=self.suite.direction,
             path_length=self.curve.path_length(self.eval_ts),
             logger=self.logger,
         )

@@ -58,9 +58,10 @@ class TrainedCurve(TrainedNetwork):
     """The control points of ``curve`` (a ``Curve``, or a LoRA-delta curve), run through ``template``.
 
     ``setup_model`` sees the template at ``theta(0)`` (the first endpoint) with exactly the curve's parameters
-    requiring grad (restored to frozen afterwards); the gradients are the control points' flat gradients split
-    into one slice per parameter on the curve, viewed in the parameter's shape (views: in-place edits reach
-    ``.grad``).
+    requiring grad; afterwards they are frozen again and the template holds what it held before (a CPU copy of its
+    state is kept meanwhile: evaluation may have left another t there). The gradients are the control points' flat
+    gradients split into one slice per parameter on the curve, viewed in the parameter's shape (views: in-place
+    edits reach ``.grad``).
     """
 
     def __init__(self, curve: nn.Module, template: nn.Module) -> None:
@@ -71,6 +72,7 @@ class TrainedCurve(TrainedNetwork):
 
     @contextlib.contextmanager
     def setup_view(self) -> Iterator[nn.Module]:
+        saved = {name: value.detach().to("cpu", copy=True) for name, value in self.template.state_dict().items()}
         self.curve.write_to(self.template, 0.0)
         names = set(getattr(self.curve, "names", ()))
         params = [p for name, p in self.template.named_parameters() if name in names and not p.requires_grad]
@@ -82,6 +84,7 @@ class TrainedCurve(TrainedNetwork):
             for param in params:
                 param.requires_grad_(False)
                 param.grad = None
+            self.template.load_state_dict(saved)
 
     def named_gradients(self) -> NamedGradients:
         gradients = getattr(self.curve, "control_point_gradients", None)
