@@ -402,10 +402,7 @@ class StudyRunner:
         from mcu_lightning.modules.unlearn import UnlearningModule
 
         seed_everything(endpoint.seed, workers=True)
-        loss_spec = endpoint.loss
-        if endpoint.superloss:
-            loss_spec = {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": loss_spec}}
-        loss = build(loss_spec, UnlearningLoss, f"endpoint '{endpoint.name}' loss")
+        loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
         module = UnlearningModule(
             self.model_path("base"),
             loss,
@@ -437,7 +434,7 @@ class StudyRunner:
             first = next((e for e in self.study.endpoints if e.name in curve.endpoints), None)
             if first is None:
                 raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
-            return build(first.loss, UnlearningLoss, f"curve '{curve.name}' objective")
+            return build(endpoint_loss_spec(first), UnlearningLoss, f"curve '{curve.name}' objective")
         return build(curve.objective, UnlearningLoss, f"curve '{curve.name}' objective")
 
     def run_curve(self, curve: CurveSpec) -> dict[str, Any]:
@@ -507,6 +504,13 @@ class StudyRunner:
         report = write_report(self.root)
         self.say(f"report: {report}")
         return report
+
+
+def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's loss spec as trained (SuperLoss-wrapped when ``superloss``); ``objective: endpoint`` reuses it."""
+    if endpoint.superloss:
+        return {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": endpoint.loss}}
+    return endpoint.loss
 
 
 def run_experiment_cli(args: Sequence[str]) -> Path | None:
