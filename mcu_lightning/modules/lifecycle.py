@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, model_gradients
@@ -58,8 +59,8 @@ class TrainedCurve(TrainedNetwork):
     """The control points of ``curve`` (a ``Curve``, or a LoRA-delta curve), run through ``template``.
 
     ``setup_model`` sees the template at ``theta(0)`` (the first endpoint) with exactly the curve's parameters
-    requiring grad; afterwards they are frozen again and the template holds what it held before (a CPU copy of its
-    state is kept meanwhile: evaluation may have left another t there). The gradients are the control points' flat
+    requiring grad; afterwards they are frozen again and hold what they held before, as do the float buffers (CPU
+    copies are kept meanwhile: evaluation may have left another t there). The gradients are the control points' flat
     gradients split into one slice per parameter on the curve, viewed in the parameter's shape (views: in-place
     edits reach ``.grad``).
     """
@@ -72,19 +73,28 @@ class TrainedCurve(TrainedNetwork):
 
     @contextlib.contextmanager
     def setup_view(self) -> Iterator[nn.Module]:
-        saved = {name: value.detach().to("cpu", copy=True) for name, value in self.template.state_dict().items()}
+        names = getattr(self.curve, "names", None)
+        if names is None and hasattr(self.curve, "a_names"):  # a LoRA-delta curve: its template's adapter factors
+            names = [*self.curve.a_names, *self.curve.b_names]
+        params = dict(self.template.named_parameters())
+        # what writing theta(0) replaces and is put back afterwards: the curve's tensors and the float buffers (all of
+        # the template for a curve that names none); a LoRA curve's frozen base is not copied
+        moved = [params[name] for name in names] if names is not None else list(params.values())
+        moved += [buffer for buffer in self.template.buffers() if buffer.is_floating_point()]
+        kept = [(tensor, tensor.detach().to("cpu", copy=True)) for tensor in moved]
         self.curve.write_to(self.template, 0.0)
-        names = set(getattr(self.curve, "names", ()))
-        params = [p for name, p in self.template.named_parameters() if name in names and not p.requires_grad]
-        for param in params:
+        thawed = [param for param in moved[: len(names or ())] if not param.requires_grad]
+        for param in thawed:
             param.requires_grad_(True)
         try:
             yield self.template
         finally:
-            for param in params:
+            for param in thawed:
                 param.requires_grad_(False)
                 param.grad = None
-            self.template.load_state_dict(saved)
+            with torch.no_grad():
+                for tensor, copy in kept:
+                    tensor.copy_(copy)
 
     def named_gradients(self) -> NamedGradients:
         gradients = getattr(self.curve, "control_point_gradients", None)
