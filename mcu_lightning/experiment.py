@@ -431,7 +431,8 @@ class StudyRunner:
         if curve.objective == "retain_nll":
             return NLL(split="retain")
         if curve.objective == "endpoint":
-            first = next((e for e in self.study.endpoints if e.name in curve.endpoints), None)
+            by_name = {e.name: e for e in self.study.endpoints}  # the curve's first unlearning endpoint, in its order
+            first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
             if first is None:
                 raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
             return build(endpoint_loss_spec(first), UnlearningLoss, f"curve '{curve.name}' objective")

@@ -164,3 +164,18 @@ def test_studies_fit_curves_as_the_authors(path: Path) -> None:
         assert variants[0].objective == "retain_nll"
     else:
         assert not variants, f"{path.name}: {[c.name for c in variants]} do not use the endpoints' objective"
+
+
+def test_endpoint_objective_is_the_first_endpoints_loss_as_trained(tmp_path: Path) -> None:
+    """``objective: endpoint`` builds the first endpoint's loss, SuperLoss-wrapped when that endpoint used it."""
+    from mcu_lightning.losses import NLL, GradDiff, SuperLoss
+
+    study, _ = parse_study(["--config", str(CONFIGS / "quickstart" / "paper.yaml"), "--output_dir", str(tmp_path)])
+    runner = StudyRunner(study)
+    curves = {curve.name: curve for curve in study.curves}
+    assert type(runner.curve_objective(curves["seeds-graddiff"])) is GradDiff
+    assert type(runner.curve_objective(curves["seeds-graddiff-retain-nll"])) is NLL
+    curriculum = curves["curriculum"]
+    curriculum.endpoints = list(reversed(curriculum.endpoints))  # first endpoint: graddiff-s0-curriculum
+    objective = runner.curve_objective(curriculum)
+    assert isinstance(objective, SuperLoss) and type(objective.loss) is GradDiff
