@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.atomic import atomic_write
-from mcu_lightning.curves.barrier import summarize_series
+from mcu_lightning.curves.barrier import as_direction, summarize_series
 
 CURVE_METRICS_CSV = "curve_metrics.csv"
 CURVE_FIGURE = "curve_metrics.png"
@@ -50,11 +50,12 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 def barrier_summaries(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, float]],
-    direction: Callable[[str], str | bool],
+    direction: Callable[[str], str | bool | None],
     path_length: float | None = None,
 ) -> dict[str, Any]:
     """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints, read
-    in the metric's ``direction`` (a suite's ``direction``: higher/lower/zero/none; a bool is ``higher_is_better``).
+    in the metric's ``direction`` (a suite's ``direction``: higher/lower/zero/none; a bool is ``higher_is_better``,
+    ``None`` is none).
     A name the callable does not know (``KeyError``) is summarised as ``none``: reported, not ranked."""
     ts = [row["t"] for row in rows]
     summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
@@ -63,7 +64,7 @@ def barrier_summaries(
             continue
         values = [row[name] for row in rows]
         try:
-            way = direction(name)
+            way = as_direction(direction(name))
         except KeyError:
             way = "none"
         if any(math.isnan(v) for v in values):
@@ -163,7 +164,7 @@ def write_curve_report(
     ts: Sequence[float],
     results: Sequence[Any],
     out_dir: Path,
-    direction: Callable[[str], str | bool],
+    direction: Callable[[str], str | bool | None],
     path_length: float | None = None,
     logger: Any = None,
 ) -> dict[str, Any]:

@@ -104,8 +104,11 @@ class CurveSummary:
 DIRECTIONS = ("higher", "lower", "zero", "none")
 
 
-def as_direction(direction: str | bool) -> str:
-    """A direction name; ``True``/``False`` (a ``higher_is_better`` flag) read as ``higher``/``lower``."""
+def as_direction(direction: str | bool | None) -> str:
+    """A direction name; ``True``/``False`` (a ``higher_is_better`` flag) read as ``higher``/``lower``, ``None`` (no
+    better side) as ``none``."""
+    if direction is None:
+        return "none"
     if isinstance(direction, bool):
         return "higher" if direction else "lower"
     if direction not in DIRECTIONS:
@@ -113,7 +116,9 @@ def as_direction(direction: str | bool) -> str:
     return direction
 
 
-def summarize_series(ts: Sequence[float], values: Sequence[float], direction: str | bool = "lower") -> CurveSummary:
+def summarize_series(
+    ts: Sequence[float], values: Sequence[float], direction: str | bool | None = "lower"
+) -> CurveSummary:
     """Barriers, endpoint values and the best interior point of a metric series ``values[i] = m(ts[i])``, read in
     ``direction`` (``higher``, ``lower``, ``zero``: closer to 0 is better, ``none``: not ranked)."""
     direction = as_direction(direction)

@@ -81,3 +81,7 @@ def test_a_forget_loss_that_drops_inside_does_not_beat_the_endpoints():
     s = summarize_series(TS, [3.0, 1.0, 0.5, 1.0, 3.2], direction="higher")
     assert not s.interior_beats_endpoints and s.margin == pytest.approx(1.0 - 3.2)  # best interior: 1.0
     assert s.barrier_vs_max_end == pytest.approx(2.5) and s.t_barrier_vs_max_end == 0.5  # -0.5 - (-3.0)
+
+
+def test_a_missing_direction_reads_as_none():  # a column with no better side (a probe's distance) is not ranked
+    assert summarize_series(TS, LOSS, direction=None).direction == "none"
