@@ -97,8 +97,11 @@ def curve_training(spec: dict[str, Any], study: dict[str, Any]) -> str:
     """One line saying what a curve was fitted with: its objective at theta(t) and its t sampler."""
     objective = spec.get("objective", "retain_nll")
     if objective == "endpoint":
-        first = next((e for e in study.get("endpoints", []) if e.get("name") in spec.get("endpoints", [])), {})
+        by_name = {e.get("name"): e for e in study.get("endpoints", [])}  # the curve's first unlearning endpoint
+        first = next((by_name[node] for node in spec.get("endpoints", []) if node in by_name), {})
         loss = _describe(first.get("loss", "?"))
+        if first.get("superloss"):
+            loss = f"SuperLoss({loss})"
         what = f"{loss}, the loss of endpoint `{first.get('name', '?')}` (`objective: endpoint`)"
     elif objective == "retain_nll":
         what = "the retain NLL (`objective: retain_nll`)"

@@ -116,3 +116,23 @@ def test_curve_without_barrier_summary_is_reported_as_unfinished(run_dir: Path) 
     (run_dir / "curves" / "a-b" / "barrier_summary.json").unlink()
     text = write_report(run_dir).read_text()
     assert "barrier summary missing (the curve's test did not finish)" in text
+
+
+def test_curve_training_names_the_curves_first_endpoint_and_its_sampler() -> None:
+    from mcu_lightning.report import curve_training
+
+    npo = {"class_path": "mcu_lightning.losses.NPO", "init_args": {"beta": 0.1}}
+    study = {
+        "endpoints": [
+            {"name": "a", "loss": {"class_path": "x.GradDiff"}},
+            {"name": "b", "loss": npo, "superloss": True},
+        ]
+    }
+    uniform = {"class_path": "mcu_lightning.curves.Uniform"}
+    line = curve_training({"endpoints": ["base", "b", "a"], "objective": "endpoint", "t_sampler": uniform}, study)
+    expected = "Fitted on SuperLoss(NPO(beta=0.1)), the loss of endpoint `b` (`objective: endpoint`) at theta(t), "
+    assert line == expected + "t ~ Uniform()."
+    nll = curve_training(
+        {"endpoints": ["a", "b"], "objective": {"class_path": "m.NLL", "init_args": {"split": "retain"}}}, {}
+    )
+    assert nll.startswith("Fitted on NLL(split=retain) at theta(t)")
