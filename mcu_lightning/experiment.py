@@ -541,10 +541,7 @@ class StudyRunner:
         from mcu_lightning.modules.unlearn import UnlearningModule
 
         seed_everything(endpoint.seed, workers=True)
-        loss_spec = endpoint.loss
-        if endpoint.superloss:
-            loss_spec = {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": loss_spec}}
-        loss = build(loss_spec, UnlearningLoss, f"endpoint '{endpoint.name}' loss")
+        loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
         module = UnlearningModule(
             self.model_path("base"),
             loss,
@@ -572,10 +569,11 @@ class StudyRunner:
         if curve.objective == "retain_nll":
             return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
         if curve.objective == "endpoint":
-            first = next((e for e in self.study.endpoints if e.name in curve.endpoints), None)
+            by_name = {e.name: e for e in self.study.endpoints}  # the curve's first unlearning endpoint, in its order
+            first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
             if first is None:
                 raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
-            return first.loss
+            return endpoint_loss_spec(first)
         return curve.objective
 
     def curve_objective(self, curve: CurveSpec) -> Any:
@@ -764,6 +762,13 @@ class StudyRunner:
         self.say(
             stage_line(label, purpose, result["seconds"], stage_headline(stage.kind, stage.directory, MAIN_METRICS))
         )
+
+
+def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's loss spec as trained (SuperLoss-wrapped when ``superloss``); ``objective: endpoint`` reuses it."""
+    if endpoint.superloss:
+        return {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": endpoint.loss}}
+    return endpoint.loss
 
 
 def run_experiment_cli(args: Sequence[str]) -> Path | None:

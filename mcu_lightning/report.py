@@ -26,11 +26,19 @@ from mcu_lightning.callbacks.curve_report import (
     save_figure,
 )
 from mcu_lightning.callbacks.figure_style import curve_title
+from mcu_lightning.metrics.suite import ARROWS
 
 REPORT_DIR = "report"
 SUMMARY = "summary.md"
 COMPARISON = "curves_comparison.png"
 TEST_METRICS = "test_metrics.json"
+
+#: Read once under the endpoint table: what the arrows mean.
+DIRECTION_NOTE = (
+    "Arrows give the better direction in the unlearning reading: ↑ higher, ↓ lower, →0 closer to 0, · not ranked "
+    '(holdout). On forget splits a higher loss and lower memorisation are better; barriers and "beats both '
+    'endpoints" read the same directions.'
+)
 
 #: The metrics a reader looks at first, in order; the report shows those a study has.
 MAIN_METRICS = (
@@ -58,6 +66,53 @@ def _aggregates(path: Path) -> dict[str, float]:
         for k, v in data.get("aggregates", data).items()
         if isinstance(v, (int, float)) or v is None
     }
+
+
+def _directions(root: Path) -> dict[str, str]:
+    """Each metric's direction as the suites stated it (``directions`` of the saved test metrics and of the curves'
+    barrier summaries); a metric no file states has none here and gets no arrow."""
+    out: dict[str, str] = {}
+    for path in sorted(root.glob("**/" + TEST_METRICS)):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("directions"), dict):
+            out.update(data["directions"])
+    for path in sorted(root.glob("curves/*/" + BARRIER_JSON)):
+        for name, summary in json.loads(path.read_text()).get("metrics", {}).items():
+            if isinstance(summary, dict) and "direction" in summary:
+                out.setdefault(name, summary["direction"])
+    return out
+
+
+def _label(name: str, directions: dict[str, str]) -> str:
+    """``name`` with the arrow of its direction: ↑ higher, ↓ lower, →0 closer to 0, · not ranked."""
+    arrow = ARROWS.get(directions.get(name, ""), "")
+    return f"{name} {arrow}" if arrow else name
+
+
+def _describe(spec: Any) -> str:
+    """A class-path spec as ``Name(arg=value, ...)``; anything else as it is."""
+    if isinstance(spec, dict) and "class_path" in spec:
+        args = ", ".join(f"{k}={_describe(v)}" for k, v in (spec.get("init_args") or {}).items())
+        return f"{spec['class_path'].rsplit('.', 1)[-1]}({args})"
+    return str(spec)
+
+
+def curve_training(spec: dict[str, Any], study: dict[str, Any]) -> str:
+    """One line saying what a curve was fitted with: its objective at theta(t) and its t sampler."""
+    objective = spec.get("objective", "retain_nll")
+    if objective == "endpoint":
+        by_name = {e.get("name"): e for e in study.get("endpoints", [])}  # the curve's first unlearning endpoint
+        first = next((by_name[node] for node in spec.get("endpoints", []) if node in by_name), {})
+        loss = _describe(first.get("loss", "?"))
+        if first.get("superloss"):
+            loss = f"SuperLoss({loss})"
+        what = f"{loss}, the loss of endpoint `{first.get('name', '?')}` (`objective: endpoint`)"
+    elif objective == "retain_nll":
+        what = "the retain NLL (`objective: retain_nll`)"
+    else:
+        what = _describe(objective)
+    sampler = _describe(spec.get("t_sampler", "?"))
+    return f"Fitted on {what} at theta(t), t ~ {sampler}."
 
 
 def _fmt(value: Any) -> str:
@@ -153,17 +208,21 @@ def _without_probe_values(names: list[str]) -> list[str]:
     return [n for n in names if n not in recovered]
 
 
-def endpoint_table(nodes: dict[str, dict[str, float]]) -> list[str]:
+def endpoint_table(nodes: dict[str, dict[str, float]], directions: dict[str, str] | None = None) -> list[str]:
+    directions = directions or {}
     names = _without_probe_values(sorted({m for values in nodes.values() for m in values}))
     ordered = [m for m in MAIN_METRICS if m in names] + [m for m in names if m not in MAIN_METRICS]
     lines = ["| metric | " + " | ".join(nodes) + " |", "| --- |" + " --- |" * len(nodes)]
     lines += [
-        f"| {m} | " + " | ".join(_fmt(values.get(m, math.nan)) for values in nodes.values()) + " |" for m in ordered
+        f"| {_label(m, directions)} | " + " | ".join(_fmt(values.get(m, math.nan)) for values in nodes.values()) + " |"
+        for m in ordered
     ]
     return lines
 
 
 def barrier_table(summary: dict[str, Any], metrics: list[str]) -> list[str]:
+    """The barrier rows of one curve, each metric marked with its direction; a metric without one (``none``, a
+    holdout split's) shows its endpoint values and is not ranked."""
     header = (
         "| metric | t=0 | t=1 | barrier vs line (t) | vs max end (t) | vs mean end (t) "
         "| best interior (t) | beats both endpoints (by) |"
@@ -173,11 +232,15 @@ def barrier_table(summary: dict[str, Any], metrics: list[str]) -> list[str]:
         s = summary["metrics"].get(name)
         if s is None:
             continue
+        label = _label(name, {name: s.get("direction", "")})
         if "missing" in s:
-            lines.append(f"| {name} | " + " | ".join(["n/a"] * 7) + " |")
+            lines.append(f"| {label} | " + " | ".join(["n/a"] * 7) + " |")
+            continue
+        if s.get("direction") == "none":
+            lines.append(f"| {label} | {_fmt(s['value_t0'])} | {_fmt(s['value_t1'])} |" + " not ranked |" * 5)
             continue
         lines.append(
-            f"| {name} | {_fmt(s['value_t0'])} | {_fmt(s['value_t1'])} "
+            f"| {label} | {_fmt(s['value_t0'])} | {_fmt(s['value_t1'])} "
             f"| {_fmt(s['barrier_vs_line'])} ({_fmt(s['t_barrier_vs_line'])}) "
             f"| {_fmt(s['barrier_vs_max_end'])} ({_fmt(s['t_barrier_vs_max_end'])}) "
             f"| {_fmt(s['barrier_vs_mean_end'])} ({_fmt(s['t_barrier_vs_mean_end'])}) "
@@ -224,8 +287,10 @@ def write_report(root: Path, vector: str | None = None) -> Path:
     curve_dirs = _curves(root)
     tables: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
     lines = [f"# MCU study: {study.get('name', root.name)}", ""]
+    directions = _directions(root)
     if nodes:
-        lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes), ""]
+        lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes, directions), ""]
+        lines += [DIRECTION_NOTE, ""]
     curve_specs = {c["name"]: c for c in study.get("curves", [])}
     for name, folder in curve_dirs.items():
         columns, rows = read_csv(folder / CURVE_METRICS_CSV)
@@ -245,11 +310,13 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         if summary is None:
             lines += ["barrier summary missing (the curve's test did not finish)", ""]
             continue
+        lines += [curve_training(spec, study), ""] if spec else []
         lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
         shown = [m for m in columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
         lines += [*barrier_table(summary, shown), ""]
         lines += robustness_section(columns, rows)
-        winners = [m for m in shown if summary["metrics"].get(m, {}).get("interior_beats_endpoints")]
+        ranked = {m: summary["metrics"].get(m, {}) for m in shown}
+        winners = [m for m, s in ranked.items() if s.get("direction") != "none" and s.get("interior_beats_endpoints")]
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]
         lines += [f"![{name}]({name}.png)", ""]

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks import cli_startup, curve_eval, curve_memory, curve_step, report, study, unlearn_step
+from benchmarks import (
+    cli_startup,
+    curve_eval,
+    curve_memory,
+    curve_objectives,
+    curve_step,
+    report,
+    study,
+    unlearn_step,
+)
 from benchmarks._common import paired_ratio
 from benchmarks.curve_memory import TensorBytes
 
@@ -224,3 +233,20 @@ def test_report_renders_every_section(tmp_path):
     text = out.read_text()
     assert "| conv batch 1 | 10 | 1.10 | 1.00 | 1.100 | <= 1.10 | yes |" in text
     assert "Not measured yet: run `python -m benchmarks.study`" in text
+
+
+def test_curve_objectives_prints_values_and_ratios(tmp_path, capsys):
+    out = tmp_path / "curve_objectives.json"
+    rows = curve_objectives.main(
+        ["--repeats", "1", "--warmup", "0", "--losses", "SalUn,RMU", "--hidden-size", "16", "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert [r["case"] for r in _rows(out, "curve_objectives")] == ["RMU", "SalUn"]
+    for row in rows:
+        assert all(math.isfinite(row[key]) for key in ("objective_t0", "objective_t05", "objective_t1"))
+        assert _positive(row["ratio"]) and _positive(row["curve_ms"]) and _positive(row["endpoint_ms"])
+        assert f"curve_objectives {row['case']}: objective after 3 steps at t=0 " in printed
+        assert f"curve_objectives {row['case']}: curve/endpoint step: ratio " in printed
+    assert all(0 < row["on_curve"] <= row["params"] for row in rows)  # the curve holds what the loss trains
+    with pytest.raises(SystemExit, match="NoSuchLoss"):
+        curve_objectives.main(["--losses", "NoSuchLoss", "--out", str(out)])

@@ -142,3 +142,40 @@ def test_study_runner_rejects_an_unknown_class_path_with_close_matches() -> None
     study.endpoints[0].loss = {"class_path": "mcu_lightning.losses.GradDif", "init_args": {}}
     with pytest.raises(ValueError, match=r"GradDif.*did you mean.*mcu_lightning\.losses\.GradDiff"):
         StudyRunner(study)
+
+
+PAPER_GRIDS = sorted((CONFIGS / "quickstart").glob("paper*.yaml"))
+TOFU_STUDIES = sorted((CONFIGS / "tofu").glob("experiment_*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER_GRIDS + TOFU_STUDIES, ids=_id)
+def test_studies_fit_curves_as_the_authors(path: Path) -> None:
+    """The paper grids and the TOFU studies fit each curve with its endpoints' own loss at clipped-normal t; a
+    retain-NLL curve is a named variant of the paper grid, not its default."""
+    study, _ = parse_study(["--config", str(path)])
+    authors = [c for c in study.curves if c.objective == "endpoint"]
+    variants = [c for c in study.curves if c.objective != "endpoint"]
+    assert authors, f"{path.name}: no curve uses `objective: endpoint`"
+    for curve in authors:
+        assert curve.t_sampler["class_path"].endswith("ClippedNormal"), (path.name, curve.name, curve.t_sampler)
+        assert curve.t_sampler["init_args"] == {"mean": 0.5, "std": 0.1}, (path.name, curve.name)
+    if path in PAPER_GRIDS:
+        assert [c.name for c in variants] == ["seeds-graddiff-retain-nll"], path.name
+        assert variants[0].objective == "retain_nll"
+    else:
+        assert not variants, f"{path.name}: {[c.name for c in variants]} do not use the endpoints' objective"
+
+
+def test_endpoint_objective_is_the_first_endpoints_loss_as_trained(tmp_path: Path) -> None:
+    """``objective: endpoint`` builds the first endpoint's loss, SuperLoss-wrapped when that endpoint used it."""
+    from mcu_lightning.losses import NLL, GradDiff, SuperLoss
+
+    study, _ = parse_study(["--config", str(CONFIGS / "quickstart" / "paper.yaml"), "--output_dir", str(tmp_path)])
+    runner = StudyRunner(study)
+    curves = {curve.name: curve for curve in study.curves}
+    assert type(runner.curve_objective(curves["seeds-graddiff"])) is GradDiff
+    assert type(runner.curve_objective(curves["seeds-graddiff-retain-nll"])) is NLL
+    curriculum = curves["curriculum"]
+    curriculum.endpoints = list(reversed(curriculum.endpoints))  # first endpoint: graddiff-s0-curriculum
+    objective = runner.curve_objective(curriculum)
+    assert isinstance(objective, SuperLoss) and type(objective.loss) is GradDiff

@@ -107,7 +107,18 @@ def test_report_files(study: dict[str, Any]) -> None:
         assert f"## Curve `{name}`" in summary
     assert (report / "curves_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "| metric | base | oracle | graddiff | npo |" in summary.splitlines()  # the endpoints table
-    assert "| forget_quality |" in summary and "barrier vs line" in summary
+    assert "| forget_quality ↑ |" in summary and "barrier vs line" in summary
+    assert "| forget/loss ↑ |" in summary and "| holdout/loss · |" in summary  # the unlearning directions
+    assert "Fitted on the retain NLL (`objective: retain_nll`) at theta(t), t ~ Uniform()." in summary
+    for name in CURVES:  # "beats both endpoints" on forget/loss means a HIGHER forget loss inside, never a lower one
+        barrier = json.loads((study["root"] / "curves" / name / "barrier_summary.json").read_text())["metrics"]
+        rows = _rows(report / name / "curve_metrics.csv")
+        forget = [row["forget/loss"] for row in rows]
+        assert barrier["forget/loss"]["direction"] == "higher"
+        assert barrier["forget/loss"]["interior_beats_endpoints"] == (max(forget[1:-1]) > max(forget[0], forget[-1]))
+        assert (
+            barrier["holdout/loss"]["direction"] == "none" and not barrier["holdout/loss"]["interior_beats_endpoints"]
+        )
 
 
 def test_curve_csv_shape_and_endpoint_rows(study: dict[str, Any]) -> None:

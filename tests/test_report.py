@@ -1,9 +1,10 @@
 """``write_report`` / ``mcu report`` on a hand-made run directory: no training, every number checkable.
 
 The curve's barrier numbers in ``summary.md`` must be the ones ``barrier_summary.json`` holds, which are
-the DESIGN.md formulas applied to ``curve_metrics.csv``: for the lower-is-better series m = (1, 3, 2) at
+the DESIGN.md formulas applied to ``curve_metrics.csv``: for the lower-is-better series retain/loss m = (1, 3, 2) at
 t = (0, 0.5, 1): vs_line = max_i [m_i - ((1 - t_i) m_0 + t_i m_1)] = 3 - 1.5 = 1.5,
-vs_max_end = 3 - max(1, 2) = 1, vs_mean_end = 3 - 1.5 = 1.5.
+vs_max_end = 3 - max(1, 2) = 1, vs_mean_end = 3 - 1.5 = 1.5. The directions are QASuite's: forget/loss is better
+higher, so a curve whose midpoint relearned the forget set (its loss drops) does not "beat both endpoints" there.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import pytest
 
 from mcu_lightning.callbacks.curve_report import barrier_summaries, write_csv
 from mcu_lightning.cli import main
+from mcu_lightning.metrics import QASuite
 from mcu_lightning.report import write_report
 
-
-def _higher_is_better(name: str) -> bool:
-    return name.endswith(("acc", "prob")) or name in ("model_utility", "forget_quality")
+DIRECTION = QASuite().direction
 
 
 @pytest.fixture
@@ -33,32 +33,47 @@ def run_dir(tmp_path: Path) -> Path:
     }
     for folder, aggregates in nodes.items():
         folder.mkdir(parents=True)
-        (folder / "test_metrics.json").write_text(json.dumps({"aggregates": aggregates, "per_sample": {}}))
+        directions = {name: DIRECTION(name) for name in aggregates}
+        payload = {"aggregates": aggregates, "per_sample": {}, "directions": directions}
+        (folder / "test_metrics.json").write_text(json.dumps(payload))
     curve = root / "curves" / "a-b"
-    columns = ["t", "forget/loss", "forget/prob"]
-    rows = [
-        {"t": 0.0, "forget/loss": 1.0, "forget/prob": 0.2},
-        {"t": 0.5, "forget/loss": 3.0, "forget/prob": 0.4},
-        {"t": 1.0, "forget/loss": 2.0, "forget/prob": 0.25},
+    columns = ["t", "forget/loss", "forget/prob", "holdout/loss", "privleak", "retain/loss"]
+    rows = [  # the midpoint relearned (forget loss down) yet has a lower forget prob; privleak nearer 0 inside
+        {"t": 0.0, "forget/loss": 2.0, "forget/prob": 0.2, "holdout/loss": 1.0, "privleak": -30.0, "retain/loss": 1.0},
+        {"t": 0.5, "forget/loss": 1.0, "forget/prob": 0.1, "holdout/loss": 0.5, "privleak": -5.0, "retain/loss": 3.0},
+        {"t": 1.0, "forget/loss": 2.5, "forget/prob": 0.25, "holdout/loss": 2.0, "privleak": -20.0, "retain/loss": 2.0},
     ]
     write_csv(curve / "curve_metrics.csv", columns, rows)
-    summary = barrier_summaries(columns, rows, _higher_is_better, path_length=1.25)
+    summary = barrier_summaries(columns, rows, DIRECTION, path_length=1.25)
     (curve / "barrier_summary.json").write_text(json.dumps(summary))
-    study = {"name": "toy", "curves": [{"name": "a-b", "endpoints": ["a", "b"]}]}
+    graddiff = {"class_path": "mcu_lightning.losses.GradDiff", "init_args": {"alpha": 1.0}}
+    sampler = {"class_path": "mcu_lightning.curves.ClippedNormal", "init_args": {"mean": 0.5, "std": 0.1}}
+    study = {
+        "name": "toy",
+        "endpoints": [{"name": "a", "loss": graddiff}, {"name": "b", "loss": graddiff}],
+        "curves": [{"name": "a-b", "endpoints": ["a", "b"], "objective": "endpoint", "t_sampler": sampler}],
+    }
     (root / "study.json").write_text(json.dumps(study))
     return root
 
 
 def test_barrier_numbers_follow_the_formulas(run_dir: Path) -> None:
     summary = json.loads((run_dir / "curves" / "a-b" / "barrier_summary.json").read_text())
-    loss = summary["metrics"]["forget/loss"]
+    loss = summary["metrics"]["retain/loss"]
     assert loss["barrier_vs_line"] == pytest.approx(1.5)
     assert loss["barrier_vs_max_end"] == pytest.approx(1.0)
     assert loss["barrier_vs_mean_end"] == pytest.approx(1.5)
     assert loss["t_barrier_vs_line"] == pytest.approx(0.5)
-    prob = summary["metrics"]["forget/prob"]  # higher is better: the interior 0.4 beats both endpoints
-    assert prob["interior_beats_endpoints"] is True
-    assert prob["margin"] == pytest.approx(0.15)
+    prob = summary["metrics"]["forget/prob"]  # lower is better on forget: the interior 0.1 beats both endpoints
+    assert prob["interior_beats_endpoints"] is True and prob["direction"] == "lower"
+    assert prob["margin"] == pytest.approx(0.1)
+    forget_loss = summary["metrics"]["forget/loss"]  # higher is better: the relearned midpoint is a barrier
+    assert forget_loss["interior_beats_endpoints"] is False and forget_loss["direction"] == "higher"
+    assert forget_loss["barrier_vs_max_end"] == pytest.approx(1.0)  # -1 - max(-2, -2.5)
+    privleak = summary["metrics"]["privleak"]  # closer to 0: -5 beats -20 by 15
+    assert privleak["interior_beats_endpoints"] is True and privleak["margin"] == pytest.approx(15.0)
+    holdout = summary["metrics"]["holdout/loss"]
+    assert holdout["direction"] == "none" and holdout["interior_beats_endpoints"] is False
 
 
 def test_report_writes_summary_and_figures(run_dir: Path) -> None:
@@ -67,11 +82,17 @@ def test_report_writes_summary_and_figures(run_dir: Path) -> None:
     text = path.read_text()
     assert text.startswith("# MCU study: toy")
     assert "| metric | base | oracle | a | b |" in text
-    assert "| forget/prob | 0.9 | 0.3 | 0.2 | 0.25 |" in text
+    assert "| forget/prob ↓ | 0.9 | 0.3 | 0.2 | 0.25 |" in text
+    assert "| retain/prob ↑ | 0.9 | 0.88 | 0.8 | 0.7 |" in text
     assert "## Curve `a-b` (a -> b)" in text
+    assert "Fitted on GradDiff(alpha=1.0), the loss of endpoint `a` (`objective: endpoint`) at theta(t), " in text
+    assert "t ~ ClippedNormal(mean=0.5, std=0.1)." in text
     assert "3 points on t in [0, 1]; path length 1.25." in text
-    assert "| forget/loss | 1 | 2 | 1.5 (0.5) | 1 (0.5) | 1.5 (0.5) |" in text
-    assert "Interior points beat both endpoints on: forget/prob." in text
+    assert "| retain/loss ↓ | 1 | 2 | 1.5 (0.5) | 1 (0.5) | 1.5 (0.5) |" in text
+    assert "| forget/loss ↑ | 2 | 2.5 | " in text
+    assert "| holdout/loss · | 1 | 2 |" + " not ranked |" * 5 in text
+    assert "| privleak →0 | -30 | -20 | " in text
+    assert "Interior points beat both endpoints on: forget/prob, privleak." in text
     for png in ("a-b.png", "curves_comparison.png"):
         assert (run_dir / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "report" / "a-b" / "curve_metrics.csv").read_bytes() == (
@@ -111,3 +132,23 @@ def test_report_vector_copies_every_figure(run_dir: Path, capsys: pytest.Capture
         main(["report", str(run_dir), "--vector", "eps"])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --vector eps: choose one of pdf, svg, or leave it out"
+
+
+def test_curve_training_names_the_curves_first_endpoint_and_its_sampler() -> None:
+    from mcu_lightning.report import curve_training
+
+    npo = {"class_path": "mcu_lightning.losses.NPO", "init_args": {"beta": 0.1}}
+    study = {
+        "endpoints": [
+            {"name": "a", "loss": {"class_path": "x.GradDiff"}},
+            {"name": "b", "loss": npo, "superloss": True},
+        ]
+    }
+    uniform = {"class_path": "mcu_lightning.curves.Uniform"}
+    line = curve_training({"endpoints": ["base", "b", "a"], "objective": "endpoint", "t_sampler": uniform}, study)
+    expected = "Fitted on SuperLoss(NPO(beta=0.1)), the loss of endpoint `b` (`objective: endpoint`) at theta(t), "
+    assert line == expected + "t ~ Uniform()."
+    nll = curve_training(
+        {"endpoints": ["a", "b"], "objective": {"class_path": "m.NLL", "init_args": {"split": "retain"}}}, {}
+    )
+    assert nll.startswith("Fitted on NLL(split=retain) at theta(t)")

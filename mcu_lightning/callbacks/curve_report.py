@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.atomic import atomic_write
-from mcu_lightning.curves.barrier import summarize_series
+from mcu_lightning.curves.barrier import as_direction, summarize_series
 
 CURVE_METRICS_CSV = "curve_metrics.csv"
 CURVE_FIGURE = "curve_metrics.png"
@@ -54,28 +54,28 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 def barrier_summaries(
     columns: Sequence[str],
     rows: Sequence[Mapping[str, float]],
-    higher_is_better: Callable[[str], bool | None],
+    direction: Callable[[str], str | bool | None],
     path_length: float | None = None,
 ) -> dict[str, Any]:
-    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints.
-
-    Probe columns (``probe/...``, computed at every k-th t) are summarised over the t where they were computed; a
-    column whose direction is ``None`` (e.g. a distance) has no barrier.
-    """
+    """Per metric: the three barriers with the t of their peak, and the best interior point vs the endpoints, read
+    in the metric's ``direction`` (a suite's ``direction``: higher/lower/zero/none; a bool is ``higher_is_better``,
+    ``None`` is none).
+    A name the callable does not know (``KeyError``) is summarised as ``none``: reported, not ranked. Probe columns
+    (``probe/...``, computed at every k-th t) are summarised over the t where they were computed."""
     summary: dict[str, Any] = {"path_length": path_length, "metrics": {}}
     for name in columns:
         if name == "t":
             continue
         kept = [row for row in rows if not (name.startswith(PROBED_PREFIX) and math.isnan(row[name]))]
         ts, values = [row["t"] for row in kept], [row[name] for row in kept]
+        try:
+            way = as_direction(direction(name))
+        except KeyError:
+            way = "none"
         if len(kept) < 2 or any(math.isnan(v) for v in values):
-            summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)"}
+            summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)", "direction": way}
             continue
-        direction = higher_is_better(name)
-        if direction is None:
-            summary["metrics"][name] = {"missing": "no better direction (no barrier)"}
-            continue
-        summary["metrics"][name] = summarize_series(ts, values, higher_is_better=direction).as_dict()
+        summary["metrics"][name] = summarize_series(ts, values, direction=way).as_dict()
     return summary
 
 
@@ -273,7 +273,7 @@ def write_curve_report(
     ts: Sequence[float],
     results: Sequence[Any],
     out_dir: Path,
-    higher_is_better: Callable[[str], bool | None],
+    direction: Callable[[str], str | bool | None],
     path_length: float | None = None,
     logger: Any = None,
     title: str = "",
@@ -283,7 +283,7 @@ def write_curve_report(
     out_dir = Path(out_dir)
     columns, rows = curve_table(ts, results)
     write_csv(out_dir / CURVE_METRICS_CSV, columns, rows)
-    summary = barrier_summaries(columns, rows, higher_is_better, path_length)
+    summary = barrier_summaries(columns, rows, direction, path_length)
     atomic_write(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
     png = render_png(plot_curve(columns, rows, title=title))  # drawn once: the file and TensorBoard share it
     atomic_write(out_dir / CURVE_FIGURE, png)

@@ -11,6 +11,10 @@ A higher-is-better series (accuracy, ROUGE) is negated first, so a barrier is al
 metric's units, and positive when the path is worse than the reference. The maximum runs over every ``t_i``,
 endpoints included, so ``vs_line >= 0`` and ``vs_max_end >= 0``.
 
+:func:`summarize_series` takes the metric's direction in the unlearning reading (the suites' ``direction``):
+``higher`` is negated, ``lower`` kept, ``zero`` (better closer to 0, privleak) read as ``|m|``, and ``none`` (a
+holdout split's values) is summarised by its endpoint values only: no barrier, no best point, never "beats".
+
 NaN rule: a NaN at an interior ``t`` (a metric undefined there) is skipped; a NaN at ``t = 0`` or ``t = 1``
 raises, since every definition needs both endpoint values.
 """
@@ -74,7 +78,8 @@ def barrier_vs_mean_end(
 class CurveSummary:
     """One metric along one curve. Barriers are "how much worse" (positive = a barrier); values, the best interior
     and best endpoint are in the metric's own orientation; ``margin`` is how much better the best interior point is
-    than the best endpoint (positive when ``interior_beats_endpoints``; NaN without interior points).
+    than the best endpoint in ``direction`` (positive when ``interior_beats_endpoints``; NaN without interior points,
+    and for ``direction="none"``, which has only its endpoint values).
     """
 
     barrier_vs_line: float
@@ -90,23 +95,48 @@ class CurveSummary:
     best_endpoint: float
     interior_beats_endpoints: bool
     margin: float
-    higher_is_better: bool
+    direction: str
 
     def as_dict(self) -> dict[str, float | bool]:
         return asdict(self)
 
 
-def summarize_series(ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False) -> CurveSummary:
-    """Barriers, endpoint values and the best interior point of a metric series ``values[i] = m(ts[i])``."""
-    line = barrier_vs_line(ts, values, higher_is_better)
-    max_end = barrier_vs_max_end(ts, values, higher_is_better)
-    mean_end = barrier_vs_mean_end(ts, values, higher_is_better)
-    t, m = _prepare(ts, values, higher_is_better)  # m: lower is better
-    sign = -1.0 if higher_is_better else 1.0
-    best_end = min(m[0], m[-1])
+DIRECTIONS = ("higher", "lower", "zero", "none")
+
+
+def as_direction(direction: str | bool | None) -> str:
+    """A direction name; ``True``/``False`` (a ``higher_is_better`` flag) read as ``higher``/``lower``, ``None`` (no
+    better side) as ``none``."""
+    if direction is None:
+        return "none"
+    if isinstance(direction, bool):
+        return "higher" if direction else "lower"
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS} (or a bool higher_is_better), got {direction!r}")
+    return direction
+
+
+def summarize_series(
+    ts: Sequence[float], values: Sequence[float], direction: str | bool | None = "lower"
+) -> CurveSummary:
+    """Barriers, endpoint values and the best interior point of a metric series ``values[i] = m(ts[i])``, read in
+    ``direction`` (``higher``, ``lower``, ``zero``: closer to 0 is better, ``none``: not ranked)."""
+    direction = as_direction(direction)
+    raw_t, raw = _prepare(ts, values, higher_is_better=False)  # validated, interior NaNs dropped, own orientation
+    if direction == "none":
+        unranked = dict.fromkeys(CurveSummary.__dataclass_fields__, math.nan)
+        unranked.update(value_t0=float(raw[0]), value_t1=float(raw[-1]), interior_beats_endpoints=False)
+        return CurveSummary(**{**unranked, "direction": direction})
+    oriented = np.abs(raw) if direction == "zero" else raw
+    higher = direction == "higher"
+    line = barrier_vs_line(raw_t, oriented, higher)
+    max_end = barrier_vs_max_end(raw_t, oriented, higher)
+    mean_end = barrier_vs_mean_end(raw_t, oriented, higher)
+    t, m = _prepare(raw_t, oriented, higher)  # m: lower is better
+    best_end = int(np.argmin([m[0], m[-1]])) * (m.size - 1)
     if t.size > 2:
         i = 1 + int(np.argmin(m[1:-1]))
-        best_interior, t_best, margin = m[i], float(t[i]), float(best_end - m[i])
+        best_interior, t_best, margin = raw[i], float(t[i]), float(m[best_end] - m[i])
     else:
         best_interior, t_best, margin = math.nan, math.nan, math.nan
     return CurveSummary(
@@ -116,12 +146,12 @@ def summarize_series(ts: Sequence[float], values: Sequence[float], higher_is_bet
         t_barrier_vs_max_end=max_end[1],
         barrier_vs_mean_end=mean_end[0],
         t_barrier_vs_mean_end=mean_end[1],
-        value_t0=float(sign * m[0]),
-        value_t1=float(sign * m[-1]),
-        best_interior=float(sign * best_interior),
+        value_t0=float(raw[0]),
+        value_t1=float(raw[-1]),
+        best_interior=float(best_interior),
         t_best_interior=t_best,
-        best_endpoint=float(sign * best_end),
+        best_endpoint=float(raw[best_end]),
         interior_beats_endpoints=bool(margin > 0),
         margin=margin,
-        higher_is_better=higher_is_better,
+        direction=direction,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,8 @@ class Curve(TemplateCurve):
             puts every control point at that model (the MCU authors' choice: the model before unlearning).
         include: a regex (``re.search`` on parameter names); only matching parameters are on the curve, the others
             stay at endpoint 0 and must agree between the endpoints (e.g. ``"lora_"`` for a LoRA-space curve).
+        trainable: a predicate on parameter names that restricts the curve further, as ``include`` does (a curve
+            objective's ``is_trainable``: RMU's layers).
 
     Float buffers (BatchNorm statistics) are interpolated linearly, ``(1 - t) b_0 + t b_1``; integer buffers are
     taken from endpoint 0. At ``t = 0`` and ``t = 1`` every tensor equals the endpoint's exactly.
@@ -133,12 +135,14 @@ class Curve(TemplateCurve):
         shape: CurveShape | None = None,
         init: Source = "linear",
         include: str | None = None,
+        trainable: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(template)
         if len(endpoints) != 2:
             raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
         self.include = include
+        self._selection = f"include={include!r}" + (" and the objective's is_trainable" if trainable else "")
         labels = [_label(source, i) for i, source in enumerate(endpoints)]
         groups = _tie_groups(template)
         states = [_retie(_resolve(source), groups) for source in endpoints]
@@ -147,6 +151,14 @@ class Curve(TemplateCurve):
         on_curve = [name for name in named if include is None or re.search(include, name)]
         if not on_curve:
             raise ValueError(f"include={include!r} matches no parameter of the template (e.g. '{next(iter(named))}')")
+        if trainable is not None:
+            kept = [name for name in on_curve if trainable(name)]
+            if not kept:
+                raise ValueError(
+                    f"the curve objective trains none of the parameters include={include!r} selects (e.g. "
+                    f"'{on_curve[0]}'); widen the objective's trainable pattern or include"
+                )
+            on_curve = kept
         off_curve = [name for name in named if name not in set(on_curve)]
         for state, label in zip(states, labels, strict=True):
             _check_finite(state, on_curve, label)
@@ -204,7 +216,7 @@ class Curve(TemplateCurve):
         for name in off_curve:
             if not torch.equal(states[0][name], states[1][name]):
                 raise ValueError(
-                    f"parameter '{name}' is off the curve (include={self.include!r}) but differs between endpoints "
+                    f"parameter '{name}' is off the curve ({self._selection}) but differs between endpoints "
                     f"{labels[0]} and {labels[1]}; parameters off the curve must agree (widen include)"
                 )
 
@@ -413,6 +425,17 @@ class Curve(TemplateCurve):
         """Control point ``k`` (0-based, ``num_bends - 2`` of them) by parameter name, as fp32 views."""
         flat = self.control_points[k]
         return {n: p.view(s) for n, p, s in zip(self.names, flat.split(self._sizes), self._shapes, strict=True)}
+
+    def control_point_gradients(self) -> list[tuple[str, Tensor]]:
+        """``(name, gradient slice)`` for every control point that has a gradient and every parameter on the curve:
+        the control point's flat ``.grad`` split per parameter and viewed in its shape (views, so in-place edits such
+        as a per-name gradient mask reach the gradient the optimizer reads)."""
+        pairs: list[tuple[str, Tensor]] = []
+        for point in self.control_points:
+            if point.grad is not None:
+                pieces = point.grad.split(self._sizes)
+                pairs += [(n, p.view(s)) for n, p, s in zip(self.names, pieces, self._shapes, strict=True)]
+        return pairs
 
     def extra_repr(self) -> str:
         n = sum(self._sizes)

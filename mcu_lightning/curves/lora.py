@@ -32,7 +32,7 @@ import copy
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -319,10 +319,12 @@ def lora_curve(
     init: str | os.PathLike = "linear",
     space: Literal["factors", "delta"] = "factors",
     dtype: torch.dtype | None = None,
+    trainable: Callable[[str], bool] | None = None,
 ) -> Curve | LoraDeltaCurve:
     """A curve between two LoRA adapter folders on one shared ``base`` (a module, wrapped by peft IN PLACE, or a
     path loaded once in ``dtype``), in ``space="factors"`` (a :class:`Curve` with ``include="lora_"``) or
-    ``"delta"`` (a :class:`LoraDeltaCurve`). ``init`` is ``"linear"`` or a third adapter folder.
+    ``"delta"`` (a :class:`LoraDeltaCurve`). ``init`` is ``"linear"`` or a third adapter folder. ``trainable``
+    restricts a factor-space curve to the adapter tensors it accepts (a curve objective's ``is_trainable``).
     """
     from peft import get_peft_model
 
@@ -343,7 +345,14 @@ def lora_curve(
         fixed = {name: param for name, param in model.named_parameters() if name not in adapter}
         init_arg = "linear" if linear else {**fixed, **init_state}
         include = r"lora_|\.modules_to_save\."  # the factors, and any head trained in full next to them
-        return Curve(model, [{**fixed, **state} for state in states], shape, init_arg, include=include)
+        states = [{**fixed, **state} for state in states]
+        return Curve(model, states, shape, init_arg, include=include, trainable=trainable)
+    rejected = [name for name in states[0] if trainable is not None and not trainable(name)]
+    if rejected:
+        raise ValueError(
+            f"the curve objective does not train adapter tensor '{rejected[0]}', but a space='delta' curve moves "
+            "every adapter; use space='factors' to restrict the curve to the objective's parameters"
+        )
     if _saved_module_param_names(model, "default"):
         raise ValueError(
             "space='delta' curves LoRA factors only, but these adapters also train modules in full (peft "

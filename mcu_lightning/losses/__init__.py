@@ -7,7 +7,7 @@ One family a file; every class is YAML-constructible
 from __future__ import annotations
 
 from mcu_lightning.losses.bad_teaching import BadTeaching
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss, model_gradients
 from mcu_lightning.losses.grad_ascent import GradAscent
 from mcu_lightning.losses.grad_diff import GradDiff
 from mcu_lightning.losses.idk_dpo import IDK_ANSWERS, IdkDPO, dpo_loss
@@ -37,9 +37,11 @@ __all__ = [
     "SimNPO",
     "SuperLoss",
     "UnlearningLoss",
+    "WrapperLoss",
     "activation_loss",
     "dpo_loss",
     "kl_to_reference",
+    "model_gradients",
     "npo_loss",
     "retain_term",
     "simnpo_loss",

@@ -10,8 +10,8 @@ learning rate; use ``gamma = 2 / beta`` to reproduce it.)
 The winner sub-batch: a forget sub-batch may carry precomputed ``idk_input_ids``, ``idk_attention_mask`` and
 ``idk_labels``; otherwise the loss builds it from the forget prompt (the tokens before the first labelled
 one) + a tokenized answer from ``idk_answers`` + EOS, choosing answer ``index % len(idk_answers)`` per
-sample (``index`` from the batch, else the position). Building needs a tokenizer: the module calls
-``loss.bind(tokenizer)`` before training when the loss has a ``bind`` method.
+sample (``index`` from the batch, else the position). Building needs a tokenizer: every module (endpoint or curve)
+calls ``loss.bind(tokenizer)`` with the data module's tokenizer at ``setup``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class IdkDPO(ForgetRetainLoss):
     """
 
     needs_reference: bool = True
+    supports_classification = False
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class RMU(UnlearningLoss):
     """
 
     needs_reference = True
+    supports_classification = False  # it steers a decoder layer's hidden states at the answer tokens
 
     def __init__(
         self,

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, WrapperLoss
 from mcu_lightning.losses.per_sample import batch_nll
-from mcu_lightning.models.forward import Policy, call_model
+from mcu_lightning.models.forward import call_model
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def saliency_masks(saliency: Mapping[str, Tensor], fraction: float) -> dict[str,
     return masks
 
 
-class SalUn(UnlearningLoss):
+class SalUn(WrapperLoss):
     """An unlearning loss (default ``RandomLabel()``) whose gradients are masked to the salient weights.
 
     Args:
@@ -86,29 +86,21 @@ class SalUn(UnlearningLoss):
     """
 
     def __init__(self, loss: UnlearningLoss | None = None, fraction: float = 0.5) -> None:
-        super().__init__()
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"SalUn fraction must lie in [0, 1], got {fraction}")
         if loss is None:
             from mcu_lightning.losses.random_label import RandomLabel
 
             loss = RandomLabel()
-        self.loss = loss
+        super().__init__(loss)
         self.fraction = fraction
         self.masks: dict[str, Tensor] = {}
         self._restored = False
 
-    @property
-    def needs_reference(self) -> bool:
-        return self.loss.needs_reference
-
-    @property
-    def forget_weight(self) -> float:
-        return getattr(self.loss, "forget_weight", 1.0)
-
     def setup_model(self, model: nn.Module, forget_loader: Iterable[Mapping[str, Any]] | None = None) -> None:
-        """Compute the saliency mask at the starting model (kept as is when restored from a checkpoint)."""
-        self.loss.setup_model(model, forget_loader)
+        """Compute the saliency mask at ``model`` over its parameters that require grad (kept as is when restored from
+        a checkpoint): the starting model of an endpoint, the first endpoint for a curve (``UnlearningLoss``)."""
+        super().setup_model(model, forget_loader)
         if self._restored and self.masks:
             return
         if forget_loader is None:
@@ -118,31 +110,24 @@ class SalUn(UnlearningLoss):
         gradient = forget_gradient(model, forget_loader)
         self.masks = saliency_masks({name: grad.abs() for name, grad in gradient.items()}, self.fraction)
 
-    def on_train_step(self, step: int) -> None:
-        self.loss.on_train_step(step)
-
-    def on_after_backward(self, model: nn.Module) -> None:
-        """``grad <- mask * grad`` for every parameter that has a gradient."""
-        self.loss.on_after_backward(model)
+    def on_after_backward(self, gradients: NamedGradients) -> None:
+        """``grad <- mask * grad`` for every named gradient: a parameter's ``.grad``, or on a curve the slice of each
+        control point's gradient that belongs to the parameter (so only salient entries of the curve move)."""
+        super().on_after_backward(gradients)
         if not self.masks:
             raise RuntimeError(
                 "SalUn has no saliency mask; the module must call `loss.setup_model(model, forget_loader)`"
             )
-        for name, param in model.named_parameters():
-            if param.grad is None:
-                continue
+        for name, grad in gradients:
             mask = self.masks.get(name)
             if mask is None:
                 raise KeyError(
                     f"SalUn has no saliency mask for parameter '{name}'; the mask was computed on parameters "
                     f"{sorted(self.masks)[:5]}..., so setup_model must get the same model that is trained"
                 )
-            if mask.device != param.grad.device:
-                mask = self.masks[name] = mask.to(param.grad.device)
-            param.grad.mul_(mask)
-
-    def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
-        return self.loss(policy, batch, reference)
+            if mask.device != grad.device:
+                mask = self.masks[name] = mask.to(grad.device)
+            grad.mul_(mask)
 
     def get_extra_state(self) -> dict[str, Tensor]:
         return dict(self.masks)

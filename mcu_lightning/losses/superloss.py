@@ -19,15 +19,15 @@ A step on which the wrapped loss reports no ``per_sample`` (e.g. a retain-only s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import lambertw
-from torch import Tensor, nn
+from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss
 from mcu_lightning.models.forward import Policy
 
 _BRANCH_POINT = -1.0 / math.e
@@ -48,7 +48,7 @@ def superloss(loss: Tensor, tau: float | Tensor, lam: float = 10.0) -> Tensor:
     return (loss - tau) * sigma + lam * torch.log(sigma) ** 2
 
 
-class SuperLoss(UnlearningLoss):
+class SuperLoss(WrapperLoss):
     """Wrap an unlearning loss with SuperLoss per-sample weights on its forget term.
 
     Args:
@@ -64,25 +64,16 @@ class SuperLoss(UnlearningLoss):
     def __init__(
         self, loss: UnlearningLoss, lam: float = 10.0, tau: float | None = None, momentum: float = 0.9
     ) -> None:
-        super().__init__()
         if lam <= 0:
             raise ValueError(f"SuperLoss: lam must be positive, got {lam}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SuperLoss: momentum must be in [0, 1), got {momentum}")
-        self.loss = loss
+        super().__init__(loss)
         self.lam = lam
         self.fixed_tau = tau
         self.momentum = momentum
         self.register_buffer("tau", torch.tensor(0.0 if tau is None else float(tau), dtype=torch.float64))
         self.register_buffer("tau_initialised", torch.tensor(tau is not None))
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.loss.needs_reference
-
-    @property
-    def forget_weight(self) -> float:
-        return float(getattr(self.loss, "forget_weight", 1.0))
 
     def current_tau(self, per_sample: Tensor) -> Tensor:
         """The threshold for this batch, updating the moving average first when training."""
@@ -115,21 +106,6 @@ class SuperLoss(UnlearningLoss):
             "superloss_sigma_mean": sigma.mean(),
         }
         return LossOutput(loss=weight * weighted.mean() + rest, logs=logs, per_sample=weighted)
-
-    # The hooks of the wrapped loss run as if it were used directly.
-    def setup_model(self, model: nn.Module, forget_loader: Iterable[Mapping[str, Any]] | None = None) -> None:
-        self.loss.setup_model(model, forget_loader)
-
-    def on_train_step(self, step: int) -> None:
-        self.loss.on_train_step(step)
-
-    def on_after_backward(self, model: nn.Module) -> None:
-        self.loss.on_after_backward(model)
-
-    def bind(self, tokenizer: Any) -> None:
-        """Forward ``bind(tokenizer)`` to the wrapped loss when it has one (IdkDPO)."""
-        if hasattr(self.loss, "bind"):
-            self.loss.bind(tokenizer)
 
     def extra_repr(self) -> str:
         return f"lam={self.lam}, tau={self.fixed_tau}, momentum={self.momentum}"

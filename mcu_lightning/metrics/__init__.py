@@ -19,10 +19,13 @@ from mcu_lightning.metrics.stats import (
     truth_ratio,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import EvalResult, MetricSuite, SampleStore
+from mcu_lightning.metrics.suite import ARROWS, DIRECTIONS, Direction, EvalResult, MetricSuite, SampleStore
 
 __all__ = [
+    "ARROWS",
+    "DIRECTIONS",
     "ClassificationSuite",
+    "Direction",
     "EvalResult",
     "MetricSuite",
     "QASuite",

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from mcu_lightning.losses.per_sample import sequence_nll
 from mcu_lightning.metrics.mia import mia_auc
 from mcu_lightning.metrics.oracle import OracleSource, load_oracle, oracle_aggregate
-from mcu_lightning.metrics.suite import MetricSuite, nanmean
+from mcu_lightning.metrics.suite import Direction, MetricSuite, nanmean
 from mcu_lightning.models.forward import call_model
 
 
@@ -70,12 +70,16 @@ class ClassificationSuite(MetricSuite):
         aggregates.update(gaps)
         return aggregates
 
-    def higher_is_better(self, name: str) -> bool:
-        """``acc`` is better higher except on the forget split (unlearning lowers it); losses, gaps and ``mia_auc``
-        (1 = the forget set is detectable) are better lower."""
+    def direction(self, name: str) -> Direction:
+        """Unlearning reading: on the forget split ``acc`` is better lower and ``loss`` higher (the model should no
+        longer fit it); on the other splits (retain, test: the model's utility) ``acc`` higher and ``loss`` lower.
+        Gaps to the oracle and ``mia_auc`` (1 = the forget set is detectable) are better lower."""
         split, _, metric = name.rpartition("/")
-        if metric == "acc" and split:
-            return split != self.mia_splits[0]
-        if (metric in ("loss", "acc_gap") and split) or name in ("mia_auc", "mia_auc_gap"):
-            return False
+        forget = split == self.mia_splits[0]
+        if split and metric == "acc":
+            return "lower" if forget else "higher"
+        if split and metric == "loss":
+            return "higher" if forget else "lower"
+        if (split and metric == "acc_gap") or name in ("mia_auc", "mia_auc_gap"):
+            return "lower"
         raise KeyError(f"ClassificationSuite does not report a metric named '{name}'")

@@ -30,7 +30,7 @@ from mcu_lightning.metrics.stats import (
     truth_ratio,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import MetricSuite, batch_index, nanmean
+from mcu_lightning.metrics.suite import Direction, MetricSuite, batch_index, nanmean
 from mcu_lightning.models.forward import call_model, kv_cache_off
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
@@ -287,24 +287,34 @@ class QASuite(MetricSuite):
             self._oracle_cache = (self.oracle, load_oracle(self.oracle))
         return self._oracle_cache[1]
 
-    def higher_is_better(self, name: str) -> bool:
-        """Direction of an aggregate. ``*/loss`` is a loss (lower). On forget splits the memorisation metrics (prob,
-        rouge, extraction strength, exact memorization) are better lower and the truth-ratio aggregate higher;
-        elsewhere all are better higher. ``forget_quality``, ``model_utility`` and ``privleak*`` (toward 0 from the
-        leaking, negative side) are better higher; ``mia_*_auc`` (1 = the forget set is detectable) lower.
+    def direction(self, name: str) -> Direction:
+        """Unlearning reading of an aggregate.
+
+        Forget splits (``forget_splits``): ``loss`` higher (the answers should become unlikely), the memorisation
+        metrics (prob, rouge, extraction strength, exact memorization) lower, the truth-ratio aggregate
+        mean(min(TR, 1/TR)) higher. The holdout split (the MIA non-members, never trained on): ``none``, reported
+        and not ranked. Other splits (retain, real authors, world facts: utility): ``loss`` lower, the rest higher.
+        ``forget_quality`` and ``model_utility`` higher; ``privleak*`` closer to 0 from either side (``zero``:
+        negative leaks, positive over-unlearns); ``mia_*_auc`` (1 = the forget set is detectable) lower.
         """
         split, _, metric = name.rpartition("/")
         if split:
+            if metric not in ("loss", "truth_ratio", *_MEMORY_METRICS):
+                raise KeyError(f"QASuite does not report a metric named '{name}'")
+            if split == self.mia_splits[1]:
+                return "none"
+            forget = self.tr_aggregator.get(split) == "closer_to_1"
             if metric == "loss":
-                return False
+                return "higher" if forget else "lower"
             if metric in _MEMORY_METRICS:
-                return self.tr_aggregator.get(split) != "closer_to_1"
-            if metric == "truth_ratio":
-                return True
-        elif name in ("forget_quality", "model_utility") or name.startswith("privleak"):
-            return True
-        elif name.startswith("mia_") and name.endswith("_auc"):
-            return False
+                return "lower" if forget else "higher"
+            return "higher"
+        if name in ("forget_quality", "model_utility"):
+            return "higher"
+        if name.startswith("privleak"):
+            return "zero"
+        if name.startswith("mia_") and name.endswith("_auc"):
+            return "lower"
         raise KeyError(f"QASuite does not report a metric named '{name}'")
 
 

@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,13 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mcu_lightning.atomic import atomic_write
 
+#: Which way a metric is better in the unlearning reading: ``higher``, ``lower``, ``zero`` (closer to 0 from either
+#: side, privleak) or ``none`` (reported, never ranked: a holdout split's values).
+Direction = Literal["higher", "lower", "zero", "none"]
+DIRECTIONS: tuple[str, ...] = ("higher", "lower", "zero", "none")
+#: How report tables mark each direction next to a metric's name.
+ARROWS: dict[str, str] = {"higher": "↑", "lower": "↓", "zero": "→0", "none": "·"}
+
 
 @dataclass
 class EvalResult:
@@ -30,14 +37,17 @@ class EvalResult:
 
     ``aggregates``: ``"split/metric"`` (``forget/prob``) or bare cross-split names (``forget_quality``) -> value.
     ``per_sample``: split -> statistic -> values ordered by sample index (the ``index`` list included).
+    ``directions``: aggregate name -> its :data:`Direction` as the suite states it (empty when read from a file that
+    has none).
     """
 
     aggregates: dict[str, float] = field(default_factory=dict)
     per_sample: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    directions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, then ``os.replace``. NaN is written as ``NaN``."""
-        payload = {"aggregates": self.aggregates, "per_sample": self.per_sample}
+        payload = {"aggregates": self.aggregates, "per_sample": self.per_sample, "directions": self.directions}
         atomic_write(path, json.dumps(payload, indent=1).encode())
 
     @classmethod
@@ -51,7 +61,8 @@ class EvalResult:
             split: {stat: [float(v) for v in values] for stat, values in table.items()}
             for split, table in payload.get("per_sample", {}).items()
         }
-        return cls(aggregates=aggregates, per_sample=per_sample)
+        directions = {name: str(value) for name, value in payload.get("directions", {}).items()}
+        return cls(aggregates=aggregates, per_sample=per_sample, directions=directions)
 
 
 class SampleStore(Metric):
@@ -159,11 +170,19 @@ class MetricSuite(nn.Module):
             split: {name: values.tolist() for name, values in table.items() if not torch.isnan(values).all()}
             for split, table in tables.items()
         }
-        return EvalResult(aggregates=self._aggregate(tables), per_sample=per_sample)
+        aggregates = self._aggregate(tables)
+        directions = {name: self.direction(name) for name in aggregates}
+        return EvalResult(aggregates=aggregates, per_sample=per_sample, directions=directions)
+
+    def direction(self, name: str) -> Direction:
+        """Which way aggregate ``name`` is better in the unlearning reading (:data:`Direction`); the one statement
+        barriers, "beats both endpoints" and the report's arrows read. Raises ``KeyError`` for a name the suite does
+        not report."""
+        raise NotImplementedError
 
     def higher_is_better(self, name: str) -> bool:
-        """Whether a larger value of aggregate ``name`` is better (a barrier negates such series)."""
-        raise NotImplementedError
+        """Whether a larger value of aggregate ``name`` is better: ``direction(name) == "higher"``."""
+        return self.direction(name) == "higher"
 
     # -- for subclasses ----------------------------------------------------------------------------
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:

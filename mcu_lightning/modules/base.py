@@ -24,6 +24,7 @@ from mcu_lightning.errors import InputError
 from mcu_lightning.losses.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.forward import call_model, kv_cache_off
+from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedNetwork
 from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
 
 TEST_METRICS_FILE = "test_metrics.json"
@@ -60,6 +61,7 @@ class MCUModule(LightningModule):
         self.probes = check_probes(probes or [])
         if self.probes and suite is None:
             raise ValueError("probes compare against the metric suite's results; set `suite:` next to `probes:`")
+        self.lifecycle: LossLifecycle | None = None  # the training loss's hooks; set by the subclass that has one
 
     # -- where things go --------------------------------------------------------------------------
     @property
@@ -101,6 +103,44 @@ class MCUModule(LightningModule):
             self.train()
         if self.suite is not None:
             self.suite.bind(self.tokenizer)
+        if self.lifecycle is not None:
+            self.lifecycle.bind(self.tokenizer)
+
+    # -- the training loss's lifecycle (mcu_lightning.modules.lifecycle), driven here for every module ------------
+    def trained_network(self) -> TrainedNetwork:
+        """What this module trains, as the loss hooks see it (a plain model, or a curve's control points)."""
+        raise NotImplementedError
+
+    def reference_network(self) -> nn.Module | None:
+        """The frozen reference network the loss's ``attach`` receives (None when there is none)."""
+        references = getattr(self, "_reference", [])
+        return references[0] if references else None
+
+    def forget_batches(self) -> Iterator[Mapping[str, Any]] | None:
+        """The forget split's evaluation batches on this device, for ``setup_model``; None without one."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if datamodule is None or "forget" not in getattr(datamodule, "eval_splits", ()):
+            return None
+        return self.split_batches("forget")
+
+    def start_loss(self, forget_batches: Iterator[Mapping[str, Any]] | None = None) -> None:
+        """``setup_model`` and ``attach`` of the training loss (``on_fit_start``; tests call it directly)."""
+        if self.lifecycle is None:
+            return
+        for reference in getattr(self, "_reference", []):
+            reference.to(self.device)
+        self.lifecycle.start(self.trained_network(), self.reference_network(), forget_batches)
+
+    def on_fit_start(self) -> None:
+        self.start_loss(self.forget_batches())
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.before_step(self.global_step)
+
+    def on_after_backward(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.after_backward(self.trained_network())
 
     def on_train_start(self) -> None:
         """Training forwards build no KV cache (Hugging Face decoders default to ``use_cache=True``); a run resumed

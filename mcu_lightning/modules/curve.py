@@ -40,6 +40,7 @@ from mcu_lightning.models.forward import call_model
 from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model, load_state_dict
 from mcu_lightning.modules.base import MCUModule, load_frozen
+from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedCurve
 from mcu_lightning.probes.base import PROBE_PREFIX, Probe, probe_direction, run_probes
 
 TEMPLATE_PREFIX = "template."
@@ -69,7 +70,9 @@ class CurveModule(MCUModule):
         shape: ``Bezier(3)`` by default (the quadratic curve of Garipov et al.).
         init: ``"linear"`` or a path to a third model (the authors: the model before unlearning).
         include: a regex restricting the curve to matching parameter names (e.g. LoRA adapters).
-        objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``.
+        objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``. Its whole
+            lifecycle runs on the curve (``UnlearningLoss``): ``is_trainable`` restricts the curve like ``include``,
+            ``setup_model`` sees the first endpoint, gradient hooks see the control points' gradients by name.
         reference: frozen reference model path for objectives that need one.
         t_sampler: ``Uniform`` (Garipov et al.), ``ClippedNormal`` (MCU authors), ``Stratified``.
         t_per_rank: under DDP, draw a different t on each rank (default: the same t on every rank).
@@ -121,6 +124,9 @@ class CurveModule(MCUModule):
         if len(endpoints) != 2:
             raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
         shape = shape or Bezier(3)
+        self.objective = objective if objective is not None else NLL(split="retain")
+        self.lifecycle = LossLifecycle(self.objective)
+        trainable = self.lifecycle.is_trainable  # the objective's parameter subset (RMU) is what the curve moves
         adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
         if any(adapters):
             if not all(adapters) or base is None:
@@ -128,17 +134,18 @@ class CurveModule(MCUModule):
                     "LoRA-space curve: both endpoints must be adapter folders and `base:` must name the base model "
                     f"they were trained on (endpoints {endpoints}, base {base!r})"
                 )
-            self.curve = lora_curve(base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype))
+            self.curve = lora_curve(
+                base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype), trainable=trainable
+            )
             template = self.curve.template
         else:
             if not isinstance(template, nn.Module):
                 template = load_model(template or endpoints[0], dtype=resolve_dtype(dtype))
-            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include)
+            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include, trainable=trainable)
         template.requires_grad_(False)
         if gradient_checkpointing:
             enable_gradient_checkpointing(template)
         self.template = template  # the working copy that evaluation writes theta(t) into
-        self.objective = objective if objective is not None else NLL(split="retain")
         self._reference: list[nn.Module] = []
         if self.objective.needs_reference:
             what = f"the curve objective {type(self.objective).__name__} needs a reference model"
@@ -184,10 +191,9 @@ class CurveModule(MCUModule):
                 f"precision={precision} would cast the fp32 control points; use bf16-mixed (endpoints may stay bf16)"
             )
 
-    def on_fit_start(self) -> None:
-        if self._reference:
-            self._reference[0].to(self.device)
-        self.objective.attach(self.template, self._reference[0] if self._reference else None)
+    def trained_network(self) -> TrainedCurve:
+        """The control points, read through the template; ``setup_model`` sees the template at theta(0)."""
+        return TrainedCurve(self.curve, self.template)
 
     # -- checkpoints: control points, not another copy of the model ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -236,10 +242,13 @@ class CurveModule(MCUModule):
 
         return policy
 
+    def objective_at(self, t: float, batch: Mapping[str, Any]) -> LossOutput:
+        """The objective at theta(t) on one training batch (without the L2 term)."""
+        return self.objective(partial(self.curve, t), batch, self.reference_policy())
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         t = self.sample_t(batch_idx)
-        self.objective.on_train_step(self.global_step)
-        out: LossOutput = self.objective(partial(self.curve, t), batch, self.reference_policy())
+        out = self.objective_at(t, batch)
         loss = out.loss
         if self.l2:
             loss = loss + 0.5 * self.l2 * sum(p.float().pow(2).sum() for p in self.curve.params(t).values())
@@ -324,12 +333,12 @@ class CurveModule(MCUModule):
         if logger is not None and self.global_rank == 0:
             logger.log_metrics({f"curve/{name}": float(value)}, step=index)
 
-    def metric_direction(self, name: str) -> bool | None:
-        """Whether a larger value of column ``name`` is better: the suite's direction, or the probe's for
-        ``probe/<name>/...`` columns (``None``: no better side)."""
+    def metric_direction(self, name: str) -> str | bool | None:
+        """Which way column ``name`` is better: the suite's direction (``higher``/``lower``/``zero``/``none``), or
+        the probe's for ``probe/<name>/...`` columns (``True``: higher, ``None``: no better side)."""
         if name.startswith(PROBE_PREFIX):
             return probe_direction(self.probes, self.suite)(name)
-        return self.suite.higher_is_better(name)
+        return self.suite.direction(name)
 
     @rank_zero_only
     def _write_report(self) -> None:
@@ -337,7 +346,7 @@ class CurveModule(MCUModule):
             self.eval_ts,
             self.curve_results,
             self.output_dir,
-            higher_is_better=self.metric_direction,
+            direction=self.metric_direction,
             path_length=self.curve.path_length(self.eval_ts),
             logger=self.logger,
             title=curve_title(self.output_dir.name, self.hparams.get("endpoints")),

@@ -21,6 +21,7 @@ from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.forward import as_policy
 from mcu_lightning.models.io import load_model, load_state_dict, save_model
 from mcu_lightning.modules.base import MCUModule
+from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedModel
 from mcu_lightning.probes.base import Probe
 
 EXPORT_DIR = "model"
@@ -56,23 +57,23 @@ class FineTuneModule(MCUModule):
         self.model = load_model(model).train() if isinstance(model, str) else model
         check_finite(self.model, f"starting model {model!r}" if isinstance(model, str) else "starting model")
         self.loss = loss if loss is not None else NLL(split="train")
+        self.lifecycle = LossLifecycle(self.loss)
         self.export = export
         self.freeze_untrainable()
 
     def freeze_untrainable(self) -> None:
         """Freeze the parameters the loss does not update (``loss.is_trainable``), before any optimizer or DDP."""
-        trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        frozen = [(name, p) for name, p in trainable if not self.loss.is_trainable(name)]
-        if trainable and len(frozen) == len(trainable):
-            raise ValueError(
-                f"{type(self.loss).__name__} leaves no parameter to train (e.g. '{trainable[0][0]}' does not "
-                "match its trainable pattern); widen the pattern"
-            )
-        for _, param in frozen:
-            param.requires_grad_(False)
+        trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        kept = set(self.lifecycle.trainable(trainable))
+        for name, param in trainable.items():
+            if name not in kept:
+                param.requires_grad_(False)
 
     def eval_model(self) -> nn.Module:
         return self.model
+
+    def trained_network(self) -> TrainedModel:
+        return TrainedModel(self.model)
 
     def reference_policy(self) -> Any:
         return None
@@ -81,23 +82,12 @@ class FineTuneModule(MCUModule):
         """``base``: the starting model's weights, when it was given as a path."""
         return {"base": load_state_dict(self.model_source)} if self.model_source is not None else {}
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        bind = getattr(self.loss, "bind", None)
-        if callable(bind):
-            bind(self.tokenizer)
-
-    def on_fit_start(self) -> None:
-        loader = None
-        datamodule = self.datamodule
-        if datamodule is not None and "forget" in getattr(datamodule, "eval_splits", ()):
-            loader = self.split_batches("forget")
-        self.loss.setup_model(self.model, loader)
-        self.loss.attach(self.model, getattr(self, "reference", None))
+    def compute_loss(self, batch: Mapping[str, Any]) -> LossOutput:
+        """The loss on one training batch at the current weights (what ``training_step`` minimises)."""
+        return self.loss(as_policy(self.model), batch, self.reference_policy())
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
-        self.loss.on_train_step(self.global_step)
-        out: LossOutput = self.loss(as_policy(self.model), batch, self.reference_policy())
+        out = self.compute_loss(batch)
         size = _batch_size(batch)
         if not torch.isfinite(out.loss):
             if not any(isinstance(cb, DivergenceGuard) for cb in self.trainer.callbacks):
@@ -110,9 +100,6 @@ class FineTuneModule(MCUModule):
             return None
         self.log_step(out.loss, out.logs, size)
         return out.loss
-
-    def on_after_backward(self) -> None:
-        self.loss.on_after_backward(self.model)
 
     def on_fit_end(self) -> None:
         if self.export:

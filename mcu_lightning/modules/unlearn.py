@@ -70,11 +70,6 @@ class UnlearningModule(FineTuneModule):
     def reference(self) -> nn.Module | None:
         return self._reference[0] if self._reference else None
 
-    def on_fit_start(self) -> None:
-        if self.reference is not None:
-            self.reference.to(self.device)
-        super().on_fit_start()
-
     def reference_policy(self) -> Any:
         if not self.loss.needs_reference:
             return None

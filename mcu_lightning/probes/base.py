@@ -82,8 +82,9 @@ class Probe:
         """The probe's numbers at ``model`` (metric -> value), without changing ``model``."""
         raise NotImplementedError
 
-    def higher_is_better(self, metric: str, suite: MetricSuite) -> bool | None:
-        """Direction of one of the probe's metrics (``None``: no better side, e.g. a distance)."""
+    def higher_is_better(self, metric: str, suite: MetricSuite) -> str | bool | None:
+        """Direction of one of the probe's metrics: a suite direction (``higher``/``lower``/``zero``/``none``), a bool
+        (``True``: higher is better), or ``None`` (no better side, e.g. a distance)."""
         return None
 
     def runs_at(self, index: int, count: int) -> bool:
@@ -120,11 +121,11 @@ def run_probes(
     return numbers
 
 
-def probe_direction(probes: Sequence[Probe], suite: MetricSuite) -> Callable[[str], bool | None]:
+def probe_direction(probes: Sequence[Probe], suite: MetricSuite) -> Callable[[str], str | bool | None]:
     """``name -> higher_is_better`` for the columns ``probe/<name>/<metric>`` of ``probes`` (a KeyError otherwise)."""
     by_name = {probe.name: probe for probe in probes}
 
-    def direction(column: str) -> bool | None:
+    def direction(column: str) -> str | bool | None:
         name, _, metric = column[len(PROBE_PREFIX) :].partition("/")
         if not column.startswith(PROBE_PREFIX) or name not in by_name:
             raise KeyError(f"'{column}' is not a column of the probes {sorted(by_name)}")
@@ -133,12 +134,12 @@ def probe_direction(probes: Sequence[Probe], suite: MetricSuite) -> Callable[[st
     return direction
 
 
-def suite_metric_direction(metric: str, suite: MetricSuite) -> bool | None:
+def suite_metric_direction(metric: str, suite: MetricSuite) -> str | None:
     """Direction of a suite metric reported by a probe, ``<metric>`` or ``<metric>_recovery`` (after - before moves
     the way the metric does); ``None`` when the suite does not know the metric."""
     base = metric[: -len(RECOVERY_SUFFIX)] if metric.endswith(RECOVERY_SUFFIX) else metric
     try:
-        return suite.higher_is_better(base)
+        return suite.direction(base)
     except (KeyError, NotImplementedError):
         return None
 

@@ -119,5 +119,5 @@ class Quantize(Probe):
             del quantized
         return with_recovery(after, context.before.aggregates, self.keep)
 
-    def higher_is_better(self, metric: str, suite: MetricSuite) -> bool | None:
+    def higher_is_better(self, metric: str, suite: MetricSuite) -> str | bool | None:
         return suite_metric_direction(metric, suite)

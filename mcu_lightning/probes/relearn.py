@@ -119,5 +119,5 @@ class Relearn(Probe):
                 loss.backward()
                 optimizer.step()
 
-    def higher_is_better(self, metric: str, suite: MetricSuite) -> bool | None:
+    def higher_is_better(self, metric: str, suite: MetricSuite) -> str | bool | None:
         return suite_metric_direction(metric, suite)

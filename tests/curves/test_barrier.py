@@ -32,12 +32,13 @@ def test_summary_lower_is_better():
 
 
 def test_summary_higher_is_better():
-    s = summarize_series(TS, [0.9, 0.5, 0.7, 0.95, 0.8], higher_is_better=True)
+    s = summarize_series(TS, [0.9, 0.5, 0.7, 0.95, 0.8], direction="higher")
     assert (s.best_interior, s.t_best_interior, s.best_endpoint) == (0.95, 0.75, 0.9)
     assert s.interior_beats_endpoints and s.margin == pytest.approx(0.05)
     assert s.barrier_vs_line == pytest.approx(0.375)
-    assert s.as_dict()["higher_is_better"] is True
-    worse = summarize_series(TS, [0.9, 0.5, 0.7, 0.6, 0.8], higher_is_better=True)
+    assert s.as_dict()["direction"] == "higher"
+    assert summarize_series(TS, [0.9, 0.5, 0.7, 0.95, 0.8], True) == s  # a bool is higher_is_better
+    worse = summarize_series(TS, [0.9, 0.5, 0.7, 0.6, 0.8], direction="higher")
     assert not worse.interior_beats_endpoints and worse.margin == pytest.approx(-0.2)
 
 
@@ -54,3 +55,33 @@ def test_nan_rule_and_validation():
         barrier_vs_line([0.0, 1.0], [1, 2, 3])
     s = summarize_series([0.0, 1.0], [1.0, 2.0])
     assert math.isnan(s.best_interior) and not s.interior_beats_endpoints
+
+
+def test_summary_closer_to_zero_reads_the_magnitude():
+    # privleak: -30 and -20 at the ends, -5 inside (closest to 0), +10 overshoots; |m| = 30, 5, 10, 40, 20
+    s = summarize_series(TS, [-30.0, -5.0, 10.0, -40.0, -20.0], direction="zero")
+    assert (s.value_t0, s.value_t1, s.best_endpoint) == (-30.0, -20.0, -20.0)  # values keep their sign
+    assert (s.best_interior, s.t_best_interior) == (-5.0, 0.25)
+    assert s.interior_beats_endpoints and s.margin == pytest.approx(15.0)  # 20 - 5
+    assert s.barrier_vs_max_end == pytest.approx(10.0) and s.t_barrier_vs_max_end == 0.75  # 40 - 30
+    assert s.barrier_vs_line == pytest.approx(40.0 - 22.5)  # line of |m| at 0.75: 0.25 * 30 + 0.75 * 20
+
+
+def test_summary_without_direction_is_not_ranked():
+    s = summarize_series(TS, [1.0, 0.2, 0.1, 0.3, 2.0], direction="none")
+    assert (s.value_t0, s.value_t1) == (1.0, 2.0) and s.direction == "none"
+    assert not s.interior_beats_endpoints
+    assert all(math.isnan(v) for v in (s.barrier_vs_line, s.barrier_vs_max_end, s.best_interior, s.margin))
+    with pytest.raises(ValueError, match="direction must be one of"):
+        summarize_series(TS, LOSS, direction="up")
+
+
+def test_a_forget_loss_that_drops_inside_does_not_beat_the_endpoints():
+    # the quickstart case: forget/loss is better higher; an interior that relearned (loss down) is a barrier
+    s = summarize_series(TS, [3.0, 1.0, 0.5, 1.0, 3.2], direction="higher")
+    assert not s.interior_beats_endpoints and s.margin == pytest.approx(1.0 - 3.2)  # best interior: 1.0
+    assert s.barrier_vs_max_end == pytest.approx(2.5) and s.t_barrier_vs_max_end == 0.5  # -0.5 - (-3.0)
+
+
+def test_a_missing_direction_reads_as_none():  # a column with no better side (a probe's distance) is not ranked
+    assert summarize_series(TS, LOSS, direction=None).direction == "none"

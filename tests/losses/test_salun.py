@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss, model_gradients
 from mcu_lightning.losses.salun import SalUn, saliency_masks
 from mcu_lightning.models.forward import as_policy
 
@@ -48,7 +48,7 @@ class Recorder(UnlearningLoss):
     def on_train_step(self, step: int) -> None:
         self.calls.append(f"step{step}")
 
-    def on_after_backward(self, model) -> None:
+    def on_after_backward(self, gradients) -> None:
         self.calls.append("after_backward")
 
 
@@ -72,7 +72,7 @@ def test_mask_keeps_the_globally_most_salient_entries(fraction, weight_mask, bia
 
     model.weight.grad = torch.full((3, 3), 2.0)
     model.bias.grad = torch.full((3,), 3.0)
-    loss.on_after_backward(model)
+    loss.on_after_backward(model_gradients(model))
     assert model.weight.grad.tolist() == [[2.0 * v for v in row] for row in weight_mask]
     assert model.bias.grad.tolist() == [3.0 * v for v in bias_mask]
 
@@ -102,7 +102,7 @@ def test_delegates_to_the_inner_loss() -> None:
     loss.on_train_step(3)
     out = loss(as_policy(model), {"forget": forget_loader()[0]}, None)
     model.weight.grad = torch.ones(3, 3)
-    loss.on_after_backward(model)
+    loss.on_after_backward(model_gradients(model))
     assert inner.calls == ["setup_model", "step3", "forward", "after_backward"]
     assert out.loss.item() == pytest.approx(math.log(1.0) + math.log(2.0) + math.log(4.0))
     assert loss.needs_reference
@@ -135,9 +135,9 @@ def test_errors_name_the_fix() -> None:
     with pytest.raises(ValueError, match="forget_loader"):
         loss.setup_model(linear(), None)
     with pytest.raises(RuntimeError, match="setup_model"):
-        loss.on_after_backward(linear())
+        loss.on_after_backward(model_gradients(linear()))
     loss.setup_model(linear(), forget_loader())
     other = nn.Sequential(linear())
     other[0].weight.grad = torch.ones(3, 3)
     with pytest.raises(KeyError, match=r"'0\.weight'"):
-        loss.on_after_backward(other)
+        loss.on_after_backward(model_gradients(other))

@@ -136,17 +136,6 @@ def test_split_options_and_errors(bigram):
         QASuite().update(bigram, "forget", batches()["forget"])
 
 
-def test_higher_is_better():
-    suite = QASuite()
-    assert not suite.higher_is_better("forget/loss") and not suite.higher_is_better("retain/loss")
-    assert not suite.higher_is_better("forget/prob") and suite.higher_is_better("retain/prob")
-    assert suite.higher_is_better("forget/truth_ratio") and suite.higher_is_better("model_utility")
-    assert suite.higher_is_better("forget_quality") and suite.higher_is_better("privleak")
-    assert not suite.higher_is_better("mia_min_k_auc")
-    with pytest.raises(KeyError):
-        suite.higher_is_better("forget/bleu")
-
-
 def test_update_needs_an_index(bigram):
     batch = batches()["forget"]
     del batch["index"]

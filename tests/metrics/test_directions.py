@@ -1,0 +1,128 @@
+"""The direction of every metric each suite reports, in the unlearning reading, pinned name by name.
+
+A suite states it once (``direction``); ``EvalResult.directions`` carries it with every result, and barriers, "beats
+both endpoints" and the report's arrows read it. Forget split: loss higher, memorisation lower; holdout: none;
+privleak: closer to 0 (``zero``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from qa_fixtures import EOS, qa_batch
+from torch import nn
+
+from mcu_lightning.metrics import ClassificationSuite, EvalResult, QASuite
+
+WRONG = [[4, EOS], [5, EOS]]
+
+#: Every aggregate QASuite reports on forget/retain/holdout/real_authors/world_facts with an oracle (ROUGE aside).
+QA_DIRECTIONS = {
+    "forget/loss": "higher",
+    "forget/prob": "lower",
+    "forget/extraction_strength": "lower",
+    "forget/exact_memorization": "lower",
+    "forget/truth_ratio": "higher",
+    "retain/loss": "lower",
+    "retain/prob": "higher",
+    "retain/extraction_strength": "higher",
+    "retain/exact_memorization": "higher",
+    "retain/truth_ratio": "higher",
+    "holdout/loss": "none",
+    "holdout/prob": "none",
+    "holdout/extraction_strength": "none",
+    "holdout/exact_memorization": "none",
+    "real_authors/loss": "lower",
+    "real_authors/prob": "higher",
+    "real_authors/extraction_strength": "higher",
+    "real_authors/exact_memorization": "higher",
+    "real_authors/truth_ratio": "higher",
+    "world_facts/loss": "lower",
+    "world_facts/prob": "higher",
+    "world_facts/extraction_strength": "higher",
+    "world_facts/exact_memorization": "higher",
+    "world_facts/truth_ratio": "higher",
+    "forget_quality": "higher",
+    "model_utility": "higher",
+    "mia_loss_auc": "lower",
+    "mia_zlib_auc": "lower",
+    "mia_min_k_auc": "lower",
+    "privleak": "zero",
+    "privleak_loss": "zero",
+    "privleak_zlib": "zero",
+}
+
+CLASSIFICATION_DIRECTIONS = {
+    "forget/acc": "lower",
+    "forget/loss": "higher",
+    "retain/acc": "higher",
+    "retain/loss": "lower",
+    "test/acc": "higher",
+    "test/loss": "lower",
+    "mia_auc": "lower",
+    "forget/acc_gap": "lower",
+    "retain/acc_gap": "lower",
+    "test/acc_gap": "lower",
+    "mia_auc_gap": "lower",
+}
+
+
+def qa_batches() -> dict[str, dict]:
+    with_options = {"paraphrased": [[2, EOS]] * 2, "perturbed": [WRONG, WRONG]}
+    return {
+        "forget": qa_batch([[1], [1]], [[2, EOS], [4, EOS]], [1, 0], **with_options),
+        "retain": qa_batch([[1], [1]], [[2, EOS], [5, EOS]], [0, 1], **with_options),
+        "holdout": qa_batch([[1], [1]], [[5, EOS], [3, EOS]], [0, 1]),
+        "real_authors": qa_batch([[1]], [[2, EOS]], [0], perturbed=[WRONG]),
+        "world_facts": qa_batch([[1]], [[4, EOS]], [0], perturbed=[WRONG]),
+    }
+
+
+def run_qa(suite: QASuite, model: nn.Module) -> EvalResult:
+    suite.reset()
+    for split, batch in qa_batches().items():
+        suite.update(model, split, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return suite.compute()
+
+
+def test_qa_suite_states_the_direction_of_every_metric(bigram, tmp_path) -> None:
+    oracle = run_qa(QASuite(rouge=False), bigram)
+    oracle.to_json(tmp_path / "oracle.json")
+    result = run_qa(QASuite(rouge=False, oracle=str(tmp_path / "oracle.json")), bigram)
+    assert result.directions == QA_DIRECTIONS  # every aggregate reported, and nothing else
+    assert set(result.aggregates) == set(QA_DIRECTIONS)
+    assert EvalResult.from_json(tmp_path / "oracle.json").directions == oracle.directions  # saved with the result
+    suite = QASuite()
+    assert [suite.direction(f"{s}/rouge") for s in ("forget", "retain", "holdout")] == ["lower", "higher", "none"]
+    assert suite.higher_is_better("forget/loss") and not suite.higher_is_better("forget/prob")
+    with pytest.raises(KeyError, match="forget/bleu"):
+        suite.direction("forget/bleu")
+    # the holdout is the MIA non-member split, whatever its name
+    assert QASuite(mia_splits=("forget", "unseen")).direction("unseen/prob") == "none"
+
+
+def test_classification_suite_states_the_direction_of_every_metric(tmp_path) -> None:
+    def batch(inputs: list[list[float]], labels: list[int]) -> dict:
+        index = torch.arange(len(labels))
+        return {"inputs": torch.tensor(inputs), "labels": torch.tensor(labels), "index": index}
+
+    data = {
+        "forget": batch([[2.0, 0.0], [0.0, 1.0]], [0, 0]),
+        "retain": batch([[3.0, 0.0], [0.0, 3.0]], [0, 1]),
+        "test": batch([[0.0, 0.0], [2.0, 0.0]], [1, 1]),
+    }
+    EvalResult(aggregates={"forget/acc": 0.2, "retain/acc": 1.0, "test/acc": 0.5, "mia_auc": 0.5}).to_json(
+        tmp_path / "oracle.json"
+    )
+    suite = ClassificationSuite(oracle=tmp_path / "oracle.json")
+    for split, sub in data.items():
+        suite.update(nn.Identity(), split, sub)
+    result = suite.compute()
+    assert result.directions == CLASSIFICATION_DIRECTIONS
+    assert set(result.aggregates) == set(CLASSIFICATION_DIRECTIONS)
+    with pytest.raises(KeyError, match="top5"):
+        suite.direction("test/top5")
