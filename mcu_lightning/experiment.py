@@ -346,11 +346,14 @@ class StudyRunner:
         return found + [(c.train, f"curve '{c.name}' train") for c in study.curves]
 
     def check_data(self) -> None:
-        """Build the data module and load every split the study reads (rows checked, files named) before any stage.
+        """Load every split the study reads from local files (rows checked, files named) before any stage.
 
         Stages build their own data modules with their overrides; this one only reads, so a QA file with a bad
-        row stops the study here rather than when the first stage starts.
+        row stops the study here rather than when the first stage starts. The embedded generators make valid rows,
+        and Hub data is read by the first stage (reading it here would download it before validation ends).
         """
+        if not data_identity(self.study.data)["files"]:  # generated or Hub data: each stage loads it as it is
+            return
         datamodule = self.datamodule()
         datamodule.setup("fit")  # the forget and retain sets and every evaluation split
         for stage, default in ((self.study.base, "full"), (self.study.oracle, "retain")):
@@ -521,7 +524,8 @@ class StudyRunner:
             warmup_steps=training.warmup_steps,
             suite=suite,
             output_dir=str(directory),
-            probes=self.probes(),
+            # trained from scratch: no weights before it to measure against (a distance would only warn)
+            probes=[probe for probe in self.probes() if not probe.needs_references],
         )
         split = stage.split or ("full" if node == "base" else "retain")
         datamodule = self.datamodule({"finetune_split": split}, training.batch_size)

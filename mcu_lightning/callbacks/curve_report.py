@@ -72,7 +72,8 @@ def barrier_summaries(
             way = as_direction(direction(name))
         except KeyError:
             way = "none"
-        if len(kept) < 2 or any(math.isnan(v) for v in values):
+        both_ends = len(kept) >= 2 and kept[0]["t"] == rows[0]["t"] and kept[-1]["t"] == rows[-1]["t"]
+        if not both_ends or any(math.isnan(v) for v in values):
             summary["metrics"][name] = {"missing": "NaN at some t (the metric could not be computed)", "direction": way}
             continue
         summary["metrics"][name] = summarize_series(ts, values, direction=way).as_dict()

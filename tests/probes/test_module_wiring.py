@@ -107,4 +107,5 @@ def test_curve_test_runs_probes_at_every_kth_t_and_both_endpoints(tmp_path: Path
     summary = json.loads((tmp_path / "curve" / BARRIER_JSON).read_text())["metrics"]
     assert "best_interior" in summary["probe/relearn/forget/acc_recovery"]  # over t = 0, 0.75, 1
     assert summary["probe/relearn/forget/acc_recovery"]["t_best_interior"] == 0.75
-    assert "missing" in summary["probe/distance/l2_base"]  # a distance has no better side
+    distance = summary["probe/distance/l2_base"]  # a distance has no better side: reported, not ranked
+    assert distance["direction"] == "none" and math.isnan(distance["barrier_vs_line"])

@@ -170,3 +170,32 @@ def test_mcu_fit_refuses_a_bad_learning_rate(
     line = _fail(args, capsys)
     assert f"learning {expected}" in line
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_study_on_a_local_tofu_folder_checks_every_row_before_any_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from mcu_lightning.data.fictitious import build_fictitious_tokenizer
+
+    sample = Path(__file__).resolve().parents[1] / "fixtures" / "tofu_sample"
+    folder = shutil.copytree(sample, tmp_path / "tofu")
+    build_fictitious_tokenizer(folder).save_pretrained(tmp_path / "tokenizer")
+    lines = (folder / "retain99.json").read_text().splitlines()
+    row = json.loads(lines[2])
+    del row["answer"]
+    lines[2] = json.dumps(row)
+    (folder / "retain99.json").write_text("\n".join(lines) + "\n")
+    config = reduced_study(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["init_args"] = {
+        "data": "tofu",
+        "data_root": str(folder),
+        "forget_split": "forget01",
+        "tokenizer": str(tmp_path / "tokenizer"),
+    }
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    line = _fail(["experiment", "--config", str(config), "--progress", "false"], capsys)
+    assert f"TOFU file '{folder / 'retain99.json'}' line 3: field 'answer' is missing" in line
+    assert not (tmp_path / "runs" / "quickstart" / "oracle").exists(), "a stage started"
