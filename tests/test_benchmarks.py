@@ -214,3 +214,13 @@ def test_report_renders_every_section(tmp_path):
     text = out.read_text()
     assert "| conv batch 1 | 10 | 1.10 | 1.00 | 1.100 | <= 1.10 | yes |" in text
     assert "Not measured yet: run `python -m benchmarks.study`" in text
+
+
+def test_during_training_prints_the_extra_seconds_per_epoch(tmp_path, capsys):
+    from benchmarks import during_training
+
+    out = tmp_path / "during_training.json"
+    (row,) = during_training.main(["--epochs", "2", "--warmup", "0", "--no-rouge", "--out", str(out)])
+    assert "evaluation during training: +" in capsys.readouterr().out
+    assert _rows(out, "during_training") == [row]
+    assert len(row["eval_s"]) == len(row["train_s"]) == 2 and all(map(_positive, row["eval_s"] + row["train_s"]))
