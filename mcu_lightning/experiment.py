@@ -70,7 +70,12 @@ class ModelStage:
 
 @dataclass
 class Endpoint:
-    """One unlearning run from the base model."""
+    """One unlearning run from the base model.
+
+    ``during_training``: init args of :class:`~mcu_lightning.callbacks.EvaluateDuringTraining` (``score``,
+    ``every_n_epochs``, ...), the suite run while unlearning; ``select: best`` makes the endpoint (its export, its
+    test, the curves from it) the checkpoint best by that score instead of the last one.
+    """
 
     name: str
     loss: dict[str, Any]
@@ -80,6 +85,17 @@ class Endpoint:
     seed: int = 0
     lora: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    during_training: dict[str, Any] | None = None
+    select: str = "last"
+
+
+def endpoint_config(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's fingerprinted config; evaluation during training is left out while unset, so the stages of
+    studies written before it existed keep their fingerprints."""
+    config = asdict(endpoint)
+    if endpoint.during_training is None and endpoint.select == "last":
+        del config["during_training"], config["select"]
+    return config
 
 
 @dataclass
@@ -283,6 +299,14 @@ class StudyRunner:
         reserved = set(names) & set(BUILTIN_NODES)
         if reserved:
             raise ValueError(f"endpoint names {sorted(reserved)} are reserved for the base and oracle models")
+        for endpoint in study.endpoints:
+            if endpoint.select not in ("last", "best"):
+                raise ValueError(f"endpoint '{endpoint.name}': select={endpoint.select!r}; use 'last' or 'best'")
+            if endpoint.select == "best" and not endpoint.during_training:
+                raise ValueError(
+                    f"endpoint '{endpoint.name}': select: best needs during_training "
+                    "(e.g. {score: {forget_quality: 0.5, model_utility: 0.5}}) to know what is best"
+                )
         known = set(names) | set(BUILTIN_NODES)
         for curve in study.curves:
             if len(curve.endpoints) != 2:
@@ -477,7 +501,7 @@ class StudyRunner:
                     self.node_dir(endpoint.name),
                     partial(self.run_endpoint, endpoint),
                     depends=["base", "oracle"],
-                    config={**shared, "endpoint": asdict(endpoint), "guard": study.guard},
+                    config={**shared, "endpoint": endpoint_config(endpoint), "guard": study.guard},
                     data={"data": study.data},
                 )
             )
@@ -546,6 +570,11 @@ class StudyRunner:
 
         seed_everything(endpoint.seed, workers=True)
         loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
+        during = None
+        if endpoint.during_training:
+            from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
+
+            during = EvaluateDuringTraining(**{**endpoint.during_training, "select": endpoint.select})
         module = UnlearningModule(
             self.model_path("base"),
             loss,
@@ -556,6 +585,7 @@ class StudyRunner:
             suite=self.suite(with_oracle=True),
             output_dir=str(self.node_dir(endpoint.name)),
             probes=self.probes(),
+            during_training=during,
         )
         overrides = {"seed": endpoint.seed, **endpoint.data}
         if endpoint.curriculum is not None:

@@ -27,6 +27,8 @@ from mcu_lightning import __version__
 #: Files of a stage folder that later stages or the report read (globs relative to the stage folder).
 OUTPUT_GLOBS = (
     "test_metrics.json",
+    "TOFU_EVAL.json",
+    "TOFU_SUMMARY.json",
     "model/**/*",
     "curve_metrics.csv",
     "barrier_summary.json",

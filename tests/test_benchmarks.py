@@ -250,3 +250,13 @@ def test_curve_objectives_prints_values_and_ratios(tmp_path, capsys):
     assert all(0 < row["on_curve"] <= row["params"] for row in rows)  # the curve holds what the loss trains
     with pytest.raises(SystemExit, match="NoSuchLoss"):
         curve_objectives.main(["--losses", "NoSuchLoss", "--out", str(out)])
+
+
+def test_during_training_prints_the_extra_seconds_per_epoch(tmp_path, capsys):
+    from benchmarks import during_training
+
+    out = tmp_path / "during_training.json"
+    (row,) = during_training.main(["--epochs", "2", "--warmup", "0", "--no-rouge", "--out", str(out)])
+    assert "evaluation during training: +" in capsys.readouterr().out
+    assert _rows(out, "during_training") == [row]
+    assert len(row["eval_s"]) == len(row["train_s"]) == 2 and all(map(_positive, row["eval_s"] + row["train_s"]))

@@ -2,6 +2,14 @@
 
 from mcu_lightning.callbacks.checkpoint import AtomicCheckpointIO, atomic_torch_save, atomic_write
 from mcu_lightning.callbacks.curve_report import write_curve_report
+from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
 from mcu_lightning.callbacks.guard import DivergenceGuard
 
-__all__ = ["AtomicCheckpointIO", "DivergenceGuard", "atomic_torch_save", "atomic_write", "write_curve_report"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "DivergenceGuard",
+    "EvaluateDuringTraining",
+    "atomic_torch_save",
+    "atomic_write",
+    "write_curve_report",
+]

@@ -32,9 +32,11 @@ from mcu_lightning.data.samplers import (
     RootPacing,
     StepPacing,
 )
+from mcu_lightning.data.templates import PRESETS, PromptTemplate, resolve_template
 from mcu_lightning.data.tofu import TOFU_CONFIGS, load_tofu_split, load_tofu_splits
 
 __all__ = [
+    "PRESETS",
     "TOFU_CONFIGS",
     "ClassificationCollator",
     "ClassificationDataModule",
@@ -48,6 +50,7 @@ __all__ = [
     "LinearPacing",
     "Pacing",
     "PairedDataset",
+    "PromptTemplate",
     "QACollator",
     "QADataModule",
     "QADataset",
@@ -66,5 +69,6 @@ __all__ = [
     "load_tofu_split",
     "load_tofu_splits",
     "prepare_fictitious",
+    "resolve_template",
     "select_forget",
 ]

@@ -1,15 +1,20 @@
 """QA rows -> token ids for causal LMs: prompt formatting, label masking, padding.
 
-A row is (question, answer). The prompt is the tokenizer's chat template with the question as the user
-turn when the tokenizer has one, else ``"Question: {q}\\nAnswer:"``; the answer follows (the assistant
-turn, or ``" {a}"``) and an EOS token is appended. ``labels`` copy the ids on the answer and its EOS and
-are -100 on the prompt and on padding, so a loss counts answer tokens only. A tokenizer without a pad
-token gets ``pad = eos`` (padding is told apart by ``attention_mask`` and -100 labels, never by the id).
+A row is (question, answer). With a ``template`` (a preset name such as ``llama3_instruct`` or ``phi_1_5``,
+or explicit fields; :mod:`mcu_lightning.data.templates`) the sequence and its answer mask are built exactly as
+open-unlearning builds them from that model's template settings. Without one (this project's own format),
+the prompt is the tokenizer's chat template with the question as the user turn when the tokenizer has one,
+else ``"Question: {q}\\nAnswer:"``; the answer follows (the assistant turn, or ``" {a}"``) and an EOS token is
+appended. ``labels`` copy the ids on the answer and its EOS and are -100 on the prompt and on padding, so a
+loss counts answer tokens only. A tokenizer without a pad token gets ``pad = eos`` (padding is told apart by
+``attention_mask`` and -100 labels, never by the id).
 
 Truncation policy (``max_length`` L): the answer keeps priority. Answer tokens plus EOS are cut at their end
 to ``max(1, L - len(prompt))``, then the prompt is cut at its START to fill the rest, so every sequence has
 at most L tokens and at least one labelled token; the EOS stays labelled whenever the whole answer fits
-after the prompt. Bad rows fail with a ``ValueError`` naming the row and the field: a missing or non-string
+after the prompt. A dataset records the rows it truncates (``truncated_rows``) and the longest untruncated
+sequence (``longest``, the ``max_length`` that cuts nothing); the data module warns with both. Bad rows
+fail with a ``ValueError`` naming the row and the field: a missing or non-string
 ``question``/``answer``, an empty answer, an answer that tokenizes to nothing.
 
 Rows are tokenized once when a dataset is built (the ids are cached as lists). Collation pads training
@@ -28,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from mcu_lightning.data.templates import TemplateSpec, resolve_template
 from mcu_lightning.losses.per_sample import IGNORE_INDEX
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
@@ -66,17 +72,29 @@ class QATokenizer:
     keeps at least one answer token: the answer is cut at the end first, then the prompt at its start.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, template: TemplateSpec | None = None
+    ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length={max_length} leaves no room for a prompt and an answer; use at least 2")
         self.tokenizer = ensure_pad_token(tokenizer)
         self.max_length = max_length
+        self.template = resolve_template(template)
         self.chat = has_chat_template(tokenizer)
+        #: sequences cut to ``max_length`` so far, and the longest untruncated one (for the truncation warning)
+        self.truncated = 0
+        self.longest = 0
 
     def prompt_ids(self, question: str) -> list[int]:
         return self.encode(question, "")[0]
 
-    def encode(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+    def _untruncated(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+        if self.template is not None:  # open-unlearning's split: the whole text tokenized, the prompt's length masked
+            if not answer:
+                return self.template.prompt_ids(self.tokenizer, question), []
+            full = self.template.full_ids(self.tokenizer, question, answer)
+            n = min(len(self.template.prompt_ids(self.tokenizer, question)), len(full) - 1)
+            return full[:n], full[n:]
         prompt, answer_text = format_qa(self.tokenizer, question, answer)
         # a chat template writes its own BOS; the plain format lets the tokenizer add its special tokens
         prompt_ids = self.tokenizer(prompt, add_special_tokens=not self.chat)["input_ids"]
@@ -84,8 +102,17 @@ class QATokenizer:
         eos = self.tokenizer.eos_token_id
         if answer and eos is not None and (not answer_ids or answer_ids[-1] != eos):
             answer_ids = [*answer_ids, eos]
+        return prompt_ids, answer_ids
+
+    def encode(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+        prompt_ids, answer_ids = self._untruncated(question, answer)
         if answer and not answer_ids:
             raise ValueError(f"answer {answer!r} tokenizes to no tokens and the tokenizer has no eos token")
+        length = len(prompt_ids) + len(answer_ids)
+        self.longest = max(self.longest, length)
+        self.truncated += length > self.max_length
+        if not answer:
+            return prompt_ids[-self.max_length :], []
         answer_ids = answer_ids[: max(1, self.max_length - len(prompt_ids))] if answer else []
         keep = self.max_length - len(answer_ids)
         return prompt_ids[-keep:] if len(prompt_ids) > keep else prompt_ids, answer_ids
@@ -131,18 +158,35 @@ def check_row(row: Any, index: int) -> None:
 class QADataset(Dataset):
     """Training items ``{"input_ids", "labels", "index"}`` (lists; the collator pads them)."""
 
-    def __init__(self, data: Any, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
+    def __init__(
+        self,
+        data: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        template: TemplateSpec | None = None,
+    ) -> None:
         self.rows = _rows(data)
         for index, row in enumerate(self.rows):
             check_row(row, index)
-        self.encoder = QATokenizer(tokenizer, max_length)
+        self.encoder = QATokenizer(tokenizer, max_length, template)
+        #: indices of rows with at least one sequence cut to ``max_length`` (see :attr:`longest`)
+        self.truncated_rows: set[int] = set()
         self.items = [self._encode(index, r["question"], r["answer"]) for index, r in enumerate(self.rows)]
 
+    @property
+    def longest(self) -> int:
+        """The longest sequence (prompt + answer + EOS) before truncation: the ``max_length`` that cuts nothing."""
+        return self.encoder.longest
+
     def _encode(self, index: int, question: str, answer: str, field: str = "answer") -> tuple[list[int], list[int]]:
+        before = self.encoder.truncated
         try:
-            return self.encoder.sequence(question, answer)
+            out = self.encoder.sequence(question, answer)
         except ValueError as err:
             raise ValueError(f"QA row {index}: field '{field}': {err}") from err
+        if self.encoder.truncated > before:
+            self.truncated_rows.add(index)
+        return out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -164,8 +208,14 @@ class QAEvalDataset(QADataset):
     different number of perturbed answers are cut to the smallest K (with a warning) so they stack.
     """
 
-    def __init__(self, data: Any, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> None:
-        super().__init__(data, tokenizer, max_length)
+    def __init__(
+        self,
+        data: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        template: TemplateSpec | None = None,
+    ) -> None:
+        super().__init__(data, tokenizer, max_length, template)
         fields = set(self.rows[0]) if self.rows else set()
         self.has_paraphrased = "paraphrased_answer" in fields
         self.num_perturbed = 0
@@ -181,7 +231,10 @@ class QAEvalDataset(QADataset):
         enc = self.encoder
         self.extras: list[dict[str, Any]] = []
         for index, r in enumerate(self.rows):
+            before = enc.truncated
             extra: dict[str, Any] = {"prompt_input_ids": enc.prompt_ids(r["question"])}
+            if enc.truncated > before:
+                self.truncated_rows.add(index)
             if self.has_paraphrased:
                 extra["paraphrased"] = self._encode(index, r["question"], r["paraphrased_answer"], "paraphrased_answer")
             if self.num_perturbed:

@@ -7,6 +7,7 @@ Evaluation splits map to TOFU configs: ``forget -> {forget_split}_perturbed``, `
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
 from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
+from mcu_lightning.data.templates import TemplateSpec, resolve_template
 from mcu_lightning.data.tofu import (
     check_config,
     holdout_split_for,
@@ -36,6 +38,11 @@ class QADataModule(UnlearningDataModule):
     ``forget_split`` (``forget10 -> retain90, holdout10``). ``finetune_split`` is a config, configs joined
     with ``+``, or ``forget``/``retain``/``holdout`` (this module's splits): the base model trains on ``full``,
     the oracle on ``retain``.
+
+    ``template`` formats the prompts as open-unlearning does for a model: a preset name (``llama3_instruct``,
+    ``llama2_chat``, ``phi_1_5``, ...; :data:`mcu_lightning.data.templates.PRESETS`) or a mapping of its fields;
+    ``None`` keeps this project's own format. After ``setup`` the module warns once when ``max_length`` cut any
+    row, with the count and the ``max_length`` that keeps every row whole.
     """
 
     task = "qa"
@@ -49,6 +56,7 @@ class QADataModule(UnlearningDataModule):
         holdout_split: str | None = None,
         tokenizer: str | None = None,
         max_length: int = 64,
+        template: str | dict[str, Any] | None = None,
         data_root: str | None = None,
         cache_dir: str | None = None,
         data_seed: int = 0,
@@ -76,6 +84,8 @@ class QADataModule(UnlearningDataModule):
         self.holdout_split = check_config(holdout_split or holdout_split_for(forget_split))
         self.tokenizer_name = tokenizer
         self.max_length = max_length
+        self.template: TemplateSpec | None = resolve_template(template)
+        self._truncation_warned = False
         self.data_seed, self.num_people = data_seed, num_people
         if data == "fictitious":
             default = fictitious_root(cache_dir, data_seed, num_people)
@@ -126,18 +136,40 @@ class QADataModule(UnlearningDataModule):
                 f"{self.retain_split!r}, e.g. {shared[0]!r}; pair matching splits (forget10 with retain90)"
             )
         return (
-            QADataset(forget_rows, self.tokenizer, self.max_length),
-            QADataset(retain_rows, self.tokenizer, self.max_length),
+            QADataset(forget_rows, self.tokenizer, self.max_length, self.template),
+            QADataset(retain_rows, self.tokenizer, self.max_length, self.template),
         )
 
     def load_finetune(self, split: str) -> QADataset:
         """A config, ``+``-joined configs, or the aliases ``forget``/``retain``/``holdout`` of this module's splits."""
         aliases = {"forget": self.forget_split, "retain": self.retain_split, "holdout": self.holdout_split}
         spec = "+".join(aliases.get(part.strip(), part.strip()) for part in split.split("+"))
-        return QADataset(self.load(spec), self.tokenizer, self.max_length)
+        return QADataset(self.load(spec), self.tokenizer, self.max_length, self.template)
 
     def load_eval(self, split: str) -> QAEvalDataset:
-        return QAEvalDataset(self.load(self.eval_configs[split]), self.tokenizer, self.max_length)
+        return QAEvalDataset(self.load(self.eval_configs[split]), self.tokenizer, self.max_length, self.template)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        self.warn_truncation()
+
+    def warn_truncation(self) -> None:
+        """Warn once (per module) when any dataset built so far had rows cut to ``max_length``."""
+        if self._truncation_warned:
+            return
+        built = {self.forget_split: self.forget_dataset, self.retain_split: self.retain_dataset}
+        built[str(self.finetune_split)] = self.finetune_dataset
+        built.update({self.eval_configs[split]: data for split, data in self.eval_datasets.items()})
+        cut = {name: data for name, data in built.items() if isinstance(data, QADataset) and data.truncated_rows}
+        if not cut:
+            return
+        self._truncation_warned = True
+        counts = ", ".join(f"{len(data.truncated_rows)} of {len(data)} {name}" for name, data in cut.items())
+        needed = max(data.longest for data in built.values() if isinstance(data, QADataset))
+        warnings.warn(
+            f"max_length={self.max_length} truncated QA rows ({counts}); max_length={needed} keeps every row whole",
+            stacklevel=2,
+        )
 
     def collate_fn(self) -> QACollator:
         return QACollator(self.tokenizer.pad_token_id)

@@ -2,7 +2,9 @@
 
 As in the machine-unlearning literature for classifiers (e.g. SalUn, Fan et al., 2024): accuracy on the forget,
 retain and test sets, and a membership-inference AUROC of the per-sample loss between forget (members) and test
-(non-members). With an oracle (retain-only model) evaluation, ``split/acc_gap = |acc - acc_oracle|``.
+(non-members). With an oracle (retain-only model) evaluation, ``split/acc_gap = |acc - acc_oracle|``. MU-Bench's
+scores (:mod:`mcu_lightning.metrics.mubench`): ``zrf`` (Zero Retrain Forgetting) on the forget set and, given the
+original model's test accuracy, ``unlearn_overall`` (its harmonic-mean overall unlearning score).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.losses.per_sample import sequence_nll
 from mcu_lightning.metrics.mia import mia_auc
+from mcu_lightning.metrics.mubench import overall_unlearning_score, random_teacher, zrf_divergence
 from mcu_lightning.metrics.oracle import OracleSource, load_oracle, oracle_aggregate
 from mcu_lightning.metrics.suite import Direction, MetricSuite, nanmean
 from mcu_lightning.models.forward import call_model
@@ -23,21 +26,42 @@ from mcu_lightning.models.forward import call_model
 class ClassificationSuite(MetricSuite):
     """Per split: ``acc`` (mean of argmax == label) and ``loss`` (mean cross-entropy); across splits: ``mia_auc``
     (loss scores, forget labelled 0 and test 1 as in open-unlearning, so 1 = the forget set is detectable, 0.5 = not);
-    with an oracle: ``split/acc_gap`` and ``mia_auc_gap`` (absolute differences to the oracle's values).
+    with an oracle: ``split/acc_gap`` and ``mia_auc_gap`` (absolute differences to the oracle's values); MU-Bench's
+    ``zrf`` on the forget split (the members of ``mia_splits``) and ``unlearn_overall`` (with ``original_test_acc``).
 
     Args:
         oracle: the oracle's test JSON (``EvalResult.to_json``), for the gaps.
-        mia_splits: (members, non-members) of the loss attack.
+        mia_splits: (members, non-members) of the loss attack; the members are the forget set of ZRF and MU-Bench's
+            score, the non-members its test set.
+        original_test_acc: the original (pre-unlearning) model's test accuracy, MU-Bench's ``orig_acc[...]['dt']``;
+            ``None``: no ``unlearn_overall``.
+        zrf_draws: random teachers ZRF averages over (MU-Bench: 500); 0 turns ZRF off.
+        zrf_seed: the seed of those teachers (fixed, so every evaluation and every process uses the same ones).
     """
 
-    columns = ("loss", "correct")
+    columns = ("loss", "correct", "zrf_js")
 
-    def __init__(self, oracle: OracleSource | None = None, mia_splits: tuple[str, str] = ("forget", "test")) -> None:
+    def __init__(
+        self,
+        oracle: OracleSource | None = None,
+        mia_splits: tuple[str, str] = ("forget", "test"),
+        original_test_acc: float | None = None,
+        zrf_draws: int = 500,
+        zrf_seed: int = 0,
+    ) -> None:
         super().__init__()
         if len(mia_splits) != 2:
             raise ValueError(f"mia_splits must name (members, non-members), got {mia_splits}")
+        if original_test_acc is not None and not 0.0 <= original_test_acc <= 1.0:
+            raise ValueError(f"original_test_acc={original_test_acc} is not an accuracy; give a value in [0, 1]")
+        if zrf_draws < 0:
+            raise ValueError(f"zrf_draws={zrf_draws}; give 0 (no ZRF) or a number of random teachers such as 500")
         self.oracle = oracle
         self.mia_splits = tuple(mia_splits)
+        self.original_test_acc = original_test_acc
+        self.zrf_draws, self.zrf_seed = zrf_draws, zrf_seed
+        self.num_classes: int | None = None
+        self._teachers: Tensor | None = None
 
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         logits = call_model(model, batch)
@@ -45,7 +69,13 @@ class ClassificationSuite(MetricSuite):
         if logits.dim() != 2:
             raise ValueError(f"ClassificationSuite needs logits [B, C], got shape {tuple(logits.shape)} on '{split}'")
         loss, _ = sequence_nll(logits, labels)
-        return {"loss": loss, "correct": (logits.argmax(dim=-1) == labels).double()}
+        self.num_classes = logits.size(-1)
+        values = {"loss": loss, "correct": (logits.argmax(dim=-1) == labels).double()}
+        if split == self.mia_splits[0] and self.zrf_draws:
+            if self._teachers is None or self._teachers.size(-1) != logits.size(-1):
+                self._teachers = random_teacher(logits.size(-1), self.zrf_draws, self.zrf_seed)
+            values["zrf_js"] = zrf_divergence(logits.detach(), self._teachers)
+        return values
 
     def _aggregate(self, tables: Mapping[str, Mapping[str, Tensor]]) -> dict[str, float]:
         aggregates: dict[str, float] = {}
@@ -55,6 +85,12 @@ class ClassificationSuite(MetricSuite):
         members, others = self.mia_splits
         if members in tables and others in tables:
             aggregates["mia_auc"] = mia_auc(tables[members]["loss"].cpu().numpy(), tables[others]["loss"].cpu().numpy())
+        if members in tables and self.zrf_draws:
+            aggregates["zrf"] = 1.0 - nanmean(tables[members]["zrf_js"])
+        if members in tables and others in tables and self.original_test_acc is not None and self.num_classes:
+            aggregates["unlearn_overall"] = overall_unlearning_score(
+                aggregates[f"{others}/acc"], aggregates[f"{members}/acc"], self.original_test_acc, 1 / self.num_classes
+            )
         oracle = load_oracle(self.oracle) if self.oracle is not None else None
         if oracle is None:
             return aggregates
@@ -73,7 +109,10 @@ class ClassificationSuite(MetricSuite):
     def direction(self, name: str) -> Direction:
         """Unlearning reading: on the forget split ``acc`` is better lower and ``loss`` higher (the model should no
         longer fit it); on the other splits (retain, test: the model's utility) ``acc`` higher and ``loss`` lower.
-        Gaps to the oracle and ``mia_auc`` (1 = the forget set is detectable) are better lower."""
+        Gaps to the oracle and ``mia_auc`` (1 = the forget set is detectable) are better lower. ``zrf`` and
+        ``unlearn_overall`` (MU-Bench) are better higher."""
+        if name in ("zrf", "unlearn_overall"):
+            return "higher"
         split, _, metric = name.rpartition("/")
         forget = split == self.mia_splits[0]
         if split and metric == "acc":

@@ -1,16 +1,19 @@
 """The oracle's evaluation file: the retain-only model's ``test`` writes its :class:`EvalResult` JSON (aggregates plus
 per-sample values); every other run reads it back for the metrics that compare against the oracle: TOFU's forget
-quality (the oracle's forget-set truth ratios), MUSE's PrivLeak (the oracle's MIA AUCs), accuracy gaps.
+quality (the oracle's forget-set truth ratios), MUSE's PrivLeak (the oracle's MIA AUCs), accuracy gaps. An
+open-unlearning ``TOFU_EVAL.json`` (the "retain logs" it publishes for its retain models) is read as well.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from mcu_lightning.metrics.open_unlearning import from_open_unlearning, is_open_unlearning
 from mcu_lightning.metrics.suite import EvalResult
 
 OracleSource = str | os.PathLike | EvalResult
@@ -19,7 +22,11 @@ ORACLE_SELF = "self"
 
 
 def load_oracle(source: OracleSource | None) -> EvalResult | None:
-    """The oracle's result from a JSON path (or an ``EvalResult`` given directly); ``None`` and ``"self"``: ``None``."""
+    """The oracle's result from a JSON path (or an ``EvalResult`` given directly); ``None`` and ``"self"``: ``None``.
+
+    The file is this project's ``test_metrics.json`` or open-unlearning's ``TOFU_EVAL.json`` (told apart by their
+    keys: ``aggregates`` or metric names with ``agg_value``).
+    """
     if source is None or isinstance(source, EvalResult):
         return source
     if source == ORACLE_SELF:
@@ -30,6 +37,12 @@ def load_oracle(source: OracleSource | None) -> EvalResult | None:
             f"oracle evaluation file '{path}' not found; run `mcu test` on the oracle (retain-only) model first: "
             "its test writes this JSON (EvalResult.to_json)"
         )
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"oracle evaluation file '{path}' is not valid JSON ({err}); rerun the oracle's test") from err
+    if is_open_unlearning(payload):
+        return from_open_unlearning(payload, source=f"oracle file '{path}'")
     return EvalResult.from_json(path)
 
 

@@ -9,6 +9,7 @@ loss), ``prob``, ``rouge``, ``truth_ratio``, ``extraction_strength``, ``exact_me
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 from mcu_lightning.losses.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics import qa
 from mcu_lightning.metrics.mia import mia_auc, privleak
+from mcu_lightning.metrics.open_unlearning import write_open_unlearning
 from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate, oracle_values
 from mcu_lightning.metrics.stats import (
     answer_nll,
@@ -30,7 +32,7 @@ from mcu_lightning.metrics.stats import (
     truth_ratio,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import Direction, MetricSuite, batch_index, nanmean
+from mcu_lightning.metrics.suite import Direction, EvalResult, MetricSuite, batch_index, nanmean
 from mcu_lightning.models.forward import call_model, kv_cache_off
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
@@ -52,8 +54,9 @@ class QASuite(MetricSuite):
             per-split options: ``{"real_authors": {"normalised": true}, "forget": {"truth_ratio": "closer_to_1"}}``.
         max_new_tokens: greedy generation length for ROUGE (open-unlearning's TOFU config uses 200).
         generation_batch_size: prompts per ``generate`` call (``None``: the whole batch).
-        oracle: the oracle's test JSON (``EvalResult.to_json``) for ``forget_quality`` and ``privleak``; ``"self"``
-            when the model evaluated is the oracle (its forget quality is then 1 and its privleak 0, by definition).
+        oracle: the oracle's test JSON (``EvalResult.to_json``) or open-unlearning's ``TOFU_EVAL.json`` of the
+            retain model, for ``forget_quality`` and ``privleak``; ``"self"`` when the model evaluated is the oracle
+            (its forget quality is then 1 and its privleak 0, by definition).
         mia_splits: (members, non-members) of the MIA attacks.
         rouge: generate and score ROUGE-L recall (off: no ``generate`` needed).
         normalised_splits: splits whose ``prob`` is P(a) / (P(a) + sum_k P(perturbed_k)).
@@ -286,6 +289,13 @@ class QASuite(MetricSuite):
         if self._oracle_cache is None or self._oracle_cache[0] is not self.oracle:
             self._oracle_cache = (self.oracle, load_oracle(self.oracle))
         return self._oracle_cache[1]
+
+    def export(self, result: EvalResult, folder: str | os.PathLike) -> list[str]:
+        """open-unlearning's ``TOFU_EVAL.json`` and ``TOFU_SUMMARY.json`` of ``result`` (its schema and names)."""
+        paths = write_open_unlearning(
+            result, folder, normalised_splits=sorted(self.normalised), mia_splits=self.mia_splits
+        )
+        return [path.name for path in paths]
 
     def direction(self, name: str) -> Direction:
         """Unlearning reading of an aggregate.

@@ -184,6 +184,10 @@ class MetricSuite(nn.Module):
         """Whether a larger value of aggregate ``name`` is better: ``direction(name) == "higher"``."""
         return self.direction(name) == "higher"
 
+    def export(self, result: EvalResult, folder: str | os.PathLike) -> list[str]:
+        """Write ``result`` into ``folder`` in other tools' formats too; return the file names (none by default)."""
+        return []
+
     # -- for subclasses ----------------------------------------------------------------------------
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -239,6 +239,7 @@ class MCUModule(LightningModule):
     @rank_zero_only
     def _write_test_result(self, result: EvalResult) -> None:
         result.to_json(self.output_dir / TEST_METRICS_FILE)
+        self.suite.export(result, self.output_dir)  # QA: open-unlearning's TOFU_EVAL.json and TOFU_SUMMARY.json
 
     # -- optimisation --------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -3,7 +3,8 @@
 The starting model is a path (``save_pretrained`` folder, exported folder, Hub name) or a module. A frozen
 reference copy is built only when ``loss.needs_reference``: from ``reference`` when given, else from the
 starting model before any step. With LoRA (peft) the reference is the same network with its adapters
-switched off, so no second copy is held.
+switched off, so no second copy is held. ``during_training`` evaluates while unlearning and keeps the best
+checkpoint (:class:`~mcu_lightning.callbacks.during_training.EvaluateDuringTraining`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
 from mcu_lightning.losses.base import UnlearningLoss
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.forward import call_model
@@ -33,6 +35,8 @@ class UnlearningModule(FineTuneModule):
         loss: the unlearning objective, e.g. ``mcu_lightning.losses.NPO``.
         reference: where to load the frozen reference from (default: the starting model).
         lora: train LoRA adapters (peft) instead of the full weights.
+        during_training: run the suite every N epochs or steps, log it, keep (and with ``select: best`` use) the
+            checkpoint best by a score.
     """
 
     def __init__(
@@ -48,9 +52,11 @@ class UnlearningModule(FineTuneModule):
         output_dir: str | None = None,
         export: bool = True,
         probes: list[Probe] | None = None,
+        during_training: EvaluateDuringTraining | None = None,
     ) -> None:
         super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export, probes)
-        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes"])
+        self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes", "during_training"])
+        self.during_training = during_training
         self.reference_source = reference
         self._reference: list[nn.Module] = []  # a list hides it from state_dict and from the optimizer
         if loss.needs_reference and lora is None:
@@ -65,6 +71,9 @@ class UnlearningModule(FineTuneModule):
         if source is None:  # the starting model was given as a module: copy it before any step
             return copy.deepcopy(self.model).requires_grad_(False).eval()
         return load_frozen(source, what=f"{type(self.loss).__name__} needs a reference model")
+
+    def configure_callbacks(self) -> list[EvaluateDuringTraining]:
+        return [self.during_training] if self.during_training is not None else []
 
     @property
     def reference(self) -> nn.Module | None:

@@ -1,0 +1,115 @@
+"""open-unlearning's TOFU_EVAL.json / TOFU_SUMMARY.json: written from our results, read back as an oracle."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_qa_suite import run
+
+from mcu_lightning.metrics import EvalResult, QASuite
+from mcu_lightning.metrics.open_unlearning import (
+    EVAL_FILE,
+    SUMMARY_FILE,
+    from_open_unlearning,
+    to_open_unlearning,
+    write_open_unlearning,
+)
+from mcu_lightning.metrics.oracle import load_oracle, oracle_aggregate, oracle_values
+from mcu_lightning.metrics.qa import forget_quality
+
+
+def _oracle(n: int = 40, seed: int = 0) -> EvalResult:
+    rng = np.random.default_rng(seed)
+    index = [float(i) for i in range(n)]  # per-sample values are ordered by index (EvalResult)
+    tr = rng.lognormal(0.0, 0.4, n).tolist()
+    prob = rng.uniform(0.1, 0.9, n).tolist()
+    per_sample = {
+        "forget": {"index": index, "truth_ratio": tr, "prob": prob, "loss": [-math.log(p) for p in prob]},
+        "holdout": {"index": index, "mia_min_k": rng.normal(2.0, 1.0, n).tolist()},
+    }
+    aggregates = {"forget/truth_ratio": 0.7, "forget/prob": float(np.mean(prob)), "mia_min_k_auc": 0.55}
+    aggregates.update({"forget_quality": math.nan, "model_utility": 0.61, "privleak": -3.0})
+    return EvalResult(aggregates=aggregates, per_sample=per_sample)
+
+
+def test_round_trip_gives_the_same_forget_quality(tmp_path):
+    ours = _oracle()
+    ours.to_json(tmp_path / "test_metrics.json")
+    write_open_unlearning(ours, tmp_path)
+    from_ours, from_theirs = load_oracle(tmp_path / "test_metrics.json"), load_oracle(tmp_path / EVAL_FILE)
+    model_tr = np.random.default_rng(1).lognormal(0.5, 0.4, 40)
+    expected = forget_quality(model_tr, oracle_values(from_ours, "forget", "truth_ratio"))
+    assert 0 < expected < 0.5  # a real comparison, not the trivial p = 1
+    assert forget_quality(model_tr, oracle_values(from_theirs, "forget", "truth_ratio")) == expected
+    np.testing.assert_array_equal(
+        oracle_values(from_theirs, "forget", "truth_ratio"), oracle_values(from_ours, "forget", "truth_ratio")
+    )
+    assert oracle_aggregate(from_theirs, "mia_min_k_auc") == 0.55
+
+
+def test_schema_and_names(tmp_path):
+    logs, summary = to_open_unlearning(_oracle())
+    assert set(logs) == {
+        "forget_Q_A_Prob",
+        "forget_truth_ratio",
+        "mia_min_k",
+        "forget_quality",
+        "model_utility",
+        "privleak",
+    }
+    row = logs["forget_Q_A_Prob"]["value_by_index"]["0"]
+    assert set(row) == {"prob", "avg_loss"} and row["avg_loss"] == pytest.approx(-math.log(row["prob"]))
+    assert list(logs["forget_truth_ratio"]["value_by_index"]) == [str(i) for i in range(40)]  # sorted by index
+    assert logs["mia_min_k"]["agg_value"] == logs["mia_min_k"]["auc"] == 0.55
+    assert len(logs["mia_min_k"]["holdout"]["value_by_index"]) == 40
+    assert logs["forget_quality"] == {"agg_value": None}  # NaN -> null, as open-unlearning writes a missing p-value
+    assert summary == {
+        "forget_Q_A_Prob": logs["forget_Q_A_Prob"]["agg_value"],
+        "forget_quality": None,
+        "forget_truth_ratio": 0.7,
+        "model_utility": 0.61,
+        "privleak": -3.0,
+    }
+    eval_path, summary_path = write_open_unlearning(_oracle(), tmp_path)
+    assert json.loads(eval_path.read_text()) == json.loads(json.dumps(logs))
+    assert json.loads(summary_path.read_text()) == summary
+
+
+def test_reads_an_open_unlearning_retain_log(tmp_path):
+    """A file laid out as open-unlearning's evaluator writes it (keys sorted, string indices, extra fields)."""
+    log = {
+        "forget_Q_A_Prob": {"agg_value": 0.2, "value_by_index": {"1": {"prob": 0.3, "avg_loss": 1.2}, "0": None}},
+        "forget_truth_ratio": {"agg_value": 0.6, "value_by_index": {"1": {"score": 0.5}, "0": {"score": 0.8}}},
+        "mia_min_k": {"agg_value": 0.4, "auc": 0.4, "forget": {"value_by_index": {}}},
+        "forget_quality": {"agg_value": None},
+    }
+    (tmp_path / EVAL_FILE).write_text(json.dumps(log, indent=4))
+    oracle = load_oracle(tmp_path / EVAL_FILE)
+    assert oracle.per_sample["forget"]["index"] == [0.0, 1.0]
+    assert oracle.per_sample["forget"]["truth_ratio"] == [0.8, 0.5]
+    assert math.isnan(oracle.per_sample["forget"]["prob"][0])
+    assert oracle.aggregates["mia_min_k_auc"] == 0.4 and math.isnan(oracle.aggregates["forget_quality"])
+
+
+def test_a_log_without_oracle_metrics_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="without 'forget_truth_ratio' or 'mia_min_k'"):
+        from_open_unlearning({"model_utility": {"agg_value": 0.5}})
+
+
+def test_suite_writes_both_files_and_reads_either_oracle(bigram, tmp_path):
+    with pytest.warns(UserWarning):
+        oracle = run(QASuite(rouge=False), bigram)
+    oracle.aggregates.update({"mia_loss_auc": 0.5, "mia_zlib_auc": 0.5, "mia_min_k_auc": 0.5})
+    names = QASuite(rouge=False).export(oracle, tmp_path)
+    assert names == [EVAL_FILE, SUMMARY_FILE]
+    logs = json.loads((tmp_path / EVAL_FILE).read_text())
+    assert "ra_Q_A_Prob_normalised" in logs and "ra_Truth_Ratio" in logs  # real authors: normalised prob
+    oracle.to_json(tmp_path / "test_metrics.json")
+    results = []
+    for path in (tmp_path / "test_metrics.json", tmp_path / EVAL_FILE):
+        with pytest.warns(UserWarning, match="model_utility"):
+            results.append(run(QASuite(rouge=False, oracle=str(path)), bigram))
+    for name in ("forget_quality", "privleak", "privleak_loss", "privleak_zlib"):
+        assert results[0].aggregates[name] == results[1].aggregates[name], name
+    assert results[1].aggregates["privleak"] == pytest.approx(-75.0)
