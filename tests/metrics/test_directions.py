@@ -66,6 +66,7 @@ CLASSIFICATION_DIRECTIONS = {
     "retain/acc_gap": "lower",
     "test/acc_gap": "lower",
     "mia_auc_gap": "lower",
+    "zrf": "higher",  # MU-Bench's Zero Retrain Forgetting (1: the forget outputs look like a random teacher's)
 }
 
 
@@ -126,3 +127,8 @@ def test_classification_suite_states_the_direction_of_every_metric(tmp_path) -> 
     assert set(result.aggregates) == set(CLASSIFICATION_DIRECTIONS)
     with pytest.raises(KeyError, match="top5"):
         suite.direction("test/top5")
+    # with the original model's test accuracy the suite also reports MU-Bench's overall score
+    overall = ClassificationSuite(oracle=tmp_path / "oracle.json", original_test_acc=0.9)
+    for split, sub in data.items():
+        overall.update(nn.Identity(), split, sub)
+    assert "unlearn_overall" in overall.compute().aggregates and overall.direction("unlearn_overall") == "higher"
