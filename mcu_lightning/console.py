@@ -162,6 +162,7 @@ class StudyProgressBar(RichProgressBar):
         super().__init__(**kwargs)
         self.clock = clock
         self._points_id: Any = None
+        self._batches_id: Any = None
         self._study_id: Any = None
 
     def configure_columns(self, trainer: Trainer) -> list:
@@ -174,6 +175,7 @@ class StudyProgressBar(RichProgressBar):
         super()._init_progress(trainer)
         if fresh:
             self._points_id = None
+            self._batches_id = None
             self._study_id = None
             if self.clock is not None and self.progress is not None:
                 clock = self.clock
@@ -224,6 +226,15 @@ class StudyProgressBar(RichProgressBar):
         if self._points_id is None:
             self._points_id = self.progress.add_task(description, total=total)
         self.progress.update(self._points_id, completed=done, description=description)
+        self.refresh()
+
+    def on_curve_batch(self, trainer: Trainer, pl_module: LightningModule, done: int, total: int) -> None:
+        """Called by ``CurveModule`` as the suite works through one point's batches (the generation counts as one)."""
+        if self.is_disabled or self.progress is None:
+            return
+        if self._batches_id is None:
+            self._batches_id = self.progress.add_task("batches of the point", total=total)
+        self.progress.update(self._batches_id, completed=done, total=total)
         self.refresh()
 
 

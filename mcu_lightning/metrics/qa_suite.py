@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -120,19 +120,29 @@ class QASuite(MetricSuite):
         self.update_many(model, [(split, batch)])
 
     @torch.no_grad()
-    def update_many(self, model: nn.Module, batches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def update_many(
+        self,
+        model: nn.Module,
+        batches: Sequence[tuple[str, Mapping[str, Any]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Score every batch, then generate for all their prompts together (``generation_batch_size`` at a time)
         instead of batch by batch: a curve's test evaluates every split at every t, and each ``generate`` call
-        costs ``max_new_tokens`` decoding steps of Python whatever its batch size."""
+        costs ``max_new_tokens`` decoding steps of Python whatever its batch size. ``progress(done, total)`` counts
+        the scored batches, then the generation as one more unit."""
+        chosen = [(s, b) for s, b in batches if self.split_names is None or s in self.split_names]
+        total = len(chosen) + (1 if self.rouge and chosen else 0)
         scored = []
-        for split, batch in batches:
-            if self.split_names is not None and split not in self.split_names:
-                continue
+        for split, batch in chosen:
             index = batch_index(split, batch)
             with kv_cache_off(model):  # teacher-forced forwards build no cache; generate keeps its own
                 scored.append((split, batch, index, self._score(model, split, batch)))
+            if progress is not None:
+                progress(len(scored), total)
         if self.rouge and scored:
             texts = self._generate(model, [prompt for _, batch, _, _ in scored for prompt in _prompts(batch)])
+            if progress is not None:
+                progress(total, total)
             start = 0
             for _, batch, index, values in scored:
                 generations, start = texts[start : start + index.numel()], start + index.numel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -153,11 +153,19 @@ class MetricSuite(nn.Module):
         self.store(split, index.device).update(index, values)
 
     @torch.no_grad()
-    def update_many(self, model: nn.Module, batches: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def update_many(
+        self,
+        model: nn.Module,
+        batches: Sequence[tuple[str, Mapping[str, Any]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """:meth:`update` for every ``(split, batch)``; a suite that can share work across batches (QASuite's
-        generation) overrides it. The per-sample results are the same either way."""
-        for split, batch in batches:
+        generation) overrides it. The per-sample results are the same either way. ``progress(done, total)`` is
+        called after each unit of work (a progress bar's batches)."""
+        for done, (split, batch) in enumerate(batches, start=1):
             self.update(model, split, batch)
+            if progress is not None:
+                progress(done, len(batches))
 
     def compute(self) -> EvalResult:
         tables = {

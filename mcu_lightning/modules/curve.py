@@ -292,7 +292,7 @@ class CurveModule(MCUModule):
             suite = self.suite
             suite.reset()
             with torch.no_grad():
-                suite.update_many(model, self.test_batches)  # QASuite generates for every split at once
+                suite.update_many(model, self.test_batches, self._announce_batch)  # QASuite: one generate for all
             result = suite.compute()
             if context is not None:  # after the suite: a probe may reuse (and reset) it
                 context.before = result
@@ -311,6 +311,13 @@ class CurveModule(MCUModule):
             references["base"] = load_state_dict(self.reference_source)
         references["end0"], references["end1"] = self.curve.params(0.0), self.curve.params(1.0)
         return references
+
+    def _announce_batch(self, done: int, total: int) -> None:
+        """Tell callbacks with an ``on_curve_batch`` hook how much of the current point's evaluation is done."""
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "on_curve_batch", None)
+            if hook is not None:
+                hook(self.trainer, self, done, total)
 
     def _announce_point(self, done: int) -> None:
         """Tell callbacks with an ``on_curve_point`` hook (a progress bar) how many of the points t are done."""

@@ -158,7 +158,7 @@ def test_update_many_generates_across_batches_with_the_same_results(tokenizer, m
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    results = []
+    results, progress = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for many in (False, True):
@@ -167,7 +167,7 @@ def test_update_many_generates_across_batches_with_the_same_results(tokenizer, m
             model.generate = counting
             try:
                 if many:
-                    suite.update_many(model, batches)
+                    suite.update_many(model, batches, lambda done, total: progress.append((done, total)))
                 else:
                     for split, batch in batches:
                         suite.update(model, split, batch)
@@ -177,6 +177,8 @@ def test_update_many_generates_across_batches_with_the_same_results(tokenizer, m
             calls["n"] = 0
     (one_by_one, calls_each), (together, calls_many) = results
     assert calls_each == len(batches) > 1 and calls_many == 1
+    # progress: each scored batch, then the one generation for all of them
+    assert progress == [(done, len(batches) + 1) for done in range(1, len(batches) + 2)]
     assert one_by_one.per_sample.keys() == together.per_sample.keys()
     for split, table in one_by_one.per_sample.items():
         for name, values in table.items():

@@ -173,3 +173,42 @@ def test_barrier_summary_and_figure_are_written(curve_run: dict[str, Any]) -> No
     assert summary["path_length"] > 0
     figure = out / "curve_metrics.png"
     assert figure.is_file() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_curve_test_reports_its_points_and_each_points_batches(curve_run: dict[str, Any], tmp_path: Path) -> None:
+    """Progress hooks: ``on_curve_point`` before the first point and after each, ``on_curve_batch`` as the suite
+    works through a point's batches (what the study's progress bar shows)."""
+    from lightning.pytorch import Callback
+
+    class Recorder(Callback):
+        def __init__(self) -> None:
+            self.points: list[tuple[int, int]] = []
+            self.batches: list[tuple[int, int]] = []
+
+        def on_curve_point(self, trainer: Any, module: Any, done: int, total: int, t: float) -> None:
+            self.points.append((done, total))
+
+        def on_curve_batch(self, trainer: Any, module: Any, done: int, total: int) -> None:
+            self.batches.append((done, total))
+
+    recorder = Recorder()
+    module = curve_run["module"]
+    module.output_dir_arg = str(tmp_path / "progress")
+    _trainer(tmp_path, callbacks=[recorder]).test(module, datamodule=_data(), verbose=False)
+    assert recorder.points == [(done, EVAL_TS) for done in range(EVAL_TS + 1)]
+    per_point = len(recorder.batches) // EVAL_TS
+    assert per_point >= 3 and len(recorder.batches) == per_point * EVAL_TS  # forget, retain, test: 1+ batch each
+    assert recorder.batches[:per_point] == [(done, per_point) for done in range(1, per_point + 1)]
+
+
+def test_a_suite_reports_progress_after_each_batch() -> None:
+    from mcu_lightning.metrics import MetricSuite
+
+    calls: list[tuple[int, int]] = []
+
+    class Counting(MetricSuite):
+        def update(self, model: Any, split: str, batch: Any) -> None:
+            pass
+
+    Counting().update_many(torch.nn.Identity(), [("forget", {}), ("retain", {})], lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 2), (2, 2)]
