@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -99,3 +100,15 @@ def checkpoint_state(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     """The ``state_dict`` entries of a Lightning checkpoint whose names start with ``prefix``."""
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def one_error_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``mcu ARGS`` in this process must exit 2 with exactly one ``error:`` line on stderr; returns that line."""
+    from mcu_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]

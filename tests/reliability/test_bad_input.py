@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from mcu_lightning.cli import main as mcu
 from mcu_lightning.experiment import CurveSpec, Endpoint, Evaluation, ModelStage, Study, StudyRunner
-from tests.reliability.helpers import CONFIGS, mlp_endpoint
+from tests.reliability.helpers import CONFIGS, mlp_endpoint, one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +29,6 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _fail(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        mcu(args)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 def _curve(a: Path, b: Path, *extra: str) -> list[str]:
     return ["fit", "--config", str(CONFIGS / "curve_digits.yaml"), f"--model.init_args.endpoints=[{a}, {b}]", *extra]
 
@@ -47,7 +37,7 @@ def test_unknown_class_path_names_where_and_close_matches(tmp_path: Path, capsys
     config = tmp_path / "bad.yaml"
     text = (CONFIGS / "unlearn_digits.yaml").read_text().replace("losses.GradDiff", "losses.NPOO")
     config.write_text(text)
-    line = _fail(["fit", "--config", str(config)], capsys)
+    line = one_error_line(["fit", "--config", str(config)], capsys)
     assert line.startswith(
         "error: unknown class_path 'mcu_lightning.losses.NPOO' (model.init_args.loss); did you mean "
         "'mcu_lightning.losses.NPO'"
@@ -55,7 +45,7 @@ def test_unknown_class_path_names_where_and_close_matches(tmp_path: Path, capsys
 
 
 def test_unknown_class_path_on_the_command_line(capsys, endpoints) -> None:
-    line = _fail(
+    line = one_error_line(
         _curve(endpoints["a"], endpoints["b"], "--model.init_args.shape.class_path", "mcu_lightning.curves.Bezeir"),
         capsys,
     )
@@ -85,7 +75,7 @@ def test_curve_inputs_fail_before_training(case: str, expected: str, endpoints, 
         "num_bends": _curve(a, b, "--model.init_args.shape.init_args.num_bends", "1"),
         "eval_ts": _curve(a, b, "--model.init_args.eval_ts=[0.0, 1.5]"),
     }[case]
-    line = _fail([*args, "--trainer.default_root_dir", str(tmp_path)], capsys)
+    line = one_error_line([*args, "--trainer.default_root_dir", str(tmp_path)], capsys)
     assert expected in line
     if case == "architecture":  # the first differing tensor and both shapes
         assert "(16, 64)" in line.replace("[", "(").replace("]", ")") and "(8, 64)" in line.replace("[", "(").replace(
@@ -108,7 +98,7 @@ def test_reference_that_cannot_be_loaded(endpoints, tmp_path: Path, capsys) -> N
         "--trainer.default_root_dir",
         str(tmp_path),
     ]
-    line = _fail(args, capsys)
+    line = one_error_line(args, capsys)
     assert "NPO needs a reference model" in line and "no_reference" in line
 
 
@@ -122,7 +112,7 @@ def test_non_finite_starting_model_is_refused(endpoints, tmp_path: Path, capsys)
         "--trainer.default_root_dir",
         str(tmp_path),
     ]
-    line = _fail(args, capsys)
+    line = one_error_line(args, capsys)
     assert "non-finite" in line and "net.1.weight" in line
 
 

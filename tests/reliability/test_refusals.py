@@ -13,18 +13,13 @@ import yaml
 from mcu_lightning.cli import main
 from mcu_lightning.data.qa import MissingFieldError
 from mcu_lightning.data.tofu import load_tofu_split
-from tests.reliability.helpers import CONFIGS, mlp_endpoint
+from tests.reliability.helpers import CONFIGS, mlp_endpoint, one_error_line
 from tests.test_experiment import reduced_study
 
 
 def _fail(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
+    capsys.readouterr()  # what earlier commands of the test printed
+    return one_error_line(args, capsys)
 
 
 def _lr(value: float) -> Any:
