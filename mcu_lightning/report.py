@@ -24,6 +24,7 @@ from mcu_lightning.callbacks.curve_report import (
     plot_curve,
     read_csv,
     save_figure,
+    summary_directions,
 )
 from mcu_lightning.callbacks.figure_style import curve_title
 from mcu_lightning.metrics.suite import ARROWS
@@ -299,12 +300,14 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         shutil.copyfile(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
         figure = folder / CURVE_FIGURE
         spec = curve_specs.get(name, {})
+        summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
         if figure.is_file() and vector is None:  # drawn by the curve's own test; redraw only when needed
             shutil.copyfile(figure, out / f"{name}.png")
         else:
             figure_title = curve_title(name, spec.get("endpoints"))
-            save_figure(plot_curve(columns, rows, title=figure_title), out / f"{name}.png", vector=vector)
-        summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
+            directions = summary_directions(summary)
+            drawn = plot_curve(columns, rows, title=figure_title, directions=directions)
+            save_figure(drawn, out / f"{name}.png", vector=vector)
         pair = " -> ".join(spec.get("endpoints", [])) or "?"
         lines += [f"## Curve `{name}` ({pair})", ""]
         if summary is None:

@@ -80,6 +80,12 @@ def barrier_summaries(
     return summary
 
 
+def summary_directions(summary: Mapping[str, Any] | None) -> dict[str, str]:
+    """The direction of each metric as a barrier summary records it (what the suite stated)."""
+    metrics = (summary or {}).get("metrics", {})
+    return {name: entry["direction"] for name, entry in metrics.items() if isinstance(entry.get("direction"), str)}
+
+
 #: Panels first in the figure, in this order (TOFU's headline metrics); the others follow as first seen.
 PANEL_ORDER = ("forget_quality", "model_utility", "prob", "rouge", "truth_ratio", "loss", "acc")
 
@@ -201,7 +207,12 @@ def legend_rows(count: int, ncol_max: int = 8) -> int:
     return math.ceil(count / ncol_max) if count else 0
 
 
-def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], title: str = "") -> Any:
+def plot_curve(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, float]],
+    title: str = "",
+    directions: Mapping[str, str] | None = None,
+) -> Any:
     """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
     endpoints marked, each y label naming the better direction (``figure_style``), one legend for all panels.
     Forget quality (a p-value) is drawn on a log scale."""
@@ -232,7 +243,7 @@ def plot_curve(columns: Sequence[str], rows: Sequence[Mapping[str, float]], titl
             ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("t", fontsize=LABEL_FONT)
-        ax.set_ylabel(direction_label(panel, names, labels), fontsize=LABEL_FONT)
+        ax.set_ylabel(direction_label(panel, names, labels, directions), fontsize=LABEL_FONT)
         ax.tick_params(which="both", labelsize=LABEL_FONT - 1)
     figure_legend(fig, handles)
     return fig
@@ -286,7 +297,8 @@ def write_curve_report(
     write_csv(out_dir / CURVE_METRICS_CSV, columns, rows)
     summary = barrier_summaries(columns, rows, direction, path_length)
     atomic_write(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
-    png = render_png(plot_curve(columns, rows, title=title))  # drawn once: the file and TensorBoard share it
+    directions = summary_directions(summary)
+    png = render_png(plot_curve(columns, rows, title=title, directions=directions))  # the file and TensorBoard share it
     atomic_write(out_dir / CURVE_FIGURE, png)
     experiment = getattr(logger, "experiment", None)
     if experiment is not None and hasattr(experiment, "add_image"):

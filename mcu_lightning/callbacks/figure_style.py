@@ -6,14 +6,15 @@ table get a colour from the rest of the palette chosen by a stable hash of the n
 
 ``direction`` is the unlearning reading of a metric (DESIGN.md, "Metric direction"): ``higher``, ``lower``,
 ``zero`` (closer to 0 is better: privleak) or ``none`` (holdout values describe the data, not the model's
-forgetting). It is a lookup kept in this one place for the figure labels until the suites state their own
-per-metric table; a suite's table, when it has one, should replace ``DIRECTIONS`` here.
+forgetting). The figures read the suites' own statement (``MetricSuite.direction``, recorded per metric in
+``barrier_summary.json``) when they are given it; ``DIRECTIONS`` here is the fallback for files written without one
+(e.g. a CSV of an older run), and a test keeps the two in agreement on every metric the suites report.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 
@@ -72,8 +73,10 @@ def direction(name: str) -> str:
     """``higher``, ``lower``, ``zero`` or ``none``: which way metric ``name`` is better when unlearning."""
     split, _, metric = name.rpartition("/")
     if not split:
-        if name in ("forget_quality", "model_utility"):
+        if name in ("forget_quality", "model_utility", "zrf", "unlearn_overall"):
             return "higher"
+        if name.endswith("_gap"):  # distance to the oracle's value
+            return "lower"
         if name.startswith("privleak"):
             return "zero"
         if name.startswith("mia_") and name.endswith("_auc"):
@@ -85,14 +88,18 @@ def direction(name: str) -> str:
     return "none"
 
 
-def direction_label(panel: str, names: Iterable[str], line_label: dict[str, str]) -> str:
+def direction_label(
+    panel: str, names: Iterable[str], line_label: dict[str, str], directions: Mapping[str, str] | None = None
+) -> str:
     """A panel's y label: the metric and its better direction, with the splits that read the other way.
 
-    ``prob (↑ better; forget ↓)``; a panel whose lines have no direction gets the bare metric name.
+    ``prob (↑ better; forget ↓)``; a panel whose lines have no direction gets the bare metric name. ``directions``:
+    the suite's per metric (the fallback table above for the names it lacks).
     """
+    directions = directions or {}
     by_direction: dict[str, list[str]] = {}
     for name in names:
-        by_direction.setdefault(direction(name), []).append(line_label.get(name, name))
+        by_direction.setdefault(directions.get(name) or direction(name), []).append(line_label.get(name, name))
     by_direction.pop("none", None)
     if not by_direction:
         return panel

@@ -132,3 +132,22 @@ def test_classification_suite_states_the_direction_of_every_metric(tmp_path) -> 
     for split, sub in data.items():
         overall.update(nn.Identity(), split, sub)
     assert "unlearn_overall" in overall.compute().aggregates and overall.direction("unlearn_overall") == "higher"
+
+
+def test_the_figures_fallback_table_agrees_with_the_suites() -> None:
+    """Figures label a metric's better direction from the suite's statement; files written without one fall back to
+    ``figure_style.direction``, which must read every metric the suites report the same way."""
+    from mcu_lightning.callbacks.figure_style import direction
+
+    for name, expected in {**QA_DIRECTIONS, **CLASSIFICATION_DIRECTIONS, "unlearn_overall": "higher"}.items():
+        assert direction(name) == expected, name
+
+
+def test_a_figure_label_reads_the_direction_it_is_given() -> None:
+    from mcu_lightning.callbacks.figure_style import direction_label
+
+    names = ["forget/prob", "retain/prob"]
+    labels = {"forget/prob": "forget", "retain/prob": "retain"}
+    assert direction_label("prob", names, labels) == "prob (↑ better; forget ↓)"
+    given = {"forget/prob": "lower", "retain/prob": "none"}  # a suite that does not rank retain
+    assert direction_label("prob", names, labels, given) == "prob (↓ better)"
