@@ -725,7 +725,7 @@ class StudyRunner:
             now = self.identities(stages)
             changed = self.changed_stages(stages, now)
             if changed and not rerun:
-                lines = [f"{label}: {'; '.join(reasons)}" for label, reasons in self._labelled(changed)]
+                lines = [f"{label}: {'; '.join(reasons)}" for label, reasons in self._labelled(changed, stages)]
                 raise StudyError(
                     f"the config differs from the one the results in '{self.root}' were made with:\n  "
                     + "\n  ".join(lines)
@@ -747,8 +747,9 @@ class StudyRunner:
         self.say(f"report: {report}")
         return report
 
-    def _labelled(self, changed: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-        stages = {stage.name: stage for stage in self.plan()}
+    @staticmethod
+    def _labelled(changed: dict[str, list[str]], plan: Sequence[Stage]) -> list[tuple[str, list[str]]]:
+        stages = {stage.name: stage for stage in plan}
         labelled = []
         for name, reasons in changed.items():  # keys relative to the stage's own section: train.optimizer...
             own = f"{stages[name].kind if stages[name].kind in ('endpoint', 'curve') else name}."
