@@ -174,7 +174,6 @@ def _export(argv: Sequence[str]) -> None:
     from mcu_lightning.errors import InputError
     from mcu_lightning.modules.export import export_cli
 
-    check_ckpt_path(argv)
     try:
         export_cli(argv)
     except (InputError, *INPUT_ERRORS) as err:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mcu_lightning import curves
+from mcu_lightning.callbacks.checkpoint import checkpoint_problem
 from mcu_lightning.curves import CurveShape, has_batchnorm
 from mcu_lightning.errors import InputError
 from mcu_lightning.models.io import save_model
@@ -53,6 +54,9 @@ def load_curve_checkpoint(ckpt_path: str | os.PathLike) -> tuple[CurveModule, di
     path = Path(ckpt_path)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; pass the .ckpt of a CurveModule run")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise InputError(f"checkpoint '{path}' cannot be read ({problem}); pass the .ckpt of a CurveModule run")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     if not isinstance(checkpoint, dict) or CURVE_SHAPE_KEY not in checkpoint or "endpoints" not in hparams:

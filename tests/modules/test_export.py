@@ -153,5 +153,12 @@ def test_refusals_are_one_line(digits_curve: Path, tmp_path: Path, capsys: pytes
         ["export", "--ckpt_path", str(not_curve), "--t", "0.5", "--output_dir", str(tmp_path / "y")], capsys
     )
     assert "not a curve checkpoint" in line
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"not a zip")
+    line = one_error_line(
+        ["export", "--ckpt_path", str(damaged), "--t", "0.5", "--output_dir", str(tmp_path / "y")], capsys
+    )
+    assert "cannot be read" in line
+    assert not (tmp_path / "y").exists() and not (tmp_path / "x").exists()  # nothing written on a refusal
     with pytest.raises(ValueError, match="outside"):
         module.model_at(-0.1)
