@@ -4,6 +4,7 @@
     mcu test --config configs/tofu/curve.yaml --ckpt_path runs/.../last.ckpt
     mcu experiment --config configs/quickstart/experiment.yaml
     mcu report runs/quickstart
+    mcu export --ckpt_path runs/.../last.ckpt --t 0.35 --output_dir runs/.../t0.35
 
 Modules and data are chosen by ``class_path`` (subclass mode), so research code passes its own
 LightningModule, loss or curve shape without touching the package.
@@ -92,6 +93,7 @@ COMMANDS: dict[str, str] = {
     "validate": "run a module's validation loop",
     "test": "evaluate a module's metric suite (a curve: at every t) and print its headline metrics",
     "predict": "run a module's predict loop",
+    "export": "write the model at one t of a trained curve as a model folder (--ckpt_path, --t, --output_dir)",
     "experiment": "run a whole study from one YAML: base, oracle, endpoints, curves, then the report",
     "report": "rebuild a study's report from its saved metrics and print where it is",
 }
@@ -157,11 +159,27 @@ def main(args: Sequence[str] | None = None) -> None:
                 raise
             raise ConfigError(str(err)) from err
         return
+    if argv[0] == "export":
+        _export(argv[1:])
+        return
     check_class_paths(argv)
     check_ckpt_path(argv)
     from mcu_lightning.trainer_cli import lightning_cli
 
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself
+
+
+def _export(argv: Sequence[str]) -> None:
+    """``mcu export``: bad input (a t outside [0, 1], not a curve checkpoint, a used folder) is one line."""
+    from mcu_lightning.errors import InputError
+    from mcu_lightning.modules.export import export_cli
+
+    try:
+        export_cli(argv)
+    except (InputError, *INPUT_ERRORS) as err:
+        if os.environ.get("MCU_TRACEBACK"):
+            raise
+        raise ConfigError(" ".join(str(err).split())) from err
 
 
 #: ``--ckpt_path`` values Lightning resolves itself instead of reading a file.

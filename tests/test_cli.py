@@ -61,7 +61,7 @@ def test_mcu_help_lists_every_command_once_without_importing_the_stack() -> None
     assert json.loads(imported) == []  # the listing answers from cli.py alone
     listed = [line.split()[0] for line in usage if line.startswith("  ") and line.split()]
     assert listed == list(COMMANDS)
-    assert set(COMMANDS) >= {"fit", "validate", "test", "predict", "experiment", "report"}
+    assert set(COMMANDS) >= {"fit", "validate", "test", "predict", "experiment", "report", "export"}
     assert all(COMMANDS[name] in "\n".join(usage) for name in COMMANDS)  # one line each, with its description
 
 

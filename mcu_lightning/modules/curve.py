@@ -8,7 +8,8 @@ and writes ``curve_metrics.csv``, a metric-vs-t figure, TensorBoard scalars and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from mcu_lightning.curves import (
     lora_curve,
     recompute_batchnorm,
 )
+from mcu_lightning.errors import InputError
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.losses.per_sample import mean_nll
@@ -327,6 +329,23 @@ class CurveModule(MCUModule):
             hook = getattr(callback, "on_curve_point", None)
             if hook is not None:
                 hook(self.trainer, self, done, total, t)
+
+    def model_at(self, t: float, bn_batches: Iterable[Mapping[str, Any]] = ()) -> nn.Module:
+        """A standalone copy of the model at theta(t) in eval mode (the working copy stays the curve's).
+
+        BatchNorm statistics are recomputed at t over ``bn_batches`` (flat retain batches), as ``test`` does
+        (Garipov et al., 2018, Sec. 3.4); a BatchNorm model needs them. For a LoRA-space curve the copy is the
+        template's peft model with the adapter at t (rank ``R`` in delta space).
+        """
+        if not 0.0 <= float(t) <= 1.0:
+            raise InputError(f"t={t} is outside [0, 1]; t parametrises the curve from endpoint 0 to endpoint 1")
+        batches = list(bn_batches)
+        if has_batchnorm(self.template) and not batches:
+            raise InputError(f"the model has BatchNorm: pass retain batches to recompute its statistics at t={t}")
+        model = copy.deepcopy(self.template)
+        self.curve.write_to(model, float(t))
+        recompute_batchnorm(model, batches)
+        return model.eval()
 
     def _point(self, t: float) -> nn.Module:
         """The working copy at theta(t), BatchNorm statistics recomputed there on retain data when it has any."""
