@@ -14,6 +14,7 @@ only when all of them still hold (``StageRecord.reusable``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -134,7 +135,7 @@ def _show(value: Any) -> str:
 class StageRecord:
     """What ``stage.json`` (or ``stage.partial.json`` for a started stage) says about a stage."""
 
-    fingerprint: str | None
+    fingerprint: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     upstream: dict[str, str] = field(default_factory=dict)
     data: Any = None
@@ -150,19 +151,13 @@ class StageRecord:
         try:
             raw = json.loads(path.read_text())
         except (OSError, ValueError):
-            return cls(fingerprint=None)
-        return cls(**{k: raw.get(k) or v for k, v in _defaults().items()})
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if raw.get(f.name)})
 
     def fields(self) -> dict[str, Any]:
-        return {
-            "fingerprint": self.fingerprint,
-            "config": self.config,
-            "upstream": self.upstream,
-            "data": self.data,
-            "version": self.version,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-        }
+        return dataclasses.asdict(self)
 
     def changes(self, other: StageRecord) -> list[str]:
         """Why ``other`` (the config now) would not make this record's results, as ``key old -> new`` lines."""
@@ -182,18 +177,6 @@ class StageRecord:
         """The recorded outputs that are gone or no longer hash-equal."""
         now = output_hashes(directory)
         return [name for name, sha in self.outputs.items() if now.get(name) != sha]
-
-
-def _defaults() -> dict[str, Any]:
-    return {
-        "fingerprint": None,
-        "config": {},
-        "upstream": {},
-        "data": None,
-        "version": None,
-        "inputs": {},
-        "outputs": {},
-    }
 
 
 def outputs_digest(outputs: Mapping[str, str]) -> str:
