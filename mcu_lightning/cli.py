@@ -19,9 +19,10 @@ reference that cannot be loaded, non-finite weights) are printed as ``error: <me
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,34 @@ class ConfigError(SystemExit):
         super().__init__(2)
 
 
+def _folded(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+@contextlib.contextmanager
+def one_line_errors(
+    kinds: type[BaseException] | tuple[type[BaseException], ...], line: Callable[[BaseException], str] = str
+) -> Iterator[None]:
+    """Turn an exception of ``kinds`` (a user's input, not a bug) into ``ConfigError(line(err))``: one ``error:``
+    line and exit status 2; with ``MCU_TRACEBACK=1`` it propagates with its traceback."""
+    try:
+        yield
+    except kinds as err:
+        if os.environ.get("MCU_TRACEBACK"):
+            raise
+        raise ConfigError(line(err)) from err
+
+
+def _flags(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """``(flag, value)`` for every ``--flag value`` and ``--flag=value`` of ``argv``."""
+    items = list(argv)
+    for index, arg in enumerate(items):
+        flag, _, inline = arg.partition("=")
+        value = inline if inline else (items[index + 1] if index + 1 < len(items) else None)
+        if value is not None:
+            yield flag, value
+
+
 def iter_class_paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
     """``(class_path, where)`` for every ``class_path`` key in a nested config (``where``: dotted location)."""
     if isinstance(node, dict):
@@ -56,12 +85,7 @@ def iter_class_paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
 
 def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """``(prefix, content)`` of each config file and each ``--a.b.class_path X`` override in ``argv``."""
-    items = list(argv)
-    for index, arg in enumerate(items):
-        flag, _, inline = arg.partition("=")
-        value = inline if inline else (items[index + 1] if index + 1 < len(items) else None)
-        if value is None:
-            continue
+    for flag, value in _flags(argv):
         if flag in CONFIG_FLAGS:
             path = Path(value)
             if not path.is_file():
@@ -152,12 +176,8 @@ def main(args: Sequence[str] | None = None) -> None:
         if argv[0] == "experiment":
             check_class_paths(argv[1:])
         command = experiment.run_experiment_cli if argv[0] == "experiment" else experiment.report_cli
-        try:
+        with one_line_errors(experiment.StudyError):  # bad input found before any stage ran
             command(argv[1:])
-        except experiment.StudyError as err:  # bad input found before any stage ran: one line, no traceback
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(str(err)) from err
         return
     if argv[0] == "export":
         _export(argv[1:])
@@ -174,12 +194,8 @@ def _export(argv: Sequence[str]) -> None:
     from mcu_lightning.errors import InputError
     from mcu_lightning.modules.export import export_cli
 
-    try:
+    with one_line_errors((InputError, *INPUT_ERRORS), _folded):
         export_cli(argv)
-    except (InputError, *INPUT_ERRORS) as err:
-        if os.environ.get("MCU_TRACEBACK"):
-            raise
-        raise ConfigError(" ".join(str(err).split())) from err
 
 
 #: ``--ckpt_path`` values Lightning resolves itself instead of reading a file.
@@ -190,22 +206,17 @@ def check_ckpt_path(argv: Sequence[str]) -> None:
     """A ``--ckpt_path`` file that is missing or damaged is one line, before LightningCLI reads it for hparams."""
     from mcu_lightning.callbacks.checkpoint import CheckpointError, check_checkpoint
 
-    items = list(argv)
-    for index, arg in enumerate(items):
-        flag, _, inline = arg.partition("=")
-        if flag != "--ckpt_path":
+    for flag, value in _flags(argv):
+        if (
+            flag != "--ckpt_path"
+            or not value
+            or value in CKPT_KEYWORDS
+            or value.startswith(("registry", "hpc"))
+            or "://" in value
+        ):
             continue
-        value = inline or (items[index + 1] if index + 1 < len(items) else "")
-        if not value or value in CKPT_KEYWORDS or value.startswith(("registry", "hpc")) or "://" in value:
-            continue
-        try:
-            if not Path(value).is_file():
-                raise CheckpointError(f"checkpoint '{value}' does not exist; pass the path of a .ckpt file")
+        with one_line_errors(CheckpointError):
             check_checkpoint(value)
-        except CheckpointError as err:
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(str(err)) from err
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from mcu_lightning.cli import INPUT_ERRORS, ConfigError
+from mcu_lightning.cli import INPUT_ERRORS, one_line_errors
 
 
 class MCUCLI(LightningCLI):
@@ -20,24 +19,16 @@ class MCUCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Build module, data and trainer; a bad input is one ``error:`` line, not a traceback."""
-        try:
+        with one_line_errors(INPUT_ERRORS, _one_line):
             super().instantiate_classes()
-        except INPUT_ERRORS as err:
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(_one_line(err)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
         ``error:`` line."""
         from mcu_lightning.errors import InputError
 
-        try:
+        with one_line_errors(InputError, _one_line):
             super()._run_subcommand(subcommand)
-        except InputError as err:
-            if os.environ.get("MCU_TRACEBACK"):
-                raise
-            raise ConfigError(_one_line(err)) from err
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""

@@ -86,6 +86,8 @@ class CheckpointError(InputError):
 
 def check_checkpoint(path: str | os.PathLike) -> None:
     """Raise ``CheckpointError`` (one line: the file, the problem, the fix) when ``path`` cannot be resumed from."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; pass the path of a .ckpt file")
     problem = checkpoint_problem(path)
     if problem is not None:
         raise CheckpointError(
