@@ -97,7 +97,7 @@ def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
 
 def check_class_paths(argv: Sequence[str]) -> None:
     """Import every ``class_path`` the command line names; raise ``ConfigError`` on the first unknown one."""
-    from mcu_lightning.registry import close_matches, resolve_class_path
+    from mcu_lightning.core.registry import close_matches, resolve_class_path
 
     for prefix, content in _config_sources(argv):
         for class_path, where in iter_class_paths(content):
@@ -191,7 +191,7 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def _export(argv: Sequence[str]) -> None:
     """``mcu export``: bad input (a t outside [0, 1], not a curve checkpoint, a used folder) is one line."""
-    from mcu_lightning.errors import InputError
+    from mcu_lightning.core.errors import InputError
     from mcu_lightning.modules.export import export_cli
 
     with one_line_errors((InputError, *INPUT_ERRORS), _folded):

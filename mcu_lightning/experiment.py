@@ -23,7 +23,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from mcu_lightning import __version__
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.run_lock import StudyLock, StudyLocked
 from mcu_lightning.stage_identity import (
     StageRecord,
@@ -212,7 +212,7 @@ def build(spec: Any, base_type: type, what: str) -> Any:
 
 def check_class_path(spec: Any, what: str) -> None:
     """Fail early, with close matches, when a class path does not import."""
-    from mcu_lightning.registry import resolve_class_path
+    from mcu_lightning.core.registry import resolve_class_path
 
     if isinstance(spec, dict) and "class_path" in spec:
         resolve_class_path(spec["class_path"], what)

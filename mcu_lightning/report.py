@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.callbacks.curve_report import (
     BARRIER_JSON,
     CURVE_FIGURE,

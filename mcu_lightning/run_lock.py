@@ -18,7 +18,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 
 LOCK_FILE = "study.lock"
 HOLDER_FILE = "study.lock.json"

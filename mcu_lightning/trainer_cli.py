@@ -25,7 +25,7 @@ class MCUCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
         ``error:`` line."""
-        from mcu_lightning.errors import InputError
+        from mcu_lightning.core.errors import InputError
 
         with one_line_errors(InputError, _one_line):
             super()._run_subcommand(subcommand)

@@ -24,8 +24,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 
-from mcu_lightning.atomic import atomic_write
-from mcu_lightning.errors import InputError
+from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.errors import InputError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.curves.barrier import as_direction, summarize_series
 
 CURVE_METRICS_CSV = "curve_metrics.csv"

@@ -26,8 +26,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mcu_lightning.atomic import atomic_write
-from mcu_lightning.errors import InputError
+from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 
 HISTORY_FILE = "during_training.json"

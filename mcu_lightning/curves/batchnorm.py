@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mcu_lightning.models.forward import call_model, model_inputs
+from mcu_lightning.core.forward import call_model, model_inputs
 
 
 def has_batchnorm(model: nn.Module) -> bool:

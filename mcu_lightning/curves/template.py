@@ -13,7 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mcu_lightning.curves.reparametrize import Reparametrization, checkpoint_context
-from mcu_lightning.models.forward import logits_of, model_inputs
+from mcu_lightning.core.forward import logits_of, model_inputs
 
 
 def functional_forward(

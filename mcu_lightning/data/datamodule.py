@@ -30,6 +30,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mcu_lightning.core.per_sample import ScoresSamples
 from mcu_lightning.data.samplers import CurriculumSampler, LinearPacing, Pacing
 
 SCORINGS = ("loss", "length")
@@ -40,7 +41,8 @@ class Curriculum:
     """Curriculum settings of the forget sampler.
 
     ``scoring``: ``"loss"`` (per-sample loss under the starting model, computed once at ``setup("fit")``
-    through ``trainer.lightning_module.per_sample_loss``), ``"length"`` (answer tokens), or a score file.
+    through ``trainer.lightning_module.per_sample_loss``, a
+    :class:`~mcu_lightning.core.per_sample.ScoresSamples`), ``"length"`` (answer tokens), or a score file.
     """
 
     scoring: str = "loss"
@@ -313,7 +315,7 @@ class UnlearningDataModule(L.LightningDataModule):
     def loss_scores(self) -> Tensor:
         """Per-sample forget losses under the current model: ``trainer.lightning_module.per_sample_loss``."""
         module = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        if module is None or not callable(getattr(module, "per_sample_loss", None)):
+        if not isinstance(module, ScoresSamples):
             raise RuntimeError(
                 "curriculum scoring='loss' needs a trainer whose LightningModule defines per_sample_loss(sub_batch); "
                 "use scoring='length' or a score file outside a Trainer"

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from mcu_lightning.data.templates import TemplateSpec, resolve_template
-from mcu_lightning.losses.per_sample import IGNORE_INDEX
+from mcu_lightning.core.per_sample import IGNORE_INDEX
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
 

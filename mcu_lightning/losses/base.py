@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mcu_lightning.models.forward import Policy
+from mcu_lightning.core.forward import Policy
 
 #: ``(parameter name, gradient)`` pairs, re-iterable (wrapped losses iterate them too): what ``on_after_backward``
 #: may read and modify in place. For a plain model each trained parameter once (its ``.grad``); for a curve one pair

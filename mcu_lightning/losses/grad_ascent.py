@@ -13,7 +13,7 @@ from typing import Any
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.kl import forget_retain_output
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
-from mcu_lightning.models.forward import Policy
+from mcu_lightning.core.forward import Policy
 
 
 class GradAscent(UnlearningLoss):

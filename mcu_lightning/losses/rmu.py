@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
-from mcu_lightning.models.forward import Policy
+from mcu_lightning.core.forward import Policy
 
 _LAYER_NAME = re.compile(r"(^|\.)layers\.(\d+)$")
 

@@ -28,7 +28,7 @@ from scipy.special import lambertw
 from torch import Tensor
 
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss
-from mcu_lightning.models.forward import Policy
+from mcu_lightning.core.forward import Policy
 
 _BRANCH_POINT = -1.0 / math.e
 

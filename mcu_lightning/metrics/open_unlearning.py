@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.metrics.suite import EvalResult
 
 EVAL_FILE = "TOFU_EVAL.json"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mcu_lightning.losses.per_sample import IGNORE_INDEX, sequence_nll, token_nll
+from mcu_lightning.core.per_sample import IGNORE_INDEX, sequence_nll, token_nll
 
 #: Guard against division by zero, as open-unlearning adds it (``+ 1e-10``) in ratios.
 EPS = 1e-10

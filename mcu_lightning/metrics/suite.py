@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 
 #: Which way a metric is better in the unlearning reading: ``higher``, ``lower``, ``zero`` (closer to 0 from either
 #: side, privleak) or ``none`` (reported, never ranked: a holdout split's values).
@@ -208,16 +208,3 @@ def nanmean(values: Tensor) -> float:
     """Mean over the finite values (NaN if none)."""
     finite = values[torch.isfinite(values)]
     return float(finite.mean()) if finite.numel() else math.nan
-
-
-def __getattr__(name: str) -> Any:
-    # The concrete suites live in their own files; ``mcu_lightning.metrics.suite.QASuite`` still resolves (YAML).
-    if name == "QASuite":
-        from mcu_lightning.metrics.qa_suite import QASuite
-
-        return QASuite
-    if name == "ClassificationSuite":
-        from mcu_lightning.metrics.classification import ClassificationSuite
-
-        return ClassificationSuite
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Model factories and endpoint I/O."""
 
-from mcu_lightning.models.forward import Policy, as_policy, call_model, logits_of, model_inputs
+from mcu_lightning.core.forward import Policy, as_policy, call_model, logits_of, model_inputs
 from mcu_lightning.models.hf import LoraSpec, apply_lora, causal_lm, hf_classifier, load_tokenizer, tiny_causal_lm
 from mcu_lightning.models.io import load_model, load_state_dict, save_model
 from mcu_lightning.models.memory import (

@@ -33,12 +33,12 @@ from mcu_lightning.curves import (
     lora_curve,
     recompute_batchnorm,
 )
-from mcu_lightning.errors import InputError
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
-from mcu_lightning.losses.per_sample import mean_nll
+from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
-from mcu_lightning.models.forward import call_model
+from mcu_lightning.core.forward import call_model
 from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model, load_state_dict
 from mcu_lightning.modules.base import MCUModule, load_frozen

@@ -5,8 +5,8 @@ import torch
 from tiny_lm import qa_batch, tiny_llama
 
 from mcu_lightning.losses import GradAscent
-from mcu_lightning.losses.per_sample import batch_nll
-from mcu_lightning.models.forward import as_policy, call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.core.forward import as_policy, call_model
 
 
 def test_value_is_negative_token_mean_nll():

@@ -6,8 +6,8 @@ from tiny_lm import qa_batch, tiny_llama
 from torch import nn
 
 from mcu_lightning.losses import GradAscent, GradDiff
-from mcu_lightning.losses.per_sample import batch_nll
-from mcu_lightning.models.forward import as_policy, call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.core.forward import as_policy, call_model
 
 LN_3_4 = math.log(0.75)
 

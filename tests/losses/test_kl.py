@@ -11,8 +11,8 @@ from mcu_lightning.losses.kl import (
     optional_retain_term,
     retain_term,
 )
-from mcu_lightning.losses.per_sample import batch_nll
-from mcu_lightning.models.forward import as_policy
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.core.forward import as_policy
 
 
 def test_classification_kl_matches_hand_computation():

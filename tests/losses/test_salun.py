@@ -10,7 +10,7 @@ from torch import nn
 
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss, model_gradients
 from mcu_lightning.losses.salun import SalUn, saliency_masks
-from mcu_lightning.models.forward import as_policy
+from mcu_lightning.core.forward import as_policy
 
 
 def linear() -> nn.Linear:

@@ -80,8 +80,8 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @torch.no_grad()
 def split_nll(model: torch.nn.Module, split: str) -> float:
     """Mean answer NLL per sample on an evaluation split (the TOFU ``*/loss``)."""
-    from mcu_lightning.losses.per_sample import mean_nll
-    from mcu_lightning.models.forward import call_model
+    from mcu_lightning.core.per_sample import mean_nll
+    from mcu_lightning.core.forward import call_model
 
     data = qa_data()
     data.setup("test")

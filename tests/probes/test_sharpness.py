@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from mcu_lightning.losses.per_sample import batch_nll
+from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.metrics import ClassificationSuite
 from mcu_lightning.metrics.suite import EvalResult
 from mcu_lightning.probes import ProbeContext, Sharpness, hutchinson_trace, top_eigenvalue

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import mcu_lightning.callbacks.checkpoint as checkpoint_io
-from mcu_lightning.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.callbacks import AtomicCheckpointIO
 from mcu_lightning.metrics.suite import EvalResult
 from mcu_lightning.models.io import load_state_dict, save_model
@@ -77,7 +77,7 @@ def test_lightning_trainer_uses_the_atomic_plugin(tmp_path: Path, monkeypatch) -
 
 
 def test_eval_result_json_interrupted_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
-    import mcu_lightning.atomic as atomic
+    import mcu_lightning.core.atomic as atomic
 
     path = tmp_path / "test_metrics.json"
     EvalResult(aggregates={"forget/loss": 1.0}, per_sample={}).to_json(path)
@@ -90,7 +90,7 @@ def test_eval_result_json_interrupted_keeps_the_old_file(tmp_path: Path, monkeyp
 
 
 def test_report_writer_interrupted_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
-    import mcu_lightning.atomic as atomic
+    import mcu_lightning.core.atomic as atomic
 
     path = tmp_path / "barrier_summary.json"
     atomic_write(path, b'{"old": true}')

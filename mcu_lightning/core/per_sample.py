@@ -6,6 +6,9 @@ padding) do not count. For classifiers ``labels`` has one entry per sample and t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,3 +59,14 @@ def batch_nll(logits: Tensor, labels: Tensor) -> Tensor:
 def sequence_logprob(logits: Tensor, labels: Tensor) -> Tensor:
     """Summed log-probability of the answer per sample, ``log pi(y|x) = -S(x)``."""
     return -sequence_nll(logits, labels)[0]
+
+
+@runtime_checkable
+class ScoresSamples(Protocol):
+    """What can score each sample of a batch: ``per_sample_loss(batch) -> [B]`` (e.g. every ``MCUModule``).
+
+    The data layer's loss-scored curriculum asks the Trainer's LightningModule through this protocol, so data
+    depends on this bottom layer and never on the modules that implement it.
+    """
+
+    def per_sample_loss(self, batch: Mapping[str, Any]) -> Tensor: ...
