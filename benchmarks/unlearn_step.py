@@ -27,9 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmarks._common import lm_batch, median, paired_ratio, parser, setup, synchronize, write_json
+from mcu_lightning.core.forward import kv_cache_off
 from mcu_lightning.losses import NPO, GradDiff
 from mcu_lightning.models import as_policy, call_model, tiny_causal_lm
-from mcu_lightning.core.forward import kv_cache_off
 from mcu_lightning.modules import UnlearningModule
 
 

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from mcu_lightning.cli import MCUCLI, lightning_cli
-from mcu_lightning.experiment import Study, StudyRunner, parse_study
 from mcu_lightning.core.registry import resolve_class_path
+from mcu_lightning.study.runner import StudyRunner
+from mcu_lightning.study.schema import Study, parse_study
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_YAML = sorted(p for p in CONFIGS.rglob("*.yaml"))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcu_lightning.console import StudyClock, StudyProgressBar, headline, stage_purpose
+from mcu_lightning.report.console import StudyClock, StudyProgressBar, headline, stage_purpose
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart" / "experiment.yaml"
@@ -114,7 +114,7 @@ def test_headline_shows_the_first_finite_main_metrics() -> None:
 
 
 def test_stage_purpose_names_what_each_stage_does() -> None:
-    from mcu_lightning.experiment import parse_study
+    from mcu_lightning.study.schema import parse_study
 
     study, _ = parse_study(["--config", str(QUICKSTART)])
     assert stage_purpose("oracle", "oracle", study) == "train the oracle on retain+world_facts+real_authors"
@@ -125,7 +125,7 @@ def test_stage_purpose_names_what_each_stage_does() -> None:
 def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from mcu_lightning.console import quiet_third_party
+    from mcu_lightning.report.console import quiet_third_party
 
     monkeypatch.delenv("MCU_VERBOSE", raising=False)
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")

@@ -54,7 +54,8 @@ def reduced_quickstart(out: Path) -> dict[str, Any]:
 def test_notebook_executes_on_a_quickstart_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from mcu_lightning.experiment import StudyRunner, parse_study
+    from mcu_lightning.study.runner import StudyRunner
+    from mcu_lightning.study.schema import parse_study
 
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(reduced_quickstart(tmp_path / "runs")))

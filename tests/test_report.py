@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mcu_lightning.callbacks.curve_report import barrier_summaries, write_csv
 from mcu_lightning.cli import main
 from mcu_lightning.metrics import QASuite
-from mcu_lightning.report import write_report
+from mcu_lightning.report.curve import barrier_summaries, write_csv
+from mcu_lightning.report.summary import write_report
 
 DIRECTION = QASuite().direction
 
@@ -135,7 +135,7 @@ def test_report_vector_copies_every_figure(run_dir: Path, capsys: pytest.Capture
 
 
 def test_curve_training_names_the_curves_first_endpoint_and_its_sampler() -> None:
-    from mcu_lightning.report import curve_training
+    from mcu_lightning.report.summary import curve_training
 
     npo = {"class_path": "mcu_lightning.losses.NPO", "init_args": {"beta": 0.1}}
     study = {

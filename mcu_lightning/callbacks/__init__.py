@@ -1,7 +1,6 @@
-"""Report writers and callbacks."""
+"""Lightning callbacks: atomic checkpoints, evaluation during training, the divergence guard."""
 
 from mcu_lightning.callbacks.checkpoint import AtomicCheckpointIO, atomic_torch_save, atomic_write
-from mcu_lightning.callbacks.curve_report import write_curve_report
 from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
 from mcu_lightning.callbacks.guard import DivergenceGuard
 
@@ -11,5 +10,4 @@ __all__ = [
     "EvaluateDuringTraining",
     "atomic_torch_save",
     "atomic_write",
-    "write_curve_report",
 ]

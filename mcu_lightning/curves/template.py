@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mcu_lightning.curves.reparametrize import Reparametrization, checkpoint_context
 from mcu_lightning.core.forward import logits_of, model_inputs
+from mcu_lightning.curves.reparametrize import Reparametrization, checkpoint_context
 
 
 def functional_forward(

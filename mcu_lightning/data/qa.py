@@ -33,8 +33,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from mcu_lightning.data.templates import TemplateSpec, resolve_template
 from mcu_lightning.core.per_sample import IGNORE_INDEX
+from mcu_lightning.data.templates import TemplateSpec, resolve_template
 
 PLAIN_PROMPT = "Question: {question}\nAnswer:"
 

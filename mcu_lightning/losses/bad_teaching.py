@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcu_lightning.core.forward import Policy, call_model, logits_of
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
 from mcu_lightning.losses.scrub import kl_terms
-from mcu_lightning.core.forward import Policy, call_model, logits_of
 
 #: added to ``seed`` so the teacher's draws differ from a model initialised right after ``torch.manual_seed(seed)``
 _SEED_OFFSET = 0xBAD7EAC

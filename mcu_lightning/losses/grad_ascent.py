@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.kl import forget_retain_output
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
-from mcu_lightning.core.forward import Policy
 
 
 class GradAscent(UnlearningLoss):

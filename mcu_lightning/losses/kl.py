@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.forward import Policy
+from mcu_lightning.core.per_sample import IGNORE_INDEX, batch_nll
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import policy_logits
-from mcu_lightning.core.per_sample import IGNORE_INDEX, batch_nll
-from mcu_lightning.core.forward import Policy
 
 RETAIN_KINDS: tuple[str, ...] = ("nll", "kl")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.core.per_sample import batch_nll, sequence_nll
 from mcu_lightning.core.forward import Policy, logits_of
+from mcu_lightning.core.per_sample import batch_nll, sequence_nll
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 
 
 def require_split(batch: Mapping[str, Any], split: str, owner: str) -> Mapping[str, Any]:

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.forward import Policy
+from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.losses.base import LossOutput
 from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
-from mcu_lightning.core.per_sample import IGNORE_INDEX
-from mcu_lightning.core.forward import Policy
 
 
 def split_prompt_answer(sub_batch: Mapping[str, Any]) -> list[tuple[Tensor, Tensor]]:

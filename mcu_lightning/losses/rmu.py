@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
-from mcu_lightning.core.forward import Policy
 
 _LAYER_NAME = re.compile(r"(^|\.)layers\.(\d+)$")
 

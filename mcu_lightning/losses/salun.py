@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, WrapperLoss
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.core.forward import call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, WrapperLoss
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:

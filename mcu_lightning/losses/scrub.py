@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.forward import Policy, logits_of
+from mcu_lightning.core.per_sample import IGNORE_INDEX, batch_nll
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
-from mcu_lightning.core.per_sample import IGNORE_INDEX, batch_nll
-from mcu_lightning.core.forward import Policy, logits_of
 
 
 def distillation_kl(

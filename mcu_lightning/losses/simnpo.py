@@ -18,11 +18,11 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.forward import Policy
+from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.losses.base import LossOutput
 from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
-from mcu_lightning.core.per_sample import sequence_nll
-from mcu_lightning.core.forward import Policy
 
 
 def simnpo_loss(nll_sum: Tensor, length: Tensor, beta: float = 4.5, delta: float = 0.0) -> Tensor:

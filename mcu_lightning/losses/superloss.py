@@ -27,8 +27,8 @@ import torch
 from scipy.special import lambertw
 from torch import Tensor
 
-from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss
 from mcu_lightning.core.forward import Policy
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss
 
 _BRANCH_POINT = -1.0 / math.e
 

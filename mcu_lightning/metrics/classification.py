@@ -15,12 +15,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mcu_lightning.core.forward import call_model
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.metrics.mia import mia_auc
 from mcu_lightning.metrics.mubench import overall_unlearning_score, random_teacher, zrf_divergence
 from mcu_lightning.metrics.oracle import OracleSource, load_oracle, oracle_aggregate
 from mcu_lightning.metrics.suite import Direction, MetricSuite, nanmean
-from mcu_lightning.core.forward import call_model
 
 
 class ClassificationSuite(MetricSuite):

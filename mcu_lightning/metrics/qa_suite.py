@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
+from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics import qa
 from mcu_lightning.metrics.mia import mia_auc, privleak
@@ -33,7 +34,6 @@ from mcu_lightning.metrics.stats import (
     zlib_score,
 )
 from mcu_lightning.metrics.suite import Direction, EvalResult, MetricSuite, batch_index, nanmean
-from mcu_lightning.core.forward import call_model, kv_cache_off
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
 MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}

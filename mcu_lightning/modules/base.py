@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import start_epoch_after_last_batch_resume
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
-from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedNetwork
 from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
 

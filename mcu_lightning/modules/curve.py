@@ -20,8 +20,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import CheckpointError
-from mcu_lightning.callbacks.curve_report import write_curve_report
-from mcu_lightning.callbacks.figure_style import curve_title
+from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.forward import call_model
+from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.curves import (
     Bezier,
     Curve,
@@ -33,17 +34,16 @@ from mcu_lightning.curves import (
     lora_curve,
     recompute_batchnorm,
 )
-from mcu_lightning.core.errors import InputError
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
-from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
-from mcu_lightning.core.forward import call_model
 from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model, load_state_dict
 from mcu_lightning.modules.base import MCUModule, load_frozen
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedCurve
 from mcu_lightning.probes.base import PROBE_PREFIX, Probe, probe_direction, run_probes
+from mcu_lightning.report.curve import write_curve_report
+from mcu_lightning.report.figure_style import curve_title
 
 TEMPLATE_PREFIX = "template."
 

@@ -30,11 +30,11 @@ from torch import nn
 
 from mcu_lightning import curves
 from mcu_lightning.callbacks.checkpoint import checkpoint_problem
-from mcu_lightning.curves import CurveShape, has_batchnorm
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.registry import resolve_class_path
+from mcu_lightning.curves import CurveShape, has_batchnorm
 from mcu_lightning.models.io import save_model
 from mcu_lightning.modules.curve import CURVE_SHAPE_KEY, CurveModule
-from mcu_lightning.core.registry import resolve_class_path
 
 EXPORT_JSON = "mcu_export.json"
 _SHAPE = re.compile(r"^(\w+)\((?:num_bends=(\d+))?\)$")

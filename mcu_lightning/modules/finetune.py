@@ -15,10 +15,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.guard import DivergenceGuard
+from mcu_lightning.core.forward import as_policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import MetricSuite
-from mcu_lightning.core.forward import as_policy
 from mcu_lightning.models.io import load_model, load_state_dict, save_model
 from mcu_lightning.modules.base import MCUModule
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedModel

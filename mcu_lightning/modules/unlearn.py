@@ -18,9 +18,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
+from mcu_lightning.core.forward import call_model
 from mcu_lightning.losses.base import UnlearningLoss
 from mcu_lightning.metrics.suite import MetricSuite
-from mcu_lightning.core.forward import call_model
 from mcu_lightning.models.hf import LoraSpec, apply_lora
 from mcu_lightning.modules.base import load_frozen
 from mcu_lightning.modules.finetune import FineTuneModule

@@ -18,9 +18,9 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.metrics.suite import MetricSuite
-from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.probes.base import (
     Probe,
     ProbeContext,

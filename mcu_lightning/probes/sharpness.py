@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.core.forward import kv_cache_off, logits_of, model_inputs
+from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.probes.base import Probe, ProbeContext, detached_batch
 
 Params = dict[str, Tensor]

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.colors import to_hex
 
-from mcu_lightning.callbacks.curve_report import panels, plot_curve, render_png, save_figure
-from mcu_lightning.callbacks.figure_style import COLORS, PRINT_DPI, curve_title
+from mcu_lightning.report.curve import panels, plot_curve, render_png, save_figure
+from mcu_lightning.report.figure_style import COLORS, PRINT_DPI, curve_title
 
 QA_NAMES = [
     *(f"{split}/{metric}" for split in ("forget", "retain", "holdout") for metric in ("loss", "prob", "rouge")),

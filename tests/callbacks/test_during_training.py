@@ -21,8 +21,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mcu_lightning.callbacks import EvaluateDuringTraining
 from mcu_lightning.callbacks.during_training import BEST_CHECKPOINT, HISTORY_FILE
-from mcu_lightning.data import QADataModule
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.data import QADataModule
 from mcu_lightning.losses import GradDiff
 from mcu_lightning.metrics import QASuite
 from mcu_lightning.models import save_model, tiny_causal_lm

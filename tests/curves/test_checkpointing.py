@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from mcu_lightning.core.forward import logits_of, model_inputs
 from mcu_lightning.curves import Curve
 from mcu_lightning.curves.template import enable_gradient_checkpointing, uses_activation_checkpointing
 from mcu_lightning.models import tiny_causal_lm
-from mcu_lightning.core.forward import logits_of, model_inputs
 
 
 class UnprotectedCurve(Curve):

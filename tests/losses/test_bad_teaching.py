@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mcu_lightning.losses.bad_teaching import BadTeaching, random_copy
 from mcu_lightning.core.forward import as_policy
+from mcu_lightning.losses.bad_teaching import BadTeaching, random_copy
 
 LN3 = math.log(3.0)
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from tiny_lm import qa_batch, tiny_llama
 
-from mcu_lightning.losses import GradAscent
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.core.forward import as_policy, call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.losses import GradAscent
 
 
 def test_value_is_negative_token_mean_nll():

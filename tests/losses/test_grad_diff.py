@@ -5,9 +5,9 @@ import torch
 from tiny_lm import qa_batch, tiny_llama
 from torch import nn
 
-from mcu_lightning.losses import GradAscent, GradDiff
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.core.forward import as_policy, call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.losses import GradAscent, GradDiff
 
 LN_3_4 = math.log(0.75)
 

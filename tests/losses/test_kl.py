@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from mcu_lightning.core.forward import as_policy
+from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.losses.kl import (
     check_retain_kind,
     forget_retain_output,
@@ -11,8 +13,6 @@ from mcu_lightning.losses.kl import (
     optional_retain_term,
     retain_term,
 )
-from mcu_lightning.core.per_sample import batch_nll
-from mcu_lightning.core.forward import as_policy
 
 
 def test_classification_kl_matches_hand_computation():

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.losses import NLL
 from mcu_lightning.losses.nll import nll_shares, require_split
-from mcu_lightning.core.per_sample import batch_nll
 
 
 def lm_batch() -> tuple[torch.Tensor, torch.Tensor]:

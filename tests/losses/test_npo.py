@@ -6,9 +6,9 @@ import torch
 from tiny_lm import tiny_llama
 from torch import nn
 
-from mcu_lightning.losses import NPO, npo_loss
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.core.forward import as_policy, call_model
+from mcu_lightning.core.per_sample import batch_nll
+from mcu_lightning.losses import NPO, npo_loss
 
 
 def logsigmoid(x: float) -> float:

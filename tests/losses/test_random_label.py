@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from mcu_lightning.core.forward import as_policy
 from mcu_lightning.losses import RandomLabel
 from mcu_lightning.losses.random_label import join_prompt_answer, split_prompt_answer
-from mcu_lightning.core.forward import as_policy
 
 
 def test_shift_mode_targets_the_next_class():

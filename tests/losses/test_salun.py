@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from mcu_lightning.core.forward import as_policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss, model_gradients
 from mcu_lightning.losses.salun import SalUn, saliency_masks
-from mcu_lightning.core.forward import as_policy
 
 
 def linear() -> nn.Linear:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mcu_lightning.losses.scrub import SCRUB, kl_terms
 from mcu_lightning.core.forward import as_policy
+from mcu_lightning.losses.scrub import SCRUB, kl_terms
 
 LN3 = math.log(3.0)
 # with T = 4, student logits [4 ln 3, 0] give softmax(s / T) = [3/4, 1/4]; a zero teacher gives [1/2, 1/2]:

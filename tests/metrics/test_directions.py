@@ -137,14 +137,14 @@ def test_classification_suite_states_the_direction_of_every_metric(tmp_path) -> 
 def test_the_figures_fallback_table_agrees_with_the_suites() -> None:
     """Figures label a metric's better direction from the suite's statement; files written without one fall back to
     ``figure_style.direction``, which must read every metric the suites report the same way."""
-    from mcu_lightning.callbacks.figure_style import direction
+    from mcu_lightning.report.figure_style import direction
 
     for name, expected in {**QA_DIRECTIONS, **CLASSIFICATION_DIRECTIONS, "unlearn_overall": "higher"}.items():
         assert direction(name) == expected, name
 
 
 def test_a_figure_label_reads_the_direction_it_is_given() -> None:
-    from mcu_lightning.callbacks.figure_style import direction_label
+    from mcu_lightning.report.figure_style import direction_label
 
     names = ["forget/prob", "retain/prob"]
     labels = {"forget/prob": "forget", "retain/prob": "retain"}

@@ -10,8 +10,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from mcu_lightning.cli import main
-from mcu_lightning.curves import recompute_batchnorm, recompute_curve_batchnorm
 from mcu_lightning.core.forward import call_model
+from mcu_lightning.curves import recompute_batchnorm, recompute_curve_batchnorm
 from mcu_lightning.models.hf import load_tokenizer, tiny_causal_lm
 from mcu_lightning.models.io import load_model, save_model
 from mcu_lightning.modules.curve import CurveModule

@@ -17,9 +17,9 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
+from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.data import QADataModule
 from mcu_lightning.losses.base import LossOutput, NamedGradients, UnlearningLoss
-from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.models import load_model, save_model, tiny_causal_lm
 from mcu_lightning.modules import CurveModule, FineTuneModule, UnlearningModule
 

@@ -11,9 +11,9 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
+from mcu_lightning.core.forward import kv_cache_off
 from mcu_lightning.losses import NPO
 from mcu_lightning.models import tiny_causal_lm
-from mcu_lightning.core.forward import kv_cache_off
 from mcu_lightning.modules import UnlearningModule
 
 

@@ -20,11 +20,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mcu_lightning.cli import main
 from mcu_lightning.curves import Bezier, Curve
 from mcu_lightning.data import QADataModule
-from mcu_lightning.experiment import optimizer_factory
 from mcu_lightning.losses import NPO, GradDiff
 from mcu_lightning.models import load_model, load_state_dict, tiny_causal_lm
 from mcu_lightning.models.hf import LoraSpec
 from mcu_lightning.modules import FineTuneModule, UnlearningModule
+from mcu_lightning.study.build import optimizer_factory
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +80,8 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @torch.no_grad()
 def split_nll(model: torch.nn.Module, split: str) -> float:
     """Mean answer NLL per sample on an evaluation split (the TOFU ``*/loss``)."""
-    from mcu_lightning.core.per_sample import mean_nll
     from mcu_lightning.core.forward import call_model
+    from mcu_lightning.core.per_sample import mean_nll
 
     data = qa_data()
     data.setup("test")

@@ -11,12 +11,12 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
-from mcu_lightning.callbacks.curve_report import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
 from mcu_lightning.metrics import ClassificationSuite
 from mcu_lightning.models import MLP, save_model
 from mcu_lightning.modules import CurveModule, FineTuneModule
 from mcu_lightning.modules.base import TEST_METRICS_FILE
 from mcu_lightning.probes import Distance, Probe, ProbeContext, Quantize, Relearn
+from mcu_lightning.report.curve import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
 from tests.probes.helpers import same_state, state_copy
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from mcu_lightning.callbacks.curve_report import panels, plot_curve
-from mcu_lightning.report import UTILITY_TOLERANCE, robustness_section
+from mcu_lightning.report.curve import panels, plot_curve
+from mcu_lightning.report.summary import UTILITY_TOLERANCE, robustness_section
 
 NAN = math.nan
 COLUMNS = ["t", "model_utility", "forget/prob", "probe/relearn/forget/prob", "probe/relearn/forget/prob_recovery"]

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import mcu_lightning.callbacks.checkpoint as checkpoint_io
-from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.callbacks import AtomicCheckpointIO
+from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.metrics.suite import EvalResult
 from mcu_lightning.models.io import load_state_dict, save_model
 from mcu_lightning.models.small import MLP

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from mcu_lightning.experiment import CurveSpec, Endpoint, Evaluation, ModelStage, Study, StudyRunner
+from mcu_lightning.study.runner import StudyRunner
+from mcu_lightning.study.schema import CurveSpec, Endpoint, Evaluation, ModelStage, Study
 from tests.reliability.helpers import CONFIGS, mlp_endpoint, one_error_line
 
 

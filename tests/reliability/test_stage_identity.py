@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from mcu_lightning.cli import main
-from mcu_lightning.stage_identity import StageRecord, changed_keys, digest
+from mcu_lightning.study.identity import StageRecord, changed_keys, digest
 from tests.reliability.helpers import REPO
 from tests.test_experiment import reduced_study
 
@@ -164,7 +164,7 @@ def test_one_study_per_folder(study: dict[str, Any], capsys: pytest.CaptureFixtu
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from mcu_lightning.run_lock import StudyLock\n"
+            "from mcu_lightning.study.lock import StudyLock\n"
             f"with StudyLock({str(root)!r}):\n"
             "    print('held', flush=True)\n"
             "    time.sleep(120)\n",

@@ -1,4 +1,4 @@
-"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``trainer_cli``); ``experiment``, ``report``.
+"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``cli.lightning``); ``experiment``, ``report``.
 
     mcu fit --config configs/quickstart/curve_digits.yaml
     mcu test --config configs/tofu/curve.yaml --ckpt_path runs/.../last.ckpt
@@ -140,15 +140,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def __getattr__(name: str) -> Any:
-    """``MCUCLI`` and ``lightning_cli`` live in ``trainer_cli`` (it imports Lightning); reached lazily from here."""
-    if name in ("MCUCLI", "lightning_cli"):
-        from mcu_lightning import trainer_cli
-
-        return getattr(trainer_cli, name)
-    raise AttributeError(f"module 'mcu_lightning.cli' has no attribute {name!r}")
-
-
 def main(args: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in HELP_FLAGS:
@@ -171,12 +162,14 @@ def main(args: Sequence[str] | None = None) -> None:
 
         torch.set_num_threads(int(threads))
     if argv and argv[0] in STUDY_COMMANDS:
-        from mcu_lightning import experiment
+        from mcu_lightning.core.errors import InputError
 
         if argv[0] == "experiment":
             check_class_paths(argv[1:])
-        command = experiment.run_experiment_cli if argv[0] == "experiment" else experiment.report_cli
-        with one_line_errors(experiment.StudyError):  # bad input found before any stage ran
+            from mcu_lightning.study.cli import run_experiment_cli as command
+        else:
+            from mcu_lightning.report.cli import report_cli as command
+        with one_line_errors(InputError):  # bad input found before any stage ran (StudyError is one)
             command(argv[1:])
         return
     if argv[0] == "export":
@@ -184,7 +177,7 @@ def main(args: Sequence[str] | None = None) -> None:
         return
     check_class_paths(argv)
     check_ckpt_path(argv)
-    from mcu_lightning.trainer_cli import lightning_cli
+    from mcu_lightning.cli.lightning import lightning_cli
 
     lightning_cli(args)  # None: LightningCLI reads sys.argv itself
 
@@ -217,7 +210,3 @@ def check_ckpt_path(argv: Sequence[str]) -> None:
             continue
         with one_line_errors(CheckpointError):
             check_checkpoint(value)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

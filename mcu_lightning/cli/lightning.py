@@ -11,7 +11,7 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from mcu_lightning.cli import INPUT_ERRORS, one_line_errors
+from mcu_lightning.cli.dispatch import INPUT_ERRORS, one_line_errors
 
 
 class MCUCLI(LightningCLI):
@@ -32,7 +32,7 @@ class MCUCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""
-        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
+        from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
 
         configured = [*(config.get("callbacks") or []), *callbacks]
         extra = [LogEveryNStepsFromLoader()]
@@ -46,9 +46,9 @@ class MCUCLI(LightningCLI):
         """Print the headline metrics (a curve: its barrier summary) instead of leaving them only in files."""
         from rich.console import Console
 
-        from mcu_lightning.callbacks.curve_report import BARRIER_JSON
-        from mcu_lightning.console import barrier_table, metrics_table
-        from mcu_lightning.report import MAIN_METRICS
+        from mcu_lightning.report.console import barrier_table, metrics_table
+        from mcu_lightning.report.curve import BARRIER_JSON
+        from mcu_lightning.report.summary import MAIN_METRICS
 
         if not self.trainer.is_global_zero:
             return

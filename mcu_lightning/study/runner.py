@@ -1,264 +1,51 @@
-"""``mcu experiment``: a whole MCU study from one YAML, stage by stage through the Lightning Trainer.
+"""The study runner: plans a study's stages and runs those that are not complete.
 
     base -> oracle -> endpoints (unlearning runs) -> curves (fit + test at every t) -> report
 
 Each stage writes under ``runs/<name>/<stage>/`` (TensorBoard logs, checkpoints, exported model, test
 metrics) and a ``stage.json`` marker once complete; a rerun skips complete stages and resumes an
-interrupted one from its ``last.ckpt``. The report goes to ``runs/<name>/report/`` (see ``report.py``).
+interrupted one from its ``last.ckpt``. The report goes to ``runs/<name>/report/`` (see
+:mod:`mcu_lightning.report`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
-
 from mcu_lightning import __version__
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.run_lock import StudyLock, StudyLocked
-from mcu_lightning.stage_identity import (
+from mcu_lightning.study.build import build, optimizer_factory
+from mcu_lightning.study.identity import (
     StageRecord,
     data_identity,
     fingerprint,
     output_hashes,
     outputs_digest,
 )
+from mcu_lightning.study.lock import StudyLock
+from mcu_lightning.study.schema import (
+    BUILTIN_NODES,
+    CurveSpec,
+    Endpoint,
+    Study,
+    StudyError,
+    Training,
+    endpoint_config,
+    endpoint_loss_spec,
+)
+from mcu_lightning.study.stage import Stage
+from mcu_lightning.study.validate import validate_study
 
-STAGE_MARKER = "stage.json"
-PARTIAL_MARKER = "stage.partial.json"
 MODEL_DIR = "model"
 TEST_METRICS = "test_metrics.json"
-BUILTIN_NODES = ("base", "oracle")
-
-
-class StudyError(ValueError):
-    """A study that cannot run as written (found before any stage starts)."""
-
-
-# -- the study's YAML, as typed dataclasses (so --print_config and validation come from jsonargparse) -----------------
-@dataclass
-class Training:
-    """How long and with what a stage trains; ``optimizer`` is a class spec (``class_path`` + ``init_args``)."""
-
-    max_epochs: int | None = None
-    max_steps: int = -1
-    optimizer: dict[str, Any] | None = None
-    lr_scheduler: str = "constant"
-    warmup_steps: float = 0
-    batch_size: int | None = None
-
-
-@dataclass
-class ModelStage:
-    """The base or the oracle: an existing model (``path``, only tested), or trained here from ``model`` on
-    ``split`` (default ``full`` for the base, ``retain`` for the oracle; ``a+b`` joins splits)."""
-
-    path: str | None = None
-    model: dict[str, Any] | None = None
-    split: str | None = None
-    train: Training = field(default_factory=Training)
-
-
-@dataclass
-class Endpoint:
-    """One unlearning run from the base model.
-
-    ``during_training``: init args of :class:`~mcu_lightning.callbacks.EvaluateDuringTraining` (``score``,
-    ``every_n_epochs``, ...), the suite run while unlearning; ``select: best`` makes the endpoint (its export, its
-    test, the curves from it) the checkpoint best by that score instead of the last one.
-    """
-
-    name: str
-    loss: dict[str, Any]
-    train: Training = field(default_factory=Training)
-    curriculum: dict[str, Any] | None = None
-    superloss: bool = False
-    seed: int = 0
-    lora: dict[str, Any] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    during_training: dict[str, Any] | None = None
-    select: str = "last"
-
-
-def endpoint_config(endpoint: Endpoint) -> dict[str, Any]:
-    """The endpoint's fingerprinted config; evaluation during training is left out while unset, so the stages of
-    studies written before it existed keep their fingerprints."""
-    config = asdict(endpoint)
-    if endpoint.during_training is None and endpoint.select == "last":
-        del config["during_training"], config["select"]
-    return config
-
-
-@dataclass
-class CurveSpec:
-    """A curve between two nodes (endpoint names, ``base`` or ``oracle``).
-
-    Between two LoRA endpoints the curve lives in LoRA space on the shared base (``space``: ``factors`` or
-    ``delta``); ``init`` is then ``linear`` (a LoRA endpoint has no full-weight counterpart to start from).
-    """
-
-    name: str
-    endpoints: list[str]
-    shape: dict[str, Any] = field(
-        default_factory=lambda: {"class_path": "mcu_lightning.curves.Bezier", "init_args": {"num_bends": 3}}
-    )
-    init: str = "linear"
-    t_sampler: dict[str, Any] = field(default_factory=lambda: {"class_path": "mcu_lightning.curves.Uniform"})
-    objective: str | dict[str, Any] = "retain_nll"
-    include: str | None = None
-    space: str = "factors"
-    dtype: str | None = None
-    gradient_checkpointing: bool = False
-    l2: float = 0.0
-    seed: int = 0
-    train: Training = field(default_factory=lambda: Training(max_steps=100))
-
-
-@dataclass
-class Evaluation:
-    """The metric suite (a class spec), the t grid, and robustness probes (class specs of ``mcu_lightning.probes``,
-    run by every stage's test; on a curve at every ``every``-th t)."""
-
-    suite: dict[str, Any]
-    eval_ts: int = 31
-    bn_batches: int | None = None
-    probes: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Study:
-    """A whole MCU study. ``data`` is a datamodule class spec; ``trainer`` holds Trainer arguments for every stage."""
-
-    name: str
-    data: dict[str, Any]
-    evaluation: Evaluation
-    base: ModelStage
-    oracle: ModelStage = field(default_factory=ModelStage)
-    endpoints: list[Endpoint] = field(default_factory=list)
-    curves: list[CurveSpec] = field(default_factory=list)
-    output_dir: str = "runs"
-    seed: int = 0
-    trainer: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
-    checkpoint_every_n_steps: int | None = 20
-    guard: dict[str, Any] | None = field(
-        default_factory=lambda: {"class_path": "mcu_lightning.callbacks.DivergenceGuard", "init_args": {}}
-    )
-
-
-def study_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="mcu experiment", description="Run a whole MCU study from one YAML.")
-    parser.add_argument("--config", action=ActionConfigFile, help="the study YAML")
-    parser.add_class_arguments(Study, as_group=False, fail_untyped=False)
-    parser.add_argument("--only", type=list[str] | None, default=None, help="run only these stages (and report)")
-    parser.add_argument(
-        "--rerun",
-        action="store_true",
-        help="rerun the stages whose config changed since they ran, and every stage after them",
-    )
-    return parser
-
-
-def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
-    parser = study_parser()
-    cfg = parser.parse_args(list(args))
-    init = parser.instantiate(cfg)
-    study = Study(**{f: init[f] for f in Study.__dataclass_fields__})
-    return study, cfg
-
-
-def check_positive(value: Any, what: str) -> None:
-    """A count or size that must be a positive whole number (``None``: not set)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{what}={value!r} must be a positive whole number")
-
-
-def check_training(training: Training, what: str) -> None:
-    """Steps, epochs, batch size and learning rate of one stage, checked before any stage runs."""
-    for key in ("max_steps", "max_epochs"):
-        value = getattr(training, key)
-        if value is not None and value < -1:
-            raise ValueError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
-    check_positive(training.batch_size, f"{what}.batch_size")
-    args = (training.optimizer or {}).get("init_args") or {}
-    if "lr" in args:
-        lr = args["lr"]
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"{what}.optimizer.init_args.lr={lr!r} must be a finite number above 0 (e.g. 0.001)")
-    if training.warmup_steps < 0 or not math.isfinite(training.warmup_steps):
-        raise ValueError(f"{what}.warmup_steps={training.warmup_steps!r} must be 0 or more")
-
-
-# -- class specs -----------------------------------------------------------------------------------------------------
-def build(spec: Any, base_type: type, what: str) -> Any:
-    """Instantiate a ``{class_path, init_args}`` spec (nested specs too) checked against ``base_type``."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--obj", type=base_type)
-    try:
-        cfg = parser.parse_object({"obj": spec})
-    except Exception as err:  # jsonargparse says which class path or argument is wrong
-        raise ValueError(f"{what}: cannot build {spec!r}: {err}") from err
-    return parser.instantiate(cfg).obj
-
-
-def check_class_path(spec: Any, what: str) -> None:
-    """Fail early, with close matches, when a class path does not import."""
-    from mcu_lightning.core.registry import resolve_class_path
-
-    if isinstance(spec, dict) and "class_path" in spec:
-        resolve_class_path(spec["class_path"], what)
-        for value in (spec.get("init_args") or {}).values():
-            check_class_path(value, what)
-
-
-def optimizer_factory(spec: dict[str, Any] | None) -> Callable[..., Any]:
-    """``params -> optimizer`` from a class spec (a bare name means ``torch.optim.<name>``; default AdamW 1e-3)."""
-    from lightning.pytorch.cli import instantiate_class
-
-    spec = spec or {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}
-    if "." not in spec["class_path"]:
-        spec = {**spec, "class_path": f"torch.optim.{spec['class_path']}"}
-    return partial(instantiate_class, init=spec)
-
-
-# -- stages ------------------------------------------------------------------------------------------------------------
-@dataclass
-class Stage:
-    """One unit of work: a directory, a kind, the function that runs it, and what determines its result.
-
-    ``config`` is the stage's resolved config section and ``depends`` the stages whose outputs it reads; with
-    the data they make its fingerprint (``stage_identity``).
-    """
-
-    name: str
-    kind: str
-    directory: Path
-    run: Callable[[], dict[str, Any]]
-    depends: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    data: Any = None
-
-    @property
-    def marker(self) -> Path:
-        return self.directory / STAGE_MARKER
-
-    @property
-    def partial_marker(self) -> Path:
-        """Written when the stage starts: an interrupted stage resumes only under the same fingerprint."""
-        return self.directory / PARTIAL_MARKER
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} '{self.name}'"
 
 
 class StudyRunner:
@@ -288,86 +75,10 @@ class StudyRunner:
         return str(self.node_dir("oracle") / TEST_METRICS)
 
     # validation before any training
+    # validation before any training
     def validate(self) -> None:
-        study = self.study
-        if study.base.path is None and study.base.model is None:
-            raise ValueError("base: give `path` (an existing model) or `model` (a class spec to train on `full`)")
-        names = [endpoint.name for endpoint in study.endpoints]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise ValueError(f"endpoint names must be unique; repeated: {sorted(duplicates)}")
-        reserved = set(names) & set(BUILTIN_NODES)
-        if reserved:
-            raise ValueError(f"endpoint names {sorted(reserved)} are reserved for the base and oracle models")
-        for endpoint in study.endpoints:
-            if endpoint.select not in ("last", "best"):
-                raise ValueError(f"endpoint '{endpoint.name}': select={endpoint.select!r}; use 'last' or 'best'")
-            if endpoint.select == "best" and not endpoint.during_training:
-                raise ValueError(
-                    f"endpoint '{endpoint.name}': select: best needs during_training "
-                    "(e.g. {score: {forget_quality: 0.5, model_utility: 0.5}}) to know what is best"
-                )
-        known = set(names) | set(BUILTIN_NODES)
-        for curve in study.curves:
-            if len(curve.endpoints) != 2:
-                raise ValueError(f"curve '{curve.name}' names {len(curve.endpoints)} endpoints; a curve connects two")
-            for node in curve.endpoints:
-                if node not in known:
-                    raise ValueError(
-                        f"curve '{curve.name}' names endpoint '{node}' that is not defined; "
-                        f"defined: {', '.join(sorted(known))}"
-                    )
-            if curve.endpoints[0] == curve.endpoints[1]:
-                raise ValueError(f"curve '{curve.name}' connects '{curve.endpoints[0]}' to itself")
-            loras = {e.name: e.lora is not None for e in study.endpoints}
-            kinds = {loras.get(node, False) for node in curve.endpoints}
-            if len(kinds) == 2:
-                raise ValueError(
-                    f"curve '{curve.name}' connects a LoRA endpoint to a full-weight one {curve.endpoints}; "
-                    "connect two LoRA endpoints (a LoRA-space curve) or two full-weight models"
-                )
-            if kinds == {True} and curve.init != "linear" and not Path(curve.init).is_dir():
-                raise ValueError(
-                    f"curve '{curve.name}' between LoRA endpoints starts at init={curve.init!r}; "
-                    "use init: linear or a third adapter folder"
-                )
-            if curve.space not in ("factors", "delta"):
-                raise ValueError(f"curve '{curve.name}': space={curve.space!r}; use factors or delta")
-        for path, what in ((study.base.path, "base.path"), (study.oracle.path, "oracle.path")):
-            if path is not None and not Path(path).exists() and "/" in path and path.startswith((".", "/")):
-                raise ValueError(f"{what} '{path}' does not exist; give a save_pretrained folder or a Hub name")
-        check_class_path(study.data, "data")
-        if study.guard is not None:
-            check_class_path(study.guard, "guard")
-        check_class_path(study.evaluation.suite, "evaluation.suite")
-        for i, spec in enumerate(study.evaluation.probes):
-            check_class_path(spec, f"evaluation.probes[{i}]")
-        from mcu_lightning.probes import check_probes
-
-        check_probes(self.probes())  # bad settings and repeated names fail before any stage runs
-        if study.base.model is not None:
-            check_class_path(study.base.model, "base.model")
-        for endpoint in study.endpoints:
-            check_class_path(endpoint.loss, f"endpoint '{endpoint.name}' loss")
-            check_class_path(endpoint.train.optimizer, f"endpoint '{endpoint.name}' optimizer")
-        for curve in study.curves:
-            for spec, what in ((curve.shape, "shape"), (curve.t_sampler, "t_sampler"), (curve.objective, "objective")):
-                check_class_path(spec, f"curve '{curve.name}' {what}")
-        for training, what in self.trainings():
-            check_training(training, what)
-        for key in ("batch_size", "eval_batch_size"):
-            check_positive((study.data.get("init_args") or {}).get(key), f"data.init_args.{key}")
-        if study.evaluation.eval_ts is not None and isinstance(study.evaluation.eval_ts, int):
-            check_positive(study.evaluation.eval_ts, "evaluation.eval_ts")
-        check_positive(study.checkpoint_every_n_steps, "checkpoint_every_n_steps")
+        validate_study(self.study, self.probes)
         self.check_data()
-
-    def trainings(self) -> list[tuple[Training, str]]:
-        """Every stage's training settings, named as in the YAML."""
-        study = self.study
-        found = [(study.base.train, "base.train"), (study.oracle.train, "oracle.train")]
-        found += [(e.train, f"endpoint '{e.name}' train") for e in study.endpoints]
-        return found + [(c.train, f"curve '{c.name}' train") for c in study.curves]
 
     def check_data(self) -> None:
         """Load every split the study reads from local files (rows checked, files named) before any stage.
@@ -425,7 +136,7 @@ class StudyRunner:
             ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
         ]
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        from mcu_lightning.console import LogEveryNStepsFromLoader, StudyProgressBar
+        from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
 
         callbacks.append(LogEveryNStepsFromLoader())
         if self.study.progress:
@@ -716,8 +427,8 @@ class StudyRunner:
         A stage made with another config stops the study before anything runs, unless ``rerun`` (then it and
         everything downstream of it run again from scratch). One study at a time holds the folder's lock.
         """
-        from mcu_lightning.console import StudyClock
-        from mcu_lightning.report import write_report
+        from mcu_lightning.report.console import StudyClock
+        from mcu_lightning.report.summary import write_report
 
         self.check_writable()
         stages = self.plan()
@@ -758,8 +469,8 @@ class StudyRunner:
 
     def run_stage(self, stage: Stage, record: StageRecord, by_name: dict[str, Stage], index: int, total: int) -> None:
         """Reuse, heal or run one stage (see :meth:`run`); one console line for it."""
-        from mcu_lightning.console import stage_headline, stage_line, stage_purpose
-        from mcu_lightning.report import MAIN_METRICS
+        from mcu_lightning.report.console import stage_headline, stage_line, stage_purpose
+        from mcu_lightning.report.summary import MAIN_METRICS
 
         label = f"[{index}/{total}] {stage.kind} [bold]{stage.name}[/bold]"
         purpose = stage_purpose(stage.kind, stage.name, self.study)
@@ -797,56 +508,3 @@ class StudyRunner:
         self.say(
             stage_line(label, purpose, result["seconds"], stage_headline(stage.kind, stage.directory, MAIN_METRICS))
         )
-
-
-def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:
-    """The endpoint's loss spec as trained (SuperLoss-wrapped when ``superloss``); ``objective: endpoint`` reuses it."""
-    if endpoint.superloss:
-        return {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": endpoint.loss}}
-    return endpoint.loss
-
-
-def run_experiment_cli(args: Sequence[str]) -> Path | None:
-    parser = study_parser()
-    if any(a == "--print_config" or a.startswith("--print_config=") for a in args):
-        cfg = parser.parse_args([a for a in args if not a.startswith("--print_config")])
-        print(parser.dump(cfg))
-        return None
-    study, cfg = parse_study(args)
-    from rich.console import Console
-
-    from mcu_lightning.console import quiet_third_party
-
-    quiet_third_party()
-
-    try:
-        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True))  # one line per stage
-    except (ValueError, FileNotFoundError) as err:
-        raise StudyError(str(err)) from err
-    try:
-        return runner.run(only=cfg.get("only"), rerun=bool(cfg.get("rerun")))
-    except StudyLocked as err:
-        raise StudyError(str(err)) from err
-
-
-def report_cli(args: Sequence[str]) -> Path:
-    parser = ArgumentParser(prog="mcu report", description="Rebuild a study's report from its saved metrics.")
-    parser.add_argument("run_dir", type=str, help="runs/<name>: the study's output folder")
-    parser.add_argument("--vector", type=str | None, default=None, help="also write every figure as pdf or svg")
-    cfg = parser.parse_args(list(args))
-    from mcu_lightning.callbacks.curve_report import VECTOR_FORMATS
-    from mcu_lightning.report import write_report
-
-    run_dir = Path(cfg.run_dir)
-    if not (run_dir / "study.json").is_file() and not any(run_dir.glob(f"**/{STAGE_MARKER}")):
-        raise StudyError(
-            f"'{run_dir}' holds no study (no study.json or stage.json); pass the runs/<name> folder of a study "
-            "that `mcu experiment` has run"
-        )
-    if cfg.vector is not None and cfg.vector not in VECTOR_FORMATS:
-        raise StudyError(f"--vector {cfg.vector}: choose one of {', '.join(VECTOR_FORMATS)}, or leave it out")
-    path = write_report(run_dir, vector=cfg.vector)
-    from mcu_lightning.console import report_line
-
-    print(report_line(path))
-    return path

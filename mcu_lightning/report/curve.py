@@ -163,7 +163,7 @@ def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from mcu_lightning.callbacks.figure_style import PANEL_INCHES
+    from mcu_lightning.report.figure_style import PANEL_INCHES
 
     nrows, ncols = _grid(count)
     width, height = PANEL_INCHES
@@ -189,7 +189,7 @@ def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
 
 def figure_legend(fig: Any, handles: dict[str, Any], ncol_max: int = 8) -> None:
     """One legend for the whole figure, under the panels (colours are fixed per label, so one serves all)."""
-    from mcu_lightning.callbacks.figure_style import LEGEND_FONT
+    from mcu_lightning.report.figure_style import LEGEND_FONT
 
     if handles:
         fig.legend(
@@ -218,7 +218,7 @@ def plot_curve(
     Forget quality (a p-value) is drawn on a log scale."""
     from matplotlib.lines import Line2D
 
-    from mcu_lightning.callbacks.figure_style import LABEL_FONT, SINGLE, color, direction_label
+    from mcu_lightning.report.figure_style import LABEL_FONT, SINGLE, color, direction_label
 
     recovered = {c[: -len(_RECOVERY)] for c in columns if c.startswith(PROBED_PREFIX) and c.endswith(_RECOVERY)}
     groups = panels([c for c in columns if c != "t" and c not in recovered])  # a probe's recovery says it all
@@ -259,7 +259,7 @@ def render_png(fig: Any, dpi: int | None = None, vector: Path | None = None) -> 
     ``vector`` (``.pdf`` or ``.svg``) when given; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    from mcu_lightning.callbacks.figure_style import PRINT_DPI
+    from mcu_lightning.report.figure_style import PRINT_DPI
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi or PRINT_DPI)

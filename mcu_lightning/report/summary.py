@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.callbacks.curve_report import (
+from mcu_lightning.metrics.suite import ARROWS
+from mcu_lightning.report.curve import (
     BARRIER_JSON,
     CURVE_FIGURE,
     CURVE_METRICS_CSV,
@@ -26,8 +27,7 @@ from mcu_lightning.callbacks.curve_report import (
     save_figure,
     summary_directions,
 )
-from mcu_lightning.callbacks.figure_style import curve_title
-from mcu_lightning.metrics.suite import ARROWS
+from mcu_lightning.report.figure_style import curve_title
 
 REPORT_DIR = "report"
 SUMMARY = "summary.md"
@@ -257,7 +257,7 @@ def plot_comparison(
     """Every curve on each of ``metrics`` against t: a colour per curve (in study order), one legend below."""
     from matplotlib.lines import Line2D
 
-    from mcu_lightning.callbacks.figure_style import LABEL_FONT, OKABE_ITO, direction_label
+    from mcu_lightning.report.figure_style import LABEL_FONT, OKABE_ITO, direction_label
 
     metrics = metrics or ["t"]
     colors = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(curves)}

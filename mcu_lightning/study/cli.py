@@ -1,0 +1,33 @@
+"""``mcu experiment``: a whole MCU study from one YAML, stage by stage through the Lightning Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcu_lightning.study.lock import StudyLocked
+from mcu_lightning.study.runner import StudyRunner
+from mcu_lightning.study.schema import StudyError, parse_study, study_parser
+
+
+def run_experiment_cli(args: Sequence[str]) -> Path | None:
+    parser = study_parser()
+    if any(a == "--print_config" or a.startswith("--print_config=") for a in args):
+        cfg = parser.parse_args([a for a in args if not a.startswith("--print_config")])
+        print(parser.dump(cfg))
+        return None
+    study, cfg = parse_study(args)
+    from rich.console import Console
+
+    from mcu_lightning.report.console import quiet_third_party
+
+    quiet_third_party()
+
+    try:
+        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True))  # one line per stage
+    except (ValueError, FileNotFoundError) as err:
+        raise StudyError(str(err)) from err
+    try:
+        return runner.run(only=cfg.get("only"), rerun=bool(cfg.get("rerun")))
+    except StudyLocked as err:
+        raise StudyError(str(err)) from err

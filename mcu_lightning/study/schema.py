@@ -1,0 +1,181 @@
+"""The study's YAML as typed dataclasses, so ``--print_config`` and validation come from jsonargparse.
+
+base -> oracle -> endpoints (unlearning runs) -> curves (fit + test at every t) -> report
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from mcu_lightning.core.errors import InputError
+
+BUILTIN_NODES = ("base", "oracle")
+
+
+class StudyError(InputError):
+    """A study that cannot run as written (found before any stage starts)."""
+
+
+@dataclass
+class Training:
+    """How long and with what a stage trains; ``optimizer`` is a class spec (``class_path`` + ``init_args``)."""
+
+    max_epochs: int | None = None
+    max_steps: int = -1
+    optimizer: dict[str, Any] | None = None
+    lr_scheduler: str = "constant"
+    warmup_steps: float = 0
+    batch_size: int | None = None
+
+
+@dataclass
+class ModelStage:
+    """The base or the oracle: an existing model (``path``, only tested), or trained here from ``model`` on
+    ``split`` (default ``full`` for the base, ``retain`` for the oracle; ``a+b`` joins splits)."""
+
+    path: str | None = None
+    model: dict[str, Any] | None = None
+    split: str | None = None
+    train: Training = field(default_factory=Training)
+
+
+@dataclass
+class Endpoint:
+    """One unlearning run from the base model.
+
+    ``during_training``: init args of :class:`~mcu_lightning.callbacks.EvaluateDuringTraining` (``score``,
+    ``every_n_epochs``, ...), the suite run while unlearning; ``select: best`` makes the endpoint (its export, its
+    test, the curves from it) the checkpoint best by that score instead of the last one.
+    """
+
+    name: str
+    loss: dict[str, Any]
+    train: Training = field(default_factory=Training)
+    curriculum: dict[str, Any] | None = None
+    superloss: bool = False
+    seed: int = 0
+    lora: dict[str, Any] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    during_training: dict[str, Any] | None = None
+    select: str = "last"
+
+
+def endpoint_config(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's fingerprinted config; evaluation during training is left out while unset, so the stages of
+    studies written before it existed keep their fingerprints."""
+    config = asdict(endpoint)
+    if endpoint.during_training is None and endpoint.select == "last":
+        del config["during_training"], config["select"]
+    return config
+
+
+@dataclass
+class CurveSpec:
+    """A curve between two nodes (endpoint names, ``base`` or ``oracle``).
+
+    Between two LoRA endpoints the curve lives in LoRA space on the shared base (``space``: ``factors`` or
+    ``delta``); ``init`` is then ``linear`` (a LoRA endpoint has no full-weight counterpart to start from).
+    """
+
+    name: str
+    endpoints: list[str]
+    shape: dict[str, Any] = field(
+        default_factory=lambda: {"class_path": "mcu_lightning.curves.Bezier", "init_args": {"num_bends": 3}}
+    )
+    init: str = "linear"
+    t_sampler: dict[str, Any] = field(default_factory=lambda: {"class_path": "mcu_lightning.curves.Uniform"})
+    objective: str | dict[str, Any] = "retain_nll"
+    include: str | None = None
+    space: str = "factors"
+    dtype: str | None = None
+    gradient_checkpointing: bool = False
+    l2: float = 0.0
+    seed: int = 0
+    train: Training = field(default_factory=lambda: Training(max_steps=100))
+
+
+@dataclass
+class Evaluation:
+    """The metric suite (a class spec), the t grid, and robustness probes (class specs of ``mcu_lightning.probes``,
+    run by every stage's test; on a curve at every ``every``-th t)."""
+
+    suite: dict[str, Any]
+    eval_ts: int = 31
+    bn_batches: int | None = None
+    probes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Study:
+    """A whole MCU study. ``data`` is a datamodule class spec; ``trainer`` holds Trainer arguments for every stage."""
+
+    name: str
+    data: dict[str, Any]
+    evaluation: Evaluation
+    base: ModelStage
+    oracle: ModelStage = field(default_factory=ModelStage)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    curves: list[CurveSpec] = field(default_factory=list)
+    output_dir: str = "runs"
+    seed: int = 0
+    trainer: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    checkpoint_every_n_steps: int | None = 20
+    guard: dict[str, Any] | None = field(
+        default_factory=lambda: {"class_path": "mcu_lightning.callbacks.DivergenceGuard", "init_args": {}}
+    )
+
+
+def study_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="mcu experiment", description="Run a whole MCU study from one YAML.")
+    parser.add_argument("--config", action=ActionConfigFile, help="the study YAML")
+    parser.add_class_arguments(Study, as_group=False, fail_untyped=False)
+    parser.add_argument("--only", type=list[str] | None, default=None, help="run only these stages (and report)")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="rerun the stages whose config changed since they ran, and every stage after them",
+    )
+    return parser
+
+
+def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
+    parser = study_parser()
+    cfg = parser.parse_args(list(args))
+    init = parser.instantiate(cfg)
+    study = Study(**{f: init[f] for f in Study.__dataclass_fields__})
+    return study, cfg
+
+
+def check_positive(value: Any, what: str) -> None:
+    """A count or size that must be a positive whole number (``None``: not set)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{what}={value!r} must be a positive whole number")
+
+
+def check_training(training: Training, what: str) -> None:
+    """Steps, epochs, batch size and learning rate of one stage, checked before any stage runs."""
+    for key in ("max_steps", "max_epochs"):
+        value = getattr(training, key)
+        if value is not None and value < -1:
+            raise ValueError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
+    check_positive(training.batch_size, f"{what}.batch_size")
+    args = (training.optimizer or {}).get("init_args") or {}
+    if "lr" in args:
+        lr = args["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"{what}.optimizer.init_args.lr={lr!r} must be a finite number above 0 (e.g. 0.001)")
+    if training.warmup_steps < 0 or not math.isfinite(training.warmup_steps):
+        raise ValueError(f"{what}.warmup_steps={training.warmup_steps!r} must be 0 or more")
+
+
+def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's loss spec as trained (SuperLoss-wrapped when ``superloss``); ``objective: endpoint`` reuses it."""
+    if endpoint.superloss:
+        return {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": endpoint.loss}}
+    return endpoint.loss
