@@ -12,9 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
     code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
-    return subprocess.run(
-        [sys.executable, "-c", code, "--no-cache"], cwd=cwd, capture_output=True, text=True, env={"PYTHONPATH": str(cwd)}
-    )
+    env = {"PYTHONPATH": str(cwd)}
+    return subprocess.run([sys.executable, "-c", code, "--no-cache"], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def test_every_import_points_down_the_layers():
