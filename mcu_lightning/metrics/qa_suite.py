@@ -20,26 +20,27 @@ from torch.nn.utils.rnn import pad_sequence
 
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
-from mcu_lightning.metrics import qa
+from mcu_lightning.metrics.forget_quality import oracle_forget_quality
 from mcu_lightning.metrics.mia import mia_auc, privleak
+from mcu_lightning.metrics.model_utility import model_utility
 from mcu_lightning.metrics.open_unlearning import write_open_unlearning
-from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate, oracle_values
+from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate
+from mcu_lightning.metrics.rouge import rouge_l_recall
 from mcu_lightning.metrics.stats import (
     answer_nll,
     exact_memorization,
     extraction_strength,
     min_k_score,
     normalised_probability,
-    truth_ratio,
     zlib_score,
 )
 from mcu_lightning.metrics.suite import Direction, EvalResult, MetricSuite, batch_index, nanmean
+from mcu_lightning.metrics.truth_ratio import TR_AGGREGATORS, truth_ratio
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
 MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}
 #: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
 PRIVLEAK_ATTACK = "min_k"
-_TR_AGGREGATORS = {"closer_to_1": qa.truth_ratio_closer_to_1, "true_better": qa.truth_ratio_true_better}
 _SPLIT_OPTIONS = {"normalised", "truth_ratio"}
 #: Memorisation metrics: on the forget split lower is better (the model should no longer know the answers).
 _MEMORY_METRICS = {"prob", "rouge", "extraction_strength", "exact_memorization"}
@@ -110,8 +111,8 @@ class QASuite(MetricSuite):
             if "normalised" in options:
                 (self.normalised.add if options["normalised"] else self.normalised.discard)(split)
             if "truth_ratio" in options:
-                if options["truth_ratio"] not in _TR_AGGREGATORS:
-                    raise ValueError(f"truth_ratio of split '{split}' must be one of {sorted(_TR_AGGREGATORS)}")
+                if options["truth_ratio"] not in TR_AGGREGATORS:
+                    raise ValueError(f"truth_ratio of split '{split}' must be one of {sorted(TR_AGGREGATORS)}")
                 self.tr_aggregator[split] = options["truth_ratio"]
         self._oracle_cache: tuple[Any, Any] | None = None
 
@@ -146,7 +147,7 @@ class QASuite(MetricSuite):
             start = 0
             for _, batch, index, values in scored:
                 generations, start = texts[start : start + index.numel()], start + index.numel()
-                rouge = qa.rouge_l_recall(generations, self._references(batch))
+                rouge = rouge_l_recall(generations, self._references(batch))
                 values["rouge"] = torch.tensor(rouge, dtype=torch.float64)
         for split, _, index, values in scored:
             self.store(split, index.device).update(index, values)
@@ -246,13 +247,15 @@ class QASuite(MetricSuite):
                 if torch.isfinite(table[metric]).any():
                     aggregates[f"{split}/{metric}"] = nanmean(table[metric])
             if torch.isfinite(table["truth_ratio"]).any():
-                aggregator = _TR_AGGREGATORS[self.tr_aggregator.get(split, "true_better")]
+                aggregator = TR_AGGREGATORS[self.tr_aggregator.get(split, "true_better")]
                 aggregates[f"{split}/truth_ratio"] = aggregator(table["truth_ratio"].cpu().numpy())
         oracle = self._load_oracle()
         forget = tables.get(self.forget_split)
         if forget is not None and torch.isfinite(forget["truth_ratio"]).any():
-            aggregates["forget_quality"] = self._forget_quality(forget["truth_ratio"].cpu().numpy(), oracle)
-        utility, missing = qa.model_utility(aggregates)
+            aggregates["forget_quality"] = oracle_forget_quality(
+                forget["truth_ratio"].cpu().numpy(), oracle, self.oracle, self.forget_split
+            )
+        utility, missing = model_utility(aggregates)
         if missing and math.isfinite(utility):
             warnings.warn(
                 f"model_utility is the harmonic mean of {9 - len(missing)} of TOFU's 9 components; missing: "
@@ -265,17 +268,6 @@ class QASuite(MetricSuite):
         if members in tables and others in tables:
             aggregates.update(self._mia(tables[members], tables[others], oracle))
         return aggregates
-
-    def _forget_quality(self, model_tr: Any, oracle: Any) -> float:
-        oracle_tr = model_tr if self.oracle == ORACLE_SELF else oracle_values(oracle, self.forget_split, "truth_ratio")
-        if oracle_tr is None:
-            warnings.warn(
-                "forget_quality needs the oracle's per-sample truth ratios: pass suite.oracle=<oracle test JSON> "
-                "(the retain-only model's `mcu test` writes it); reporting NaN",
-                stacklevel=4,
-            )
-            return math.nan
-        return qa.forget_quality(model_tr, oracle_tr)
 
     def _mia(self, members: Mapping[str, Tensor], others: Mapping[str, Tensor], oracle: Any) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -16,6 +16,7 @@ import math
 import zlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -111,20 +112,6 @@ def answer_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(count > 0, mean, torch.full_like(mean, math.nan)), count
 
 
-def truth_ratio(correct_nll: Tensor, perturbed_nll: Tensor) -> Tensor:
-    """Truth ratio (TOFU, Maini et al., 2024; open-unlearning ``truth_ratio``), per sample:
-
-    TR = P_perturbed / P_correct,  P_perturbed = exp(-mean_k NLL_k),  P_correct = exp(-NLL_paraphrased)
-
-    with NLL the token-mean answer NLL, i.e. the geometric mean over the K perturbed answers of the length-normalised
-    probabilities, divided by the length-normalised probability of the paraphrased answer (the true answer where a
-    split has no paraphrase). ``perturbed_nll`` is ``[B, K]``, NaN for missing options (ignored).
-    """
-    wrong = torch.exp(-perturbed_nll.double().nanmean(dim=1))
-    correct = torch.exp(-correct_nll.double())
-    return wrong / (correct + EPS)
-
-
 def normalised_probability(correct_nll: Tensor, perturbed_nll: Tensor) -> Tensor:
     """TOFU's probability for real authors / world facts (open-unlearning ``probability_w_options``):
 
@@ -135,3 +122,9 @@ def normalised_probability(correct_nll: Tensor, perturbed_nll: Tensor) -> Tensor
     correct = torch.exp(-correct_nll.double())
     wrong = torch.exp(-perturbed_nll.double()).nansum(dim=1)
     return correct / (correct + wrong + EPS)
+
+
+def finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The finite values of ``values`` as a flat float64 array (NaN and inf dropped)."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    return array[np.isfinite(array)]

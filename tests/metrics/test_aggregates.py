@@ -5,14 +5,11 @@ import math
 import pytest
 from scipy import stats
 
+from mcu_lightning.metrics.forget_quality import forget_quality
 from mcu_lightning.metrics.mia import mia_auc, privleak
-from mcu_lightning.metrics.qa import (
-    forget_quality,
-    model_utility,
-    rouge_l_recall,
-    truth_ratio_closer_to_1,
-    truth_ratio_true_better,
-)
+from mcu_lightning.metrics.model_utility import model_utility
+from mcu_lightning.metrics.rouge import rouge_l_recall
+from mcu_lightning.metrics.truth_ratio import truth_ratio_closer_to_1, truth_ratio_true_better
 
 
 def test_truth_ratio_aggregates():

@@ -8,6 +8,7 @@ import pytest
 from test_qa_suite import run
 
 from mcu_lightning.metrics import EvalResult, QASuite
+from mcu_lightning.metrics.forget_quality import forget_quality
 from mcu_lightning.metrics.open_unlearning import (
     EVAL_FILE,
     SUMMARY_FILE,
@@ -16,7 +17,6 @@ from mcu_lightning.metrics.open_unlearning import (
     write_open_unlearning,
 )
 from mcu_lightning.metrics.oracle import load_oracle, oracle_aggregate, oracle_values
-from mcu_lightning.metrics.qa import forget_quality
 
 
 def _oracle(n: int = 40, seed: int = 0) -> EvalResult:

@@ -13,9 +13,9 @@ from mcu_lightning.metrics.stats import (
     extraction_strength,
     min_k_score,
     normalised_probability,
-    truth_ratio,
     zlib_score,
 )
+from mcu_lightning.metrics.truth_ratio import truth_ratio
 
 V = 10
 EOS = 9

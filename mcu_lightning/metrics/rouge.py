@@ -1,0 +1,17 @@
+"""ROUGE-L recall (Lin, 2004) of generations against reference answers, as TOFU reports it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rouge_score import rouge_scorer
+
+
+def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L recall (Lin, 2004) of each generation against its reference answer, Porter-stemmed, as TOFU reports
+    it (open-unlearning ``rougeL_recall``): LCS(prediction, reference) / |reference| in words.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"ROUGE got {len(predictions)} generations for {len(references)} answers")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references, strict=True)]
