@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from mcu_lightning.losses.bad_teaching import BadTeaching
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss, model_gradients
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss, retain_term
 from mcu_lightning.losses.grad_ascent import GradAscent
 from mcu_lightning.losses.grad_diff import GradDiff
 from mcu_lightning.losses.idk_dpo import IDK_ANSWERS, IdkDPO, dpo_loss
-from mcu_lightning.losses.kl import kl_to_reference, retain_term
+from mcu_lightning.losses.kl import kl_to_reference
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.losses.npo import NPO, npo_loss
 from mcu_lightning.losses.random_label import RandomLabel
@@ -28,6 +29,7 @@ __all__ = [
     "RMU",
     "SCRUB",
     "BadTeaching",
+    "ForgetRetainLoss",
     "GradAscent",
     "GradDiff",
     "IdkDPO",

@@ -12,7 +12,7 @@ from typing import Any
 
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import forget_retain_output
+from mcu_lightning.losses.forget_retain import forget_retain_output
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 
 

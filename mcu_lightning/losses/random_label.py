@@ -22,7 +22,7 @@ from torch import Tensor
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 
 

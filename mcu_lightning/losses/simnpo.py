@@ -21,7 +21,7 @@ from torch import Tensor
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.kl import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
 
 
