@@ -10,7 +10,7 @@ from mcu_lightning.curves.barrier import (
 from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm, recompute_curve_batchnorm
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.lora import LoraDeltaCurve, load_adapter_state, lora_curve
-from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, grid
+from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, t_grid
 from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
 from mcu_lightning.curves.template import TemplateCurve, enable_gradient_checkpointing
 
@@ -31,11 +31,11 @@ __all__ = [
     "barrier_vs_max_end",
     "barrier_vs_mean_end",
     "enable_gradient_checkpointing",
-    "grid",
     "has_batchnorm",
     "load_adapter_state",
     "lora_curve",
     "recompute_batchnorm",
     "recompute_curve_batchnorm",
     "summarize_series",
+    "t_grid",
 ]

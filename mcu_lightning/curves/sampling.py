@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -61,8 +63,14 @@ class Stratified(TSampler):
         return f"Stratified(num_strata={self.num_strata})"
 
 
-def grid(num_points: int = 31) -> list[float]:
-    """``num_points`` evenly spaced values on [0, 1], both endpoints included (exactly 0.0 and 1.0)."""
-    if num_points < 2:
-        raise ValueError(f"a grid needs num_points >= 2 to hold both endpoints, got {num_points}")
-    return [i / (num_points - 1) for i in range(num_points)]
+def t_grid(points: int | Sequence[float] = 31) -> list[float]:
+    """``points`` evenly spaced values on [0, 1] (both endpoints included, exactly 0.0 and 1.0), or the given
+    values, checked to lie in [0, 1]."""
+    if isinstance(points, int):
+        if points < 2:
+            raise ValueError(f"eval_ts={points}: a curve grid needs at least 2 points (both endpoints)")
+        return [i / (points - 1) for i in range(points)]
+    ts = [float(t) for t in points]
+    if any(not 0.0 <= t <= 1.0 for t in ts):
+        raise ValueError(f"eval_ts {ts} has values outside [0, 1]; t parametrises the curve from 0 to 1")
+    return ts

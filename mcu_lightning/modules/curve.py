@@ -9,7 +9,7 @@ and writes ``curve_metrics.csv``, a metric-vs-t figure, TensorBoard scalars and 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from mcu_lightning.curves import (
     has_batchnorm,
     lora_curve,
     recompute_batchnorm,
+    t_grid,
 )
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
@@ -49,18 +50,6 @@ TEMPLATE_PREFIX = "template."
 
 
 CURVE_SHAPE_KEY = "mcu_curve_shape"
-
-
-def t_grid(points: int | Sequence[float]) -> list[float]:
-    """``points`` evenly spaced values on [0, 1] (endpoints included), or the given values, checked."""
-    if isinstance(points, int):
-        if points < 2:
-            raise ValueError(f"eval_ts={points}: a curve grid needs at least 2 points (both endpoints)")
-        return [i / (points - 1) for i in range(points)]
-    ts = [float(t) for t in points]
-    if any(not 0.0 <= t <= 1.0 for t in ts):
-        raise ValueError(f"eval_ts {ts} has values outside [0, 1]; t parametrises the curve from 0 to 1")
-    return ts
 
 
 class CurveModule(MCUModule):

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from mcu_lightning.curves.sampling import ClippedNormal, Stratified, Uniform, grid
+from mcu_lightning.curves.sampling import ClippedNormal, Stratified, Uniform, t_grid
 
 
 def test_uniform_range_and_determinism():
@@ -32,7 +33,12 @@ def test_stratified_covers_every_stratum_each_cycle():
     assert a == b
 
 
-def test_grid():
-    assert grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
-    points = grid()
+def test_t_grid():
+    assert t_grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    points = t_grid()
     assert len(points) == 31 and points[0] == 0.0 and points[-1] == 1.0
+    assert t_grid([0.2, 0.35]) == [0.2, 0.35]
+    with pytest.raises(ValueError, match="at least 2 points"):
+        t_grid(1)
+    with pytest.raises(ValueError, match="outside"):
+        t_grid([0.5, 1.5])
