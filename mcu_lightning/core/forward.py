@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 #: Keyword inputs a Hugging Face model receives from a batch.
@@ -54,6 +55,16 @@ def as_policy(model: nn.Module) -> Policy:
 
     def policy(batch: Mapping[str, Any]) -> Tensor:
         return call_model(model, batch)
+
+    return policy
+
+
+def frozen_policy(model: nn.Module) -> Policy:
+    """The policy of a fixed target (a loss's reference model): ``call_model`` under ``torch.no_grad``."""
+
+    def policy(batch: Mapping[str, Any]) -> Tensor:
+        with torch.no_grad():
+            return call_model(model, batch)
 
     return policy
 

@@ -62,7 +62,8 @@ class QASuite(MetricSuite):
         rouge: generate and score ROUGE-L recall (off: no ``generate`` needed).
         normalised_splits: splits whose ``prob`` is P(a) / (P(a) + sum_k P(perturbed_k)).
         forget_splits: splits whose truth ratio aggregates as mean(min(TR, 1/TR)) (others: mean(max(0, 1 - TR))).
-        forget_split: the split whose truth ratios give forget quality.
+        quality_split: the evaluation split whose truth ratios give forget quality (the data module's
+            ``forget_split`` is the TOFU config it comes from, e.g. ``forget10``).
         min_k: the fraction of lowest-probability tokens of the Min-K% attack (TOFU config: 0.4).
     """
 
@@ -87,7 +88,7 @@ class QASuite(MetricSuite):
         rouge: bool = True,
         normalised_splits: Sequence[str] = ("real_authors", "world_facts"),
         forget_splits: Sequence[str] = ("forget",),
-        forget_split: str = "forget",
+        quality_split: str = "forget",
         min_k: float = 0.4,
     ) -> None:
         super().__init__()
@@ -98,7 +99,7 @@ class QASuite(MetricSuite):
         self.oracle = oracle
         self.mia_splits = tuple(mia_splits)
         self.rouge = rouge
-        self.forget_split = forget_split
+        self.quality_split = quality_split
         self.min_k = min_k
         self.split_names = None if splits is None else list(splits)
         self.normalised = set(normalised_splits)
@@ -250,10 +251,10 @@ class QASuite(MetricSuite):
                 aggregator = TR_AGGREGATORS[self.tr_aggregator.get(split, "true_better")]
                 aggregates[f"{split}/truth_ratio"] = aggregator(table["truth_ratio"].cpu().numpy())
         oracle = self._load_oracle()
-        forget = tables.get(self.forget_split)
+        forget = tables.get(self.quality_split)
         if forget is not None and torch.isfinite(forget["truth_ratio"]).any():
             aggregates["forget_quality"] = oracle_forget_quality(
-                forget["truth_ratio"].cpu().numpy(), oracle, self.oracle, self.forget_split
+                forget["truth_ratio"].cpu().numpy(), oracle, self.oracle, self.quality_split
             )
         utility, missing = model_utility(aggregates)
         if missing and math.isfinite(utility):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.core.errors import InputError
-from mcu_lightning.core.forward import call_model
+from mcu_lightning.core.forward import frozen_policy
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.curves import (
     Bezier,
@@ -223,15 +223,7 @@ class CurveModule(MCUModule):
             state.setdefault(TEMPLATE_PREFIX + key, value)
 
     def reference_policy(self) -> Any:
-        if not self._reference:
-            return None
-        reference = self._reference[0]
-
-        def policy(batch: Mapping[str, Any]) -> Tensor:
-            with torch.no_grad():
-                return call_model(reference, batch)
-
-        return policy
+        return frozen_policy(self._reference[0]) if self._reference else None
 
     def objective_at(self, t: float, batch: Mapping[str, Any]) -> LossOutput:
         """The objective at theta(t) on one training batch (without the L2 term)."""

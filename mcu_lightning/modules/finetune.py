@@ -87,7 +87,12 @@ class FineTuneModule(MCUModule):
         return self.loss(as_policy(self.model), batch, self.reference_policy())
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
-        out = self.compute_loss(batch)
+        """One fine-tuning step: the loss (NLL on the fine-tuning split) at the current weights."""
+        return self.take_step(self.compute_loss(batch), batch)
+
+    def take_step(self, out: LossOutput, batch: Mapping[str, Any]) -> Tensor | None:
+        """Log the step and return the loss to minimise; a non-finite loss is logged for ``DivergenceGuard`` to stop
+        the run on (returning None skips backward and the step), or fails with the fix when no guard runs."""
         size = _batch_size(batch)
         if not torch.isfinite(out.loss):
             if not any(isinstance(cb, DivergenceGuard) for cb in self.trainer.callbacks):

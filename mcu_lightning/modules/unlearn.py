@@ -18,7 +18,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
-from mcu_lightning.core.forward import call_model
+from mcu_lightning.core.forward import call_model, frozen_policy
 from mcu_lightning.losses.base import UnlearningLoss
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.hf import LoraSpec, apply_lora
@@ -72,6 +72,11 @@ class UnlearningModule(FineTuneModule):
             return copy.deepcopy(self.model).requires_grad_(False).eval()
         return load_frozen(source, what=f"{type(self.loss).__name__} needs a reference model")
 
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
+        """One unlearning step: the loss on the ``{"forget", "retain"}`` batch at the current weights, with the
+        frozen reference when the loss needs one (``FineTuneModule.take_step`` logs it and handles divergence)."""
+        return self.take_step(self.compute_loss(batch), batch)
+
     def configure_callbacks(self) -> list[EvaluateDuringTraining]:
         return [self.during_training] if self.during_training is not None else []
 
@@ -84,13 +89,7 @@ class UnlearningModule(FineTuneModule):
             return None
         if self.lora is not None:
             return self._adapter_free_policy
-        reference = self.reference
-
-        def policy(batch: Mapping[str, Any]) -> Tensor:
-            with torch.no_grad():
-                return call_model(reference, batch)
-
-        return policy
+        return frozen_policy(self.reference)
 
     def _adapter_free_policy(self, batch: Mapping[str, Any]) -> Tensor:
         with torch.no_grad(), self.model.disable_adapter():
