@@ -10,8 +10,10 @@ from mcu_lightning.curves.barrier import (
 from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm, recompute_curve_batchnorm
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.lora import LoraDeltaCurve, load_adapter_state, lora_curve
+from mcu_lightning.curves.merge import merged_model, task_arithmetic, task_vectors, ties
 from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, t_grid
 from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
+from mcu_lightning.curves.slerp import Slerp, SlerpCurve
 from mcu_lightning.curves.template import TemplateCurve, enable_gradient_checkpointing
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "Linear",
     "LoraDeltaCurve",
     "PolyChain",
+    "Slerp",
+    "SlerpCurve",
     "Stratified",
     "TSampler",
     "TemplateCurve",
@@ -34,8 +38,12 @@ __all__ = [
     "has_batchnorm",
     "load_adapter_state",
     "lora_curve",
+    "merged_model",
     "recompute_batchnorm",
     "recompute_curve_batchnorm",
     "summarize_series",
     "t_grid",
+    "task_arithmetic",
+    "task_vectors",
+    "ties",
 ]

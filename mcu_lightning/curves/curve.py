@@ -123,6 +123,9 @@ class Curve(TemplateCurve):
             stay at endpoint 0 and must agree between the endpoints (e.g. ``"lora_"`` for a LoRA-space curve).
         trainable: a predicate on parameter names that restricts the curve further, as ``include`` does (a curve
             objective's ``is_trainable``: RMU's layers).
+        fixed_bends: keep the interior bends at ``init`` as frozen buffers instead of trainable control points: a
+            training-free curve with no free points (``curve.parameters()`` is empty). ``PolyChain(3)`` with
+            ``init=<base model>`` is the path endpoint 0 -> base -> endpoint 1.
 
     Float buffers (BatchNorm statistics) are interpolated linearly, ``(1 - t) b_0 + t b_1``; integer buffers are
     taken from endpoint 0. At ``t = 0`` and ``t = 1`` every tensor equals the endpoint's exactly.
@@ -136,6 +139,7 @@ class Curve(TemplateCurve):
         init: Source = "linear",
         include: str | None = None,
         trainable: Callable[[str], bool] | None = None,
+        fixed_bends: bool = False,
     ) -> None:
         super().__init__(template)
         if len(endpoints) != 2:
@@ -175,9 +179,10 @@ class Curve(TemplateCurve):
         for key, state in zip(("_start", "_end"), states, strict=True):
             flat = torch.cat([state[name].detach().reshape(-1).to(flat_dtype) for name in on_curve])
             self.register_buffer(key, flat, persistent=False)
-        self.control_points = nn.ParameterList(
-            nn.Parameter(bend) for bend in self._initial_bends(init, groups, named, on_curve)
-        )
+        bends = self._initial_bends(init, groups, named, on_curve)
+        self.fixed_bends = bool(fixed_bends)
+        self.control_points = nn.ParameterList([] if fixed_bends else [nn.Parameter(bend) for bend in bends])
+        self._frozen_bends = _TensorStore({f"bend{k}": bend for k, bend in enumerate(bends, 1)} if fixed_bends else {})
         self._fixed_params = _TensorStore({name: states[0][name].detach().to(named[name].dtype) for name in off_curve})
         self._init_buffers(template, states, labels)
         self._param_order = [*self.names, *self._fixed_params.names]
@@ -275,12 +280,21 @@ class Curve(TemplateCurve):
     def num_bends(self) -> int:
         return self.shape.num_bends
 
+    @property
+    def has_free_points(self) -> bool:
+        """Whether the curve has trainable control points (False: a training-free path, tested without fit)."""
+        return len(self.control_points) > 0
+
+    def _interior_bends(self) -> list[Tensor]:
+        """``P_1 .. P_{n-2}``, flat: the control points, or the frozen bends of a ``fixed_bends`` curve."""
+        return [*self.control_points._parameters.values(), *self._frozen_bends.values()]  # not per-item getattr
+
     def flat_params(self, t: float | Tensor) -> Tensor:
         """``theta(t) = sum_k c_k(t) P_k`` over the curve's parameters, flat and fp32 (or the endpoints' dtype at an
         endpoint when no gradient is needed). Differentiable w.r.t. the control points.
         """
         c = self.shape.weights(t)
-        bends = list(self.control_points._parameters.values())  # not ParameterList's per-item getattr
+        bends = self._interior_bends()
         needs_grad = torch.is_grad_enabled() and any(bend.requires_grad for bend in bends)
         if not needs_grad and c[0] == 1.0:
             return self._start  # the endpoint itself: bit-exact
@@ -422,8 +436,8 @@ class Curve(TemplateCurve):
         return total
 
     def control_point(self, k: int) -> dict[str, Tensor]:
-        """Control point ``k`` (0-based, ``num_bends - 2`` of them) by parameter name, as fp32 views."""
-        flat = self.control_points[k]
+        """Control point ``k`` (0-based, ``num_bends - 2`` of them; frozen ones too) by parameter name, fp32 views."""
+        flat = self._interior_bends()[k]
         return {n: p.view(s) for n, p, s in zip(self.names, flat.split(self._sizes), self._shapes, strict=True)}
 
     def control_point_gradients(self) -> list[tuple[str, Tensor]]:
@@ -439,4 +453,8 @@ class Curve(TemplateCurve):
 
     def extra_repr(self) -> str:
         n = sum(self._sizes)
-        return f"shape={self.shape}, parameters_on_curve={n:,} in {len(self.names)} tensors, include={self.include!r}"
+        fixed = ", fixed_bends=True" if self.fixed_bends else ""
+        return (
+            f"shape={self.shape}, parameters_on_curve={n:,} in {len(self.names)} tensors, include={self.include!r}"
+            f"{fixed}"
+        )

@@ -35,6 +35,7 @@ from mcu_lightning.curves import (
     recompute_batchnorm,
     t_grid,
 )
+from mcu_lightning.curves.slerp import Slerp, SlerpCurve
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
@@ -58,8 +59,12 @@ class CurveModule(MCUModule):
     Args:
         endpoints: two model paths (exported folders, ``save_pretrained`` folders, .safetensors, .ckpt).
         template: the architecture (a module or a path); default: loaded from the first endpoint.
-        shape: ``Bezier(3)`` by default (the quadratic curve of Garipov et al.).
+        shape: ``Bezier(3)`` by default (the quadratic curve of Garipov et al.); ``Slerp()`` is SLERP per tensor
+            (a :class:`~mcu_lightning.curves.slerp.SlerpCurve`, training-free).
         init: ``"linear"`` or a path to a third model (the authors: the model before unlearning).
+        fixed_bends: keep the interior bends at ``init`` (no trainable parameters): a training-free path that
+            ``test`` evaluates without ``fit``, e.g. ``shape: PolyChain(3)`` with ``init: <base>`` is the path
+            through the base. ``has_free_points`` says whether a curve has anything to fit.
         include: a regex restricting the curve to matching parameter names (e.g. LoRA adapters).
         objective: the loss at theta(t): the endpoints' unlearning loss, or ``NLL(split="retain")``. Its whole
             lifecycle runs on the curve (``UnlearningLoss``): ``is_trainable`` restricts the curve like ``include``,
@@ -107,6 +112,7 @@ class CurveModule(MCUModule):
         dtype: str | None = None,
         gradient_checkpointing: bool = False,
         probes: list[Probe] | None = None,
+        fixed_bends: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir, probes)
         self.save_hyperparameters(
@@ -119,6 +125,11 @@ class CurveModule(MCUModule):
         self.lifecycle = LossLifecycle(self.objective)
         trainable = self.lifecycle.is_trainable  # the objective's parameter subset (RMU) is what the curve moves
         adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
+        slerp = isinstance(shape, Slerp)
+        if slerp and init != "linear":
+            raise ValueError(f"shape Slerp() has no interior bends, so init={init!r} has nothing to place; drop init")
+        if any(adapters) and (slerp or fixed_bends):
+            raise ValueError("LoRA-space curves support neither shape Slerp() nor fixed_bends; use full models")
         if any(adapters):
             if not all(adapters) or base is None:
                 raise ValueError(
@@ -132,7 +143,12 @@ class CurveModule(MCUModule):
         else:
             if not isinstance(template, nn.Module):
                 template = load_model(template or endpoints[0], dtype=resolve_dtype(dtype))
-            self.curve = Curve(template, endpoints, shape=shape, init=init, include=include, trainable=trainable)
+            if slerp:
+                self.curve = SlerpCurve(template, endpoints, include=include, trainable=trainable)
+            else:
+                self.curve = Curve(
+                    template, endpoints, shape, init, include=include, trainable=trainable, fixed_bends=fixed_bends
+                )
         template.requires_grad_(False)
         if gradient_checkpointing:
             enable_gradient_checkpointing(template)
@@ -158,6 +174,12 @@ class CurveModule(MCUModule):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.curve.control_points)
 
+    @property
+    def has_free_points(self) -> bool:
+        """Whether the curve has control points to fit; False for a training-free path (the straight line, SLERP,
+        ``fixed_bends``), which ``test`` evaluates as it stands."""
+        return any(point.requires_grad for point in self.curve.control_points)
+
     def sample_t(self, batch_idx: int = 0) -> float:
         """The t of this batch from a generator seeded by (seed, step, batch[, rank]).
 
@@ -169,6 +191,11 @@ class CurveModule(MCUModule):
         return float(self.t_sampler.sample(torch.Generator().manual_seed(key)))
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and not self.has_free_points:
+            raise ValueError(
+                f"the curve ({self.curve.shape}{', fixed_bends' if getattr(self.curve, 'fixed_bends', False) else ''}) "
+                "has no free points to fit; evaluate it with test (no fit stage)"
+            )
         super().setup(stage)
         strategy = type(self.trainer.strategy).__name__
         if "FSDP" in strategy or "DeepSpeed" in strategy or "ModelParallel" in strategy:
