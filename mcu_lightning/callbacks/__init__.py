@@ -4,6 +4,7 @@ from mcu_lightning.callbacks.checkpoint import AtomicCheckpointIO, atomic_torch_
 from mcu_lightning.callbacks.curve_report import write_curve_report
 from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
 from mcu_lightning.callbacks.guard import DivergenceGuard
+from mcu_lightning.callbacks.plane_report import write_plane_report
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -12,4 +13,5 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write",
     "write_curve_report",
+    "write_plane_report",
 ]

@@ -19,7 +19,15 @@ from mcu_lightning.metrics.stats import (
     truth_ratio,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import ARROWS, DIRECTIONS, Direction, EvalResult, MetricSuite, SampleStore
+from mcu_lightning.metrics.suite import (
+    ARROWS,
+    DIRECTIONS,
+    Direction,
+    EvalResult,
+    MetricSuite,
+    SampleStore,
+    evaluate_suite,
+)
 
 __all__ = [
     "ARROWS",
@@ -30,6 +38,7 @@ __all__ = [
     "MetricSuite",
     "QASuite",
     "SampleStore",
+    "evaluate_suite",
     "exact_memorization",
     "extraction_strength",
     "forget_quality",
