@@ -54,7 +54,7 @@ class PlaneBasis:
 
     def coordinates(self, point: Tensor) -> tuple[float, float]:
         """``(<p - w_0, u>, <p - w_0, v>)`` of a flat point."""
-        r = point.float() - self.origin
+        r = point.detach().float() - self.origin
         return _dot(r, self.u), _dot(r, self.v)
 
     def point(self, x: float, y: float, out: Tensor | None = None) -> Tensor:
