@@ -147,19 +147,27 @@ class MetricPlane:
 
 
 def curve_projection(
-    curve: Curve, basis: PlaneBasis, points: int = 61
+    curve: Curve, basis: PlaneBasis, points: int = 61, checks: Sequence[float] = (0.25, 0.5, 0.75)
 ) -> tuple[list[tuple[float, float, float]], float]:
-    """``(t, x, y)`` of ``theta(t)`` on ``points`` evenly spaced t, and the largest distance of those points from
-    the plane (relative to ``dx``)."""
-    rows, off = [], 0.0
+    """``(t, x, y)`` of ``theta(t)`` on ``points`` evenly spaced t, and the largest distance from the plane of the
+    curve at the ``checks`` t (relative to ``dx``; ~0: a three-bend curve lies in its plane).
+
+    Coordinates are affine and ``theta(t) = sum_k c_k(t) P_k`` with ``sum_k c_k(t) = 1``, so ``(x, y)(t) =
+    sum_k c_k(t) (x_k, y_k)`` from the bends' coordinates: no pass over the weights per t.
+    """
+    bends = [basis.bends[name] for name in ("w0", "theta", "w1")]
+    rows = []
+    for i in range(points):
+        t = i / (points - 1)
+        c = curve.shape.weights(t)
+        rows.append((t, sum(w * x for w, (x, _) in zip(c, bends, strict=True)),
+                     sum(w * y for w, (_, y) in zip(c, bends, strict=True))))  # fmt: skip
+    off = 0.0
     with torch.no_grad():
-        for i in range(points):
-            t = i / (points - 1)
+        for t in checks:
             flat = curve.flat_params(t).float()
-            x, y = basis.coordinates(flat)
-            residual = flat - basis.point(x, y)
+            residual = flat - basis.point(*basis.coordinates(flat))
             off = max(off, math.sqrt(_dot(residual, residual)) / basis.dx)
-            rows.append((t, x, y))
     return rows, off
 
 

@@ -11,7 +11,16 @@ import torch
 from torch import nn
 
 from mcu_lightning.callbacks import write_plane_report
-from mcu_lightning.curves import Bezier, Curve, Linear, metric_plane, plane_basis, plane_grid, recompute_batchnorm
+from mcu_lightning.curves import (
+    Bezier,
+    Curve,
+    Linear,
+    curve_projection,
+    metric_plane,
+    plane_basis,
+    plane_grid,
+    recompute_batchnorm,
+)
 from mcu_lightning.metrics import ClassificationSuite, evaluate_suite
 from mcu_lightning.models import MLP
 
@@ -72,6 +81,15 @@ def test_the_plane_of_a_linear_initialised_curve_contains_the_straight_line():
         torch.testing.assert_close(basis.point(x, y), line, rtol=1e-5, atol=1e-5)
         on_curve = curve.flat_params(t).float()
         torch.testing.assert_close(basis.point(*basis.coordinates(on_curve)), on_curve, rtol=1e-5, atol=1e-5)
+
+
+def test_the_curve_projection_is_the_coordinates_of_theta_t():
+    curve = _curve()
+    basis = plane_basis(curve)
+    rows, off = curve_projection(curve, basis, points=5)
+    assert off < 1e-5 and [t for t, _, _ in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for t, x, y in rows:
+        assert basis.coordinates(curve.flat_params(t)) == pytest.approx((x, y), abs=1e-5)
 
 
 def test_grid_margins_as_garipov():
