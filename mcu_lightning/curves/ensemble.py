@@ -260,7 +260,8 @@ class Ensemble(nn.Module):
         members take them, as Hugging Face's generation does for left padding.
 
         No KV cache: every step re-runs each member on the whole sequence so far (and re-writes a curve member's
-        weights), so a step costs K full forwards; the tokens are the same as with a cache up to rounding.
+        weights), so a step costs K full forwards (the LM head on the last position only, ``logits_to_keep=1``, when
+        the members take it); the tokens are the same as with a cache up to rounding.
         """
         if do_sample:
             raise ValueError("Ensemble.generate is greedy only (do_sample=False)")
@@ -274,7 +275,7 @@ class Ensemble(nn.Module):
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
         takes = inspect.signature(first.forward).parameters
-        positions = "position_ids" in takes
+        positions, last_logits = "position_ids" in takes, "logits_to_keep" in takes
         ids = input_ids
         mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         eos_ids = torch.tensor(eos, dtype=ids.dtype, device=ids.device)
@@ -283,6 +284,8 @@ class Ensemble(nn.Module):
             kwargs: dict[str, Tensor] = {"input_ids": ids, "attention_mask": mask}
             if positions:
                 kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+            if last_logits:
+                kwargs["logits_to_keep"] = 1  # Hugging Face: the LM head on the last position only
             token = self._log_mean((), kwargs, last_only=True).argmax(dim=-1)
             token = torch.where(unfinished, token, torch.full_like(token, pad_token_id))
             ids = torch.cat([ids, token[:, None]], dim=-1)
