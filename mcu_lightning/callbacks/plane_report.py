@@ -47,12 +47,14 @@ def plot_plane(plane: Any, metric: str, title: str = "", better: str | None = No
                 ha="center", fontsize=LABEL_FONT)  # fmt: skip
     _, cx, cy = zip(*plane.curve, strict=True) if plane.curve else ((), (), ())
     ax.plot(cx, cy, color="#D55E00", linewidth=1.6, label="curve")
-    ax.plot([0.0, plane.dx], [0.0, 0.0], color="white", linestyle="--", linewidth=1.2, label="straight line")
+    ax.plot([0.0, plane.dx], [0.0, 0.0], color="#56B4E9", linestyle="--", linewidth=1.4, label="straight line")
     for name, (bx, by) in plane.bends.items():
         label = {"w0": "endpoint t=0", "w1": "endpoint t=1", "theta": "control point"}[name]
         marker = "s" if name == "theta" else "o"
         ax.scatter([bx], [by], marker=marker, s=28, color="black", edgecolors="white", zorder=5)
-        ax.annotate(label, (bx, by), textcoords="offset points", xytext=(4, 4), fontsize=LABEL_FONT)
+        right = name == "w1"  # its label left of the point, inside the axes
+        ax.annotate(label, (bx, by), textcoords="offset points", xytext=(-4 if right else 4, 4),
+                    ha="right" if right else "left", fontsize=LABEL_FONT)  # fmt: skip
     better = better or direction(metric)
     arrow = ARROWS.get(better)
     ax.set_title(f"{metric} ({arrow} better)" if arrow else metric, fontsize=9)
@@ -61,7 +63,7 @@ def plot_plane(plane: Any, metric: str, title: str = "", better: str | None = No
     ax.set_xlabel("x along w1 - w0", fontsize=LABEL_FONT)
     ax.set_ylabel("y towards the control point", fontsize=LABEL_FONT)
     ax.tick_params(labelsize=LABEL_FONT)
-    ax.legend(fontsize=LEGEND_FONT, loc="lower right")
+    ax.legend(fontsize=LEGEND_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
