@@ -19,6 +19,7 @@ from benchmarks import (
     curve_memory,
     curve_objectives,
     curve_step,
+    ensemble_plane,
     report,
     study,
     unlearn_step,
@@ -213,6 +214,19 @@ def test_cli_startup_times_both_helps(tmp_path, capsys):
     rows = {r["case"]: r for r in _rows(out, "cli_startup")}
     assert _positive(rows["mcu --help"]["seconds"]) and _positive(rows["mcu fit --help"]["seconds"])
     assert _positive(rows["ratio"]["ratio"])
+
+
+def test_ensemble_plane_prints_cost_per_member_and_per_grid_point(tmp_path, capsys):
+    out = tmp_path / "ensemble_plane.json"
+    ensemble_plane.main(
+        ["--repeats", "1", "--warmup", "0", "--members", "2", "--grid", "2", "--eval-batches", "1", "--batch-size",
+         "2", "--image-size", "8", "--lm-batch-size", "1", "--seq-len", "8", *TINY_LM, "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.count("ensemble per member/plain: ratio") == 2 and printed.count("plane per grid point/plain") == 2
+    rows = _rows(out, "ensemble_plane")
+    assert [r["model"] for r in rows] == ["conv", "lm"] and [r["batchnorm"] for r in rows] == [True, False]
+    assert all(_positive(r["ensemble_member_ratio"]) and _positive(r["plane_point_ratio"]) for r in rows)
 
 
 def test_report_renders_every_section(tmp_path):

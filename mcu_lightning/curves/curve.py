@@ -379,8 +379,18 @@ class Curve(TemplateCurve):
         per tensor (a curve's test writes every t). Off-curve tensors that share storage with the model are skipped.
         """
         t = as_t(t)
+        return self.write_flat(model, self.flat_params(t), t)
+
+    @torch.no_grad()
+    def write_flat(self, model: nn.Module, flat: Tensor, buffers_t: float = 0.0) -> nn.Module:
+        """Copy the curve's parameters given flat (:meth:`flat_params`' layout: any point of their space, such as
+        one of the plane through the bends), the moving buffers at ``buffers_t`` and the off-curve tensors into
+        ``model``, as :meth:`write_to` does for ``theta(t)``; returns it."""
+        if flat.shape != self._start.shape:
+            raise ValueError(f"write_flat: a flat vector of {self._start.numel()} values, got {tuple(flat.shape)}")
+        t = as_t(buffers_t)
         plan = self._write_plan(model)
-        sources = [*self.flat_params(t).split(self._sizes)]
+        sources = [*flat.split(self._sizes)]
         if self._buffer_sizes:
             sources += self._flat_buffers(t).split(self._buffer_sizes)
         sources += plan.fixed

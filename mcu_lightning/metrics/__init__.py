@@ -14,7 +14,15 @@ from mcu_lightning.metrics.stats import (
     normalised_probability,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import ARROWS, DIRECTIONS, Direction, EvalResult, MetricSuite, SampleStore
+from mcu_lightning.metrics.suite import (
+    ARROWS,
+    DIRECTIONS,
+    Direction,
+    EvalResult,
+    MetricSuite,
+    SampleStore,
+    evaluate_suite,
+)
 from mcu_lightning.metrics.truth_ratio import truth_ratio, truth_ratio_closer_to_1, truth_ratio_true_better
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "MetricSuite",
     "QASuite",
     "SampleStore",
+    "evaluate_suite",
     "exact_memorization",
     "extraction_strength",
     "forget_quality",

@@ -204,6 +204,21 @@ class MetricSuite(nn.Module):
         raise NotImplementedError
 
 
+@torch.no_grad()
+def evaluate_suite(
+    model: nn.Module,
+    suite: MetricSuite,
+    batches: Sequence[tuple[str, Mapping[str, Any]]],
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """One evaluation of ``model`` (a model, one point of a curve, an ensemble) on ``(split, batch)`` pairs, as
+    ``CurveModule.test`` runs each t: ``reset``, ``update_many`` (the QA suite generates for all prompts at once),
+    ``compute``."""
+    suite.reset()
+    suite.update_many(model, batches, progress)
+    return suite.compute()
+
+
 def nanmean(values: Tensor) -> float:
     """Mean over the finite values (NaN if none)."""
     finite = values[torch.isfinite(values)]
