@@ -14,7 +14,7 @@ import yaml
 
 from mcu_lightning.cli import COMMANDS, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 DIGITS = CONFIGS / "quickstart" / "finetune_digits.yaml"
 UNLEARN_NPO = CONFIGS / "quickstart" / "unlearn_npo.yaml"

@@ -19,7 +19,7 @@ import yaml
 
 from mcu_lightning.report.console import StudyClock, StudyProgressBar, headline, stage_purpose
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart" / "experiment.yaml"
 STAGE_LINE = re.compile(r"^\[(\d+)/(\d+)\] (oracle|base|endpoint|curve) (\S+)  (.+?)  (\d+\.\d) s(  .+)?$")
 # A warning as Python prints it ("UserWarning: ..."), or as Lightning prints its own ("file.py:321: message")
