@@ -38,11 +38,14 @@ from mcu_lightning.study.schema import (
     Study,
     StudyError,
     Training,
+    curve_config,
     endpoint_config,
     endpoint_loss_spec,
+    is_path,
+    path_shape,
 )
 from mcu_lightning.study.stage import Stage
-from mcu_lightning.study.validate import validate_study
+from mcu_lightning.study.validate import validate_metrics, validate_study
 
 MODEL_DIR = "model"
 TEST_METRICS = "test_metrics.json"
@@ -78,6 +81,7 @@ class StudyRunner:
     # validation before any training
     def validate(self) -> None:
         validate_study(self.study, self.probes)
+        validate_metrics(self.study, self.suite(with_oracle=False))
         self.check_data()
 
     def check_data(self) -> None:
@@ -217,18 +221,20 @@ class StudyRunner:
                 )
             )
         for curve in study.curves:
+            _, init, _ = path_shape(curve)
             reads = [*curve.endpoints, "base", "oracle"]  # the reference and LoRA base, the suite's oracle file
-            if curve.init in BUILTIN_NODES:
-                reads.append(curve.init)
+            if init in BUILTIN_NODES:
+                reads.append(init)
             objective = self.curve_objective_spec(curve)
+            config = {**shared, "curve": {**curve_config(curve), "objective": objective}}
             stages.append(
                 Stage(
                     curve.name,
                     "curve",
-                    self.root / "curves" / curve.name,
+                    self.curve_dir(curve),
                     partial(self.run_curve, curve),
                     depends=list(dict.fromkeys(reads)),
-                    config={**shared, "curve": {**asdict(curve), "objective": objective}},
+                    config=config,
                     data={"data": study.data, "init": curve.init},
                 )
             )
@@ -329,18 +335,21 @@ class StudyRunner:
             return NLL(split="retain")
         return build(self.curve_objective_spec(curve), UnlearningLoss, f"curve '{curve.name}' objective")
 
-    def run_curve(self, curve: CurveSpec) -> dict[str, Any]:
-        from lightning.pytorch import seed_everything
+    def curve_dir(self, curve: CurveSpec) -> Path:
+        return self.root / "curves" / curve.name
 
+    def curve_module(self, curve: CurveSpec) -> Any:
+        """The curve's :class:`CurveModule` as built for its stage (control points at their initial values)."""
         from mcu_lightning.curves import CurveShape, TSampler
         from mcu_lightning.modules.curve import CurveModule
 
-        seed_everything(curve.seed, workers=True)
-        init = self.model_path(curve.init) if curve.init in BUILTIN_NODES else curve.init
+        shape, init, fixed_bends = path_shape(curve)
+        init = self.model_path(init) if init in BUILTIN_NODES else init
         lora = self.is_lora_curve(curve)
-        module = CurveModule(
+        training = curve.train or Training()
+        return CurveModule(
             endpoints=[self.model_path(node) for node in curve.endpoints],
-            shape=build(curve.shape, CurveShape, f"curve '{curve.name}' shape"),
+            shape=build(shape, CurveShape, f"curve '{curve.name}' shape"),
             init=init,
             include=curve.include,
             objective=self.curve_objective(curve),
@@ -350,19 +359,32 @@ class StudyRunner:
             eval_ts=self.study.evaluation.eval_ts,
             bn_batches=self.study.evaluation.bn_batches,
             seed=curve.seed,
-            optimizer=optimizer_factory(curve.train.optimizer),
-            lr_scheduler=curve.train.lr_scheduler,
-            warmup_steps=curve.train.warmup_steps,
+            optimizer=optimizer_factory(training.optimizer),
+            lr_scheduler=training.lr_scheduler,
+            warmup_steps=training.warmup_steps,
             suite=self.suite(with_oracle=True),
-            output_dir=str(self.root / "curves" / curve.name),
+            output_dir=str(self.curve_dir(curve)),
             base=self.model_path("base") if lora else None,
             space=curve.space,
             dtype=curve.dtype,
             gradient_checkpointing=curve.gradient_checkpointing,
             probes=self.probes(),
+            fixed_bends=fixed_bends,
         )
+
+    def run_curve(self, curve: CurveSpec) -> dict[str, Any]:
+        """Fit the curve, then test it at every t; a training-free path (``is_path``) is only tested."""
+        from lightning.pytorch import seed_everything
+
+        seed_everything(curve.seed, workers=True)
+        module = self.curve_module(curve)
+        if is_path(curve):
+            if module.has_free_points:  # a shape the spec check did not know: say so instead of not training it
+                raise StudyError(f"curve '{curve.name}' has free points to fit; give train settings, not a path")
+            return self.test_only(self.curve_dir(curve), module)
+        assert curve.train is not None  # validated: only a path may have train: null
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
-        return self.fit_and_test(self.root / "curves" / curve.name, module, datamodule, curve.train)
+        return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train)
 
     def is_lora_curve(self, curve: CurveSpec) -> bool:
         """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""

@@ -75,11 +75,46 @@ def endpoint_config(endpoint: Endpoint) -> dict[str, Any]:
 
 
 @dataclass
+class EnsembleSpec:
+    """An ensemble of points of a curve, evaluated by the study's suite like one model: ``points`` evenly spaced
+    t on [0, 1] (endpoints included) or the given ``ts``."""
+
+    name: str
+    points: int | None = None
+    ts: list[float] | None = None
+
+
+@dataclass
+class PlaneSpec:
+    """The metric plane through a three-bend curve's endpoints and control point: a ``points x points`` grid, the
+    suite's ``metrics`` at each grid point (each costs one evaluation of the suite; ``rouge: false`` skips the
+    generation when no ROUGE metric is asked for)."""
+
+    metrics: list[str]
+    points: int = 5
+    margin: float = 0.2
+
+
+#: Training-free paths by name: ``line`` (Linear), ``slerp`` (SLERP per tensor), ``base`` (the polychain
+#: endpoint 0 -> base -> endpoint 1, its bend fixed at the base).
+PATHS = ("line", "slerp", "base")
+
+
+@dataclass
 class CurveSpec:
     """A curve between two nodes (endpoint names, ``base`` or ``oracle``).
 
     Between two LoRA endpoints the curve lives in LoRA space on the shared base (``space``: ``factors`` or
     ``delta``); ``init`` is then ``linear`` (a LoRA endpoint has no full-weight counterpart to start from).
+
+    ``path`` (``line``, ``slerp`` or ``base``) makes it a training-free path in place of ``shape`` and ``init``: it is
+    only tested (no fit, no checkpoint), and ``train`` must stay unset (or ``null``). So is a curve whose ``shape`` has
+    no free points (``Linear``, ``Slerp``) or whose ``fixed_bends`` keeps its interior bends at ``init``.
+
+    What a study does with the curve once tested, each a stage of its own (so adding one never refits the curve):
+    ``ensembles`` (:class:`EnsembleSpec`, rows of the endpoint table), ``plane`` (:class:`PlaneSpec`, three-bend
+    curves only) and ``export_best`` (metric names: the best interior t of the test grid by the metric's direction,
+    exported as a model folder).
     """
 
     name: str
@@ -96,7 +131,67 @@ class CurveSpec:
     gradient_checkpointing: bool = False
     l2: float = 0.0
     seed: int = 0
-    train: Training = field(default_factory=lambda: Training(max_steps=100))
+    train: Training | None = field(default_factory=lambda: Training(max_steps=100))
+    path: str | None = None
+    fixed_bends: bool = False
+    ensembles: list[EnsembleSpec] = field(default_factory=list)
+    plane: PlaneSpec | None = None
+    export_best: list[str] = field(default_factory=list)
+
+
+#: What a curve does once tested: stages of their own, never part of the curve's fingerprint.
+CURVE_USES = ("ensembles", "plane", "export_best")
+
+
+def path_shape(curve: CurveSpec) -> tuple[dict[str, Any], str, bool]:
+    """The curve's ``shape`` spec, ``init`` and ``fixed_bends`` as built (``path`` resolved)."""
+    if curve.path == "line":
+        return {"class_path": "mcu_lightning.curves.Linear"}, "linear", False
+    if curve.path == "slerp":
+        return {"class_path": "mcu_lightning.curves.Slerp"}, "linear", False
+    if curve.path == "base":
+        return {"class_path": "mcu_lightning.curves.PolyChain", "init_args": {"num_bends": 3}}, "base", True
+    return curve.shape, curve.init, curve.fixed_bends
+
+
+def is_path(curve: CurveSpec) -> bool:
+    """A training-free path: ``path`` set, ``fixed_bends``, or a shape of two bends (Linear, Slerp) only."""
+    if curve.path is not None or curve.fixed_bends:
+        return True
+    name = str(curve.shape.get("class_path", "")).rsplit(".", 1)[-1] if isinstance(curve.shape, dict) else ""
+    bends = ((curve.shape.get("init_args") or {}) if isinstance(curve.shape, dict) else {}).get("num_bends")
+    return name in ("Linear", "Slerp") or bends == 2
+
+
+def curve_config(curve: CurveSpec) -> dict[str, Any]:
+    """The curve's fingerprinted config: its uses (ensembles, plane, export_best) are stages of their own and left
+    out; ``path`` and ``fixed_bends`` only while set, so curves of studies written before them keep their
+    fingerprints; a path's ``train`` is left out (it is never trained)."""
+    config = asdict(curve)
+    for key in CURVE_USES:
+        del config[key]
+    if curve.path is None:
+        del config["path"]
+    if not curve.fixed_bends:
+        del config["fixed_bends"]
+    if is_path(curve):
+        config["train"] = None
+    return config
+
+
+@dataclass
+class Merge:
+    """A task-vector merge of endpoints relative to the base (``method``: ``task_arithmetic`` with ``scale``, or
+    ``ties`` with ``density`` and ``scale``): one model, tested like an endpoint (a row of the endpoint table)."""
+
+    name: str
+    endpoints: list[str]
+    method: str = "task_arithmetic"
+    scale: float = 1.0
+    density: float = 0.2
+
+
+MERGE_METHODS = ("task_arithmetic", "ties")
 
 
 @dataclass
@@ -121,6 +216,7 @@ class Study:
     oracle: ModelStage = field(default_factory=ModelStage)
     endpoints: list[Endpoint] = field(default_factory=list)
     curves: list[CurveSpec] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
     output_dir: str = "runs"
     seed: int = 0
     trainer: dict[str, Any] = field(default_factory=dict)
