@@ -278,10 +278,20 @@ def stage_purpose(kind: str, name: str, study: Any) -> str:
     if kind == "endpoint":
         endpoint = next(e for e in study.endpoints if e.name == name)
         return f"unlearn the base with {_class_name(endpoint.loss)}"
+    if kind == "merge":
+        merge = next(m for m in study.merges if m.name == name)
+        return f"merge {' + '.join(merge.endpoints)} by {merge.method} and test it"
+    if kind in ("ensemble", "plane", "export"):
+        curve_name, use = name.split("/", 1)
+        what = {"ensemble": f"evaluate the {use}", "plane": "evaluate the metric plane", "export": f"export the {use}"}
+        return f"{what[kind]} of curve {curve_name}"
     curve = next(c for c in study.curves if c.name == name)
     points = study.evaluation.eval_ts
     points = points if isinstance(points, int) else len(points)
     a, b = curve.endpoints
+    if curve.train is None or curve.path is not None or curve.fixed_bends:  # a training-free path: test only
+        kind = curve.path or _class_name(curve.shape)
+        return f"test the {kind} path {a} -> {b} at {points} points of t (no training)"
     return f"fit a {_class_name(curve.shape)} curve {a} -> {b}, test at {points} points of t"
 
 

@@ -28,6 +28,7 @@ from mcu_lightning.report.curve import (
     summary_directions,
 )
 from mcu_lightning.report.figure_style import curve_title
+from mcu_lightning.report.uses import curve_use_lines, use_nodes
 
 REPORT_DIR = "report"
 SUMMARY = "summary.md"
@@ -99,7 +100,12 @@ def _describe(spec: Any) -> str:
 
 
 def curve_training(spec: dict[str, Any], study: dict[str, Any]) -> str:
-    """One line saying what a curve was fitted with: its objective at theta(t) and its t sampler."""
+    """One line saying what a curve was fitted with: its objective at theta(t) and its t sampler (a training-free
+    path: what it is)."""
+    paths = {"line": "the straight line", "slerp": "SLERP per tensor", "base": "the polychain through the base"}
+    if spec.get("path") in paths or spec.get("fixed_bends"):
+        what = paths.get(spec.get("path"), "fixed bends")
+        return f"A training-free path ({what}): not fitted, tested on the same t grid."
     objective = spec.get("objective", "retain_nll")
     if objective == "endpoint":
         by_name = {e.get("name"): e for e in study.get("endpoints", [])}  # the curve's first unlearning endpoint
@@ -127,12 +133,13 @@ def _fmt(value: Any) -> str:
 
 
 def _nodes(root: Path) -> dict[str, dict[str, float]]:
-    """Test metrics of base, oracle and every endpoint, in that order."""
+    """Test metrics of base, oracle, every endpoint, then the merges and the curves' ensembles, in that order."""
     nodes = {name: _aggregates(root / name / TEST_METRICS) for name in ("base", "oracle")}
     endpoints = root / "endpoints"
     if endpoints.is_dir():
         for folder in sorted(p for p in endpoints.iterdir() if p.is_dir()):
             nodes[folder.name] = _aggregates(folder / TEST_METRICS)
+    nodes.update(use_nodes(root, _aggregates))
     return {name: values for name, values in nodes.items() if values}
 
 
@@ -323,6 +330,7 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]
         lines += [f"![{name}]({name}.png)", ""]
+        lines += curve_use_lines(folder, out, name, _fmt)
     if tables:
         union = sorted({c for columns, _ in tables.values() for c in columns})
         comparison = plot_comparison(tables, main_metrics(union)[:4], title=f"curves of {study.get('name', root.name)}")

@@ -34,6 +34,10 @@ OUTPUT_GLOBS = (
     "curve_metrics.csv",
     "barrier_summary.json",
     "checkpoints/last.ckpt",
+    "members.json",
+    "plane_metrics.csv",
+    "plane.json",
+    "best.json",
 )
 
 

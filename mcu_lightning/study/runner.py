@@ -22,6 +22,7 @@ from typing import Any
 
 from mcu_lightning import __version__
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.study import uses
 from mcu_lightning.study.build import build, optimizer_factory
 from mcu_lightning.study.identity import (
     StageRecord,
@@ -155,7 +156,13 @@ class StudyRunner:
         )
 
     def fit_and_test(
-        self, directory: Path, module: Any, datamodule: Any, training: Training, extra_callbacks: Sequence[Any] = ()
+        self,
+        directory: Path,
+        module: Any,
+        datamodule: Any,
+        training: Training,
+        extra_callbacks: Sequence[Any] = (),
+        final_checkpoint: bool = False,
     ) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         last = directory / "checkpoints" / "last.ckpt"
@@ -169,6 +176,8 @@ class StudyRunner:
         trainer = self.trainer(directory, training, extra_callbacks)
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+        if final_checkpoint:  # what later stages read back: the weights at the end of the fit, whatever the cadence
+            trainer.save_checkpoint(last)
         fit_s = time.perf_counter() - started
         test_datamodule = self.datamodule() if getattr(datamodule, "finetune_split", None) else datamodule
         trainer.test(module, datamodule=test_datamodule, verbose=False)
@@ -238,7 +247,45 @@ class StudyRunner:
                     data={"data": study.data, "init": curve.init},
                 )
             )
+        for merge in study.merges:
+            stages.append(
+                Stage(
+                    merge.name,
+                    "merge",
+                    uses.merge_dir(self, merge),
+                    partial(uses.run_merge, self, merge),
+                    depends=list(dict.fromkeys([*merge.endpoints, "base", "oracle"])),
+                    config={**shared, "merge": asdict(merge), "guard": None},
+                    data={"data": study.data},
+                )
+            )
+        for curve in study.curves:
+            stages += self.use_stages(curve, shared)
         return stages
+
+    def use_stages(self, curve: CurveSpec, shared: dict[str, Any]) -> list[Stage]:
+        """The stages that read the tested curve: its ensembles, its plane, its exported best points."""
+        found: list[tuple[str, str, Any, dict[str, Any]]] = [
+            (f"ensemble-{spec.name}", "ensemble", partial(uses.run_ensemble, self, curve, spec), asdict(spec))
+            for spec in curve.ensembles
+        ]
+        if curve.plane is not None:
+            found.append(("plane", "plane", partial(uses.run_plane, self, curve), asdict(curve.plane)))
+        for metric in curve.export_best:
+            run = partial(uses.run_export_best, self, curve, metric)
+            found.append((uses.best_folder_name(metric), "export", run, {"metric": metric}))
+        return [
+            Stage(
+                f"{curve.name}/{folder}",
+                kind,
+                uses.use_dir(self, curve, folder),
+                run,
+                depends=[curve.name, "base", "oracle"],
+                config={**shared, kind: config, "curve": curve.name},
+                data={"data": self.study.data},
+            )
+            for folder, kind, run, config in found
+        ]
 
     def run_model_stage(self, node: str) -> dict[str, Any]:
         """The base (trained on ``full``) or the oracle (on ``retain``); an existing ``path`` is only tested."""
@@ -384,7 +431,7 @@ class StudyRunner:
             return self.test_only(self.curve_dir(curve), module)
         assert curve.train is not None  # validated: only a path may have train: null
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
-        return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train)
+        return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train, final_checkpoint=True)
 
     def is_lora_curve(self, curve: CurveSpec) -> bool:
         """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""
@@ -485,7 +532,7 @@ class StudyRunner:
         stages = {stage.name: stage for stage in plan}
         labelled = []
         for name, reasons in changed.items():  # keys relative to the stage's own section: train.optimizer...
-            own = f"{stages[name].kind if stages[name].kind in ('endpoint', 'curve') else name}."
+            own = f"{stages[name].kind if stages[name].kind not in ('base', 'oracle') else name}."
             labelled.append((stages[name].label, [reason.removeprefix(own) for reason in reasons]))
         return labelled
 

@@ -1,0 +1,193 @@
+"""What a study does with a curve once it is tested, and the merges: stages that read finished stages' outputs.
+
+- a **merge** (``merges:``): task arithmetic or TIES of endpoints' task vectors relative to the base
+  (:mod:`mcu_lightning.curves.merge`), saved as a model folder and tested like an endpoint (``merges/<name>/``);
+- an **ensemble** (``curves[].ensembles``): K points of the curve, the mean of their probabilities
+  (:class:`~mcu_lightning.curves.Ensemble`), evaluated by the study's suite (``curves/<curve>/ensemble-<name>/``);
+- the **plane** (``curves[].plane``): the suite on a G x G grid of the plane through the curve's three bends
+  (:func:`~mcu_lightning.modules.metric_plane`), as CSV, JSON and contour figures (``curves/<curve>/plane/``);
+- **export_best** (``curves[].export_best``): the interior t of the test grid best by a metric's direction, written
+  as a model folder like ``mcu export`` writes one (``curves/<curve>/best-<metric>/``, with ``best.json``).
+
+The trained curve is read back from its stage's ``checkpoints/last.ckpt`` (written at the end of its fit); a
+training-free path is rebuilt from its spec. Every function here takes the :class:`StudyRunner` it runs for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
+
+if TYPE_CHECKING:
+    from mcu_lightning.study.runner import StudyRunner
+
+MERGES_DIR = "merges"
+BEST_FILE = "best.json"
+INTERIOR_EPS = 1e-9
+
+
+def merge_dir(runner: StudyRunner, merge: Merge) -> Path:
+    return runner.root / MERGES_DIR / merge.name
+
+
+def use_dir(runner: StudyRunner, curve: CurveSpec, use: str) -> Path:
+    """``curves/<curve>/<use>``: ``ensemble-<name>``, ``plane`` or ``best-<metric>``."""
+    return runner.curve_dir(curve) / use
+
+
+def best_folder_name(metric: str) -> str:
+    return "best-" + metric.replace("/", "_")
+
+
+def _tokenizer_of(path: str) -> Any:
+    """The tokenizer saved with a model folder, or ``None`` (a classifier folder has none)."""
+    if not (Path(path) / "tokenizer_config.json").is_file():
+        return None
+    from mcu_lightning.models.hf import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def run_merge(runner: StudyRunner, merge: Merge) -> dict[str, Any]:
+    """Merge the endpoints' task vectors relative to the base, save the model (with the base's tokenizer), test it."""
+    from mcu_lightning.curves.merge import merged_model, task_arithmetic, ties
+    from mcu_lightning.models.io import save_model
+    from mcu_lightning.modules.finetune import FineTuneModule
+
+    base = runner.model_path("base")
+    endpoints = [runner.model_path(node) for node in merge.endpoints]
+    started = time.perf_counter()
+    if merge.method == "task_arithmetic":
+        state = task_arithmetic(endpoints, base, scale=merge.scale)
+    else:
+        state = ties(endpoints, base, density=merge.density, scale=merge.scale)
+    directory = merge_dir(runner, merge)
+    folder = directory / "model"
+    save_model(merged_model(base, state), folder, tokenizer=_tokenizer_of(base))
+    merge_s = time.perf_counter() - started
+    suite = runner.suite(with_oracle=True)
+    module = FineTuneModule(str(folder), suite=suite, output_dir=str(directory), export=False, probes=runner.probes())
+    return {"merge_seconds": merge_s, **runner.test_only(directory, module)}
+
+
+def trained_curve(runner: StudyRunner, curve: CurveSpec) -> Any:
+    """The curve's :class:`CurveModule` as its stage left it: the fitted checkpoint, or a path rebuilt."""
+    if is_path(curve):
+        return runner.curve_module(curve).eval()
+    from mcu_lightning.modules.export import load_curve_checkpoint
+
+    last = runner.curve_dir(curve) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise StudyError(f"curve '{curve.name}' has no {last}; run its stage first (`--only {curve.name}`)")
+    module, _ = load_curve_checkpoint(last)
+    return module
+
+
+def evaluation_batches(runner: StudyRunner, suite: Any) -> tuple[list[tuple[str, Any]], list[Any]]:
+    """Every evaluation split's batches as ``(split, batch)`` pairs (what a module's test collects), the retain
+    batches for a BatchNorm recompute, and the suite bound to the data's tokenizer."""
+    datamodule = runner.datamodule()
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    suite.bind(getattr(datamodule, "tokenizer", None))
+    batches = [(split, batch) for split in datamodule.eval_splits for batch in datamodule.eval_dataloader(split)]
+    retain = [batch for split, batch in batches if split == "retain"]
+    limit = runner.study.evaluation.bn_batches
+    return batches, retain[:limit] if limit is not None else retain
+
+
+def run_ensemble(runner: StudyRunner, curve: CurveSpec, spec: EnsembleSpec) -> dict[str, Any]:
+    """Evaluate the ensemble of the curve's points ``spec.ts`` (or ``spec.points`` evenly spaced) with the suite."""
+    import torch
+
+    from mcu_lightning.curves import Ensemble, ensemble_ts
+
+    module = trained_curve(runner, curve)
+    suite = runner.suite(with_oracle=True)
+    batches, retain = evaluation_batches(runner, suite)
+    ts = ensemble_ts(spec.ts if spec.ts is not None else spec.points)
+    started = time.perf_counter()
+    ensemble = Ensemble.from_curve(module.curve, ts, working=module.template, bn_batches=retain)
+    with torch.no_grad():
+        from mcu_lightning.metrics.suite import evaluate_suite
+
+        result = evaluate_suite(ensemble, suite, batches)
+    directory = use_dir(runner, curve, f"ensemble-{spec.name}")
+    directory.mkdir(parents=True, exist_ok=True)
+    result.to_json(directory / "test_metrics.json")
+    atomic_write(directory / "members.json", json.dumps({"curve": curve.name, "ts": ts}, indent=2).encode())
+    return {"test_seconds": time.perf_counter() - started}
+
+
+def run_plane(runner: StudyRunner, curve: CurveSpec) -> dict[str, Any]:
+    """The chosen metrics on the plane through the curve's three bends, with its files and figures."""
+    from mcu_lightning.modules.plane import metric_plane
+    from mcu_lightning.report.figure_style import curve_title
+    from mcu_lightning.report.plane import write_plane_report
+
+    assert curve.plane is not None
+    module = trained_curve(runner, curve)
+    suite = runner.suite(with_oracle=True)
+    batches, retain = evaluation_batches(runner, suite)
+    started = time.perf_counter()
+    plane = metric_plane(
+        module.curve,
+        suite,
+        batches,
+        metrics=curve.plane.metrics,
+        points=curve.plane.points,
+        margins=curve.plane.margin,
+        working=module.template,
+        bn_batches=retain,
+    )
+    write_plane_report(plane, use_dir(runner, curve, "plane"), title=curve_title(curve.name, curve.endpoints))
+    return {"plane_seconds": time.perf_counter() - started}
+
+
+def best_interior(rows: list[dict[str, float]], metric: str, direction: str) -> tuple[float, float] | None:
+    """``(t, value)`` of the interior row best by ``direction`` (``higher``, ``lower``, ``zero``: closest to 0)."""
+    interior = [row for row in rows if INTERIOR_EPS < row["t"] < 1 - INTERIOR_EPS and math.isfinite(row[metric])]
+    if not interior:
+        return None
+    key = {"higher": lambda r: -r[metric], "lower": lambda r: r[metric], "zero": lambda r: abs(r[metric])}[direction]
+    best = min(interior, key=key)
+    return best["t"], best[metric]
+
+
+def run_export_best(runner: StudyRunner, curve: CurveSpec, metric: str) -> dict[str, Any]:
+    """Export the curve's interior point best by ``metric`` (its direction from the curve's barrier summary)."""
+    from mcu_lightning.modules.export import export_point
+    from mcu_lightning.report.curve import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
+
+    folder = runner.curve_dir(curve)
+    summary = json.loads((folder / BARRIER_JSON).read_text())
+    direction = summary.get("metrics", {}).get(metric, {}).get("direction", "none")
+    if direction not in ("higher", "lower", "zero"):
+        raise StudyError(
+            f"curve '{curve.name}': export_best {metric} has no better direction ({direction}); name a metric the "
+            "suite ranks (e.g. model_utility, forget_quality)"
+        )
+    _, rows = read_csv(folder / CURVE_METRICS_CSV)
+    if metric not in rows[0]:
+        raise StudyError(f"curve '{curve.name}': export_best {metric}: the curve's test reported no such metric")
+    found = best_interior(rows, metric, direction)
+    if found is None:
+        raise StudyError(f"curve '{curve.name}': export_best {metric}: no interior t of the grid has a finite value")
+    t, value = found
+    module = trained_curve(runner, curve)
+    started = time.perf_counter()
+    directory = use_dir(runner, curve, best_folder_name(metric))
+    from mcu_lightning.curves import has_batchnorm
+
+    bn = evaluation_batches(runner, runner.suite(with_oracle=False))[1] if has_batchnorm(module.template) else []
+    tokenizer = _tokenizer_of(runner.model_path(curve.endpoints[0]))
+    export_point(module, t, directory / "model", bn_batches=bn, tokenizer=tokenizer)
+    record = {"curve": curve.name, "metric": metric, "direction": direction, "t": t, "value": value, "folder": "model"}
+    atomic_write(directory / BEST_FILE, json.dumps(record, indent=2).encode())
+    return {"export_seconds": time.perf_counter() - started}
