@@ -14,7 +14,7 @@ from mcu_lightning.cli import main
 from mcu_lightning.data.qa import MissingFieldError
 from mcu_lightning.data.tofu import load_tofu_split
 from tests.reliability.helpers import CONFIGS, mlp_endpoint, one_error_line
-from tests.test_experiment import reduced_study
+from tests.study.test_experiment import reduced_study
 
 
 def _fail(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

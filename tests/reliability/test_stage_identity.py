@@ -21,7 +21,7 @@ import yaml
 from mcu_lightning.cli import main
 from mcu_lightning.study.identity import StageRecord, changed_keys, digest
 from tests.reliability.helpers import REPO
-from tests.test_experiment import reduced_study
+from tests.study.test_experiment import reduced_study
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from mcu_lightning.cli import main
-from tests.test_experiment import adamw, reduced_study
+from tests.study.test_experiment import adamw, reduced_study
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from mcu_lightning.cli import main
 
 pytestmark = pytest.mark.slow
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart" / "experiment.yaml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart" / "experiment.yaml"
 EVAL_TS = 3
 MODEL_STAGES = ("oracle", "base", "graddiff", "npo")
 CURVES = ("graddiff-npo", "base-graddiff")
