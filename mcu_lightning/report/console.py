@@ -289,7 +289,7 @@ def stage_purpose(kind: str, name: str, study: Any) -> str:
     points = study.evaluation.eval_ts
     points = points if isinstance(points, int) else len(points)
     a, b = curve.endpoints
-    if curve.train is None or curve.path is not None or curve.fixed_bends:  # a training-free path: test only
+    if curve.path is not None or curve.fixed_bends:  # a training-free path: test only
         kind = curve.path or _class_name(curve.shape)
         return f"test the {kind} path {a} -> {b} at {points} points of t (no training)"
     return f"fit a {_class_name(curve.shape)} curve {a} -> {b}, test at {points} points of t"

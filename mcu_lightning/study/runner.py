@@ -393,7 +393,7 @@ class StudyRunner:
         shape, init, fixed_bends = path_shape(curve)
         init = self.model_path(init) if init in BUILTIN_NODES else init
         lora = self.is_lora_curve(curve)
-        training = curve.train or Training()
+        training = curve.train
         return CurveModule(
             endpoints=[self.model_path(node) for node in curve.endpoints],
             shape=build(shape, CurveShape, f"curve '{curve.name}' shape"),
@@ -429,7 +429,6 @@ class StudyRunner:
             if module.has_free_points:  # a shape the spec check did not know: say so instead of not training it
                 raise StudyError(f"curve '{curve.name}' has free points to fit; give train settings, not a path")
             return self.test_only(self.curve_dir(curve), module)
-        assert curve.train is not None  # validated: only a path may have train: null
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
         return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train, final_checkpoint=True)
 

@@ -108,7 +108,7 @@ class CurveSpec:
     ``delta``); ``init`` is then ``linear`` (a LoRA endpoint has no full-weight counterpart to start from).
 
     ``path`` (``line``, ``slerp`` or ``base``) makes it a training-free path in place of ``shape`` and ``init``: it is
-    only tested (no fit, no checkpoint), and ``train`` must stay unset (or ``null``). So is a curve whose ``shape`` has
+    only tested (no fit, no checkpoint), and ``train`` must stay unset. So is a curve whose ``shape`` has
     no free points (``Linear``, ``Slerp``) or whose ``fixed_bends`` keeps its interior bends at ``init``.
 
     What a study does with the curve once tested, each a stage of its own (so adding one never refits the curve):
@@ -131,7 +131,7 @@ class CurveSpec:
     gradient_checkpointing: bool = False
     l2: float = 0.0
     seed: int = 0
-    train: Training | None = field(default_factory=lambda: Training(max_steps=100))
+    train: Training = field(default_factory=lambda: Training(max_steps=100))
     path: str | None = None
     fixed_bends: bool = False
     ensembles: list[EnsembleSpec] = field(default_factory=list)

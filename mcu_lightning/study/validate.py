@@ -103,7 +103,7 @@ def trainings(study: Study) -> list[tuple[Training, str]]:
     """Every stage's training settings, named as in the YAML."""
     found = [(study.base.train, "base.train"), (study.oracle.train, "oracle.train")]
     found += [(e.train, f"endpoint '{e.name}' train") for e in study.endpoints]
-    return found + [(c.train, f"curve '{c.name}' train") for c in study.curves if c.train is not None]
+    return found + [(c.train, f"curve '{c.name}' train") for c in study.curves]
 
 
 def validate_uses(study: Study) -> None:
@@ -117,10 +117,8 @@ def validate_uses(study: Study) -> None:
         what = f"curve '{curve.name}'"
         if curve.path is not None and curve.path not in PATHS:
             raise ValueError(f"{what}: path={curve.path!r}; use one of {', '.join(PATHS)} (or leave it out to fit one)")
-        if is_path(curve) and curve.train is not None and curve.train != DEFAULT_CURVE_TRAIN:
-            raise ValueError(f"{what} is a training-free path (nothing to fit); drop its train settings (or null)")
-        if not is_path(curve) and curve.train is None:
-            raise ValueError(f"{what} has train: null but free points to fit; give train settings or a path")
+        if is_path(curve) and curve.train != DEFAULT_CURVE_TRAIN:
+            raise ValueError(f"{what} is a training-free path (nothing to fit); drop its train settings")
         if curve.path is not None and curve.fixed_bends:
             raise ValueError(f"{what}: path={curve.path!r} already fixes the shape; drop fixed_bends")
         if curve.fixed_bends and curve.init == "linear":
