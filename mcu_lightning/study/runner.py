@@ -177,7 +177,7 @@ class StudyRunner:
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
         if final_checkpoint:  # what later stages read back: the weights at the end of the fit, whatever the cadence
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)  # the full state, as ModelCheckpoint writes it
         fit_s = time.perf_counter() - started
         test_datamodule = self.datamodule() if getattr(datamodule, "finetune_split", None) else datamodule
         trainer.test(module, datamodule=test_datamodule, verbose=False)
