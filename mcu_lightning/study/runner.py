@@ -23,7 +23,7 @@ from typing import Any
 from mcu_lightning import __version__
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.study import uses
-from mcu_lightning.study.build import build, optimizer_factory
+from mcu_lightning.study.build import build
 from mcu_lightning.study.identity import (
     StageRecord,
     data_identity,
@@ -35,24 +35,22 @@ from mcu_lightning.study.lock import StudyLock
 from mcu_lightning.study.schema import (
     BUILTIN_NODES,
     CurveSpec,
-    Endpoint,
     Study,
     StudyError,
     Training,
     curve_config,
     endpoint_config,
-    endpoint_loss_spec,
-    is_path,
     path_shape,
 )
 from mcu_lightning.study.stage import Stage
+from mcu_lightning.study.stages import StageRunners
 from mcu_lightning.study.validate import validate_metrics, validate_study
 
 MODEL_DIR = "model"
 TEST_METRICS = "test_metrics.json"
 
 
-class StudyRunner:
+class StudyRunner(StageRunners):
     """Plans the stages of a study and runs those that are not complete."""
 
     def __init__(self, study: Study, console: Any = None) -> None:
@@ -286,156 +284,6 @@ class StudyRunner:
             )
             for folder, kind, run, config in found
         ]
-
-    def run_model_stage(self, node: str) -> dict[str, Any]:
-        """The base (trained on ``full``) or the oracle (on ``retain``); an existing ``path`` is only tested."""
-        from lightning.pytorch import seed_everything
-        from torch import nn
-
-        from mcu_lightning.modules.finetune import FineTuneModule
-
-        stage = self.study.base if node == "base" else self.study.oracle
-        directory = self.node_dir(node)
-        suite = self.suite(with_oracle=node != "oracle")
-        if stage.path is not None:  # read only: test it, export nothing
-            module = FineTuneModule(
-                stage.path, suite=suite, output_dir=str(directory), export=False, probes=self.probes()
-            )
-            return self.test_only(directory, module)
-        spec = stage.model or self.study.base.model
-        training = stage.train if stage.model is not None or node == "base" else self.study.base.train
-        seed_everything(self.study.seed, workers=True)
-        module = FineTuneModule(
-            build(spec, nn.Module, f"{node}.model"),
-            optimizer=optimizer_factory(training.optimizer),
-            lr_scheduler=training.lr_scheduler,
-            warmup_steps=training.warmup_steps,
-            suite=suite,
-            output_dir=str(directory),
-            # trained from scratch: no weights before it to measure against (a distance would only warn)
-            probes=[probe for probe in self.probes() if not probe.needs_references],
-        )
-        split = stage.split or ("full" if node == "base" else "retain")
-        datamodule = self.datamodule({"finetune_split": split}, training.batch_size)
-        return self.fit_and_test(directory, module, datamodule, training)
-
-    def test_only(self, directory: Path, module: Any) -> dict[str, Any]:
-        directory.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        self.trainer(directory, Training()).test(module, datamodule=self.datamodule(), verbose=False)
-        return {"test_seconds": time.perf_counter() - started}
-
-    def run_endpoint(self, endpoint: Endpoint) -> dict[str, Any]:
-        from lightning.pytorch import seed_everything
-
-        from mcu_lightning.losses.base import UnlearningLoss
-        from mcu_lightning.models.hf import LoraSpec
-        from mcu_lightning.modules.unlearn import UnlearningModule
-
-        seed_everything(endpoint.seed, workers=True)
-        loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
-        during = None
-        if endpoint.during_training:
-            from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
-
-            during = EvaluateDuringTraining(**{**endpoint.during_training, "select": endpoint.select})
-        module = UnlearningModule(
-            self.model_path("base"),
-            loss,
-            lora=LoraSpec(**endpoint.lora) if endpoint.lora is not None else None,
-            optimizer=optimizer_factory(endpoint.train.optimizer),
-            lr_scheduler=endpoint.train.lr_scheduler,
-            warmup_steps=endpoint.train.warmup_steps,
-            suite=self.suite(with_oracle=True),
-            output_dir=str(self.node_dir(endpoint.name)),
-            probes=self.probes(),
-            during_training=during,
-        )
-        overrides = {"seed": endpoint.seed, **endpoint.data}
-        if endpoint.curriculum is not None:
-            overrides["curriculum"] = endpoint.curriculum
-        datamodule = self.datamodule(overrides, endpoint.train.batch_size)
-        guards = []
-        if self.study.guard is not None:  # gradient ascent diverges by design: stop it, keep the last good weights
-            from lightning.pytorch import Callback
-
-            guards.append(build(self.study.guard, Callback, "guard"))
-        return self.fit_and_test(self.node_dir(endpoint.name), module, datamodule, endpoint.train, guards)
-
-    def curve_objective_spec(self, curve: CurveSpec) -> Any:
-        """The objective as a class spec (``endpoint``: the first unlearning endpoint's loss; ``retain_nll``: NLL)."""
-        if curve.objective == "retain_nll":
-            return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
-        if curve.objective == "endpoint":
-            by_name = {e.name: e for e in self.study.endpoints}  # the curve's first unlearning endpoint, in its order
-            first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
-            if first is None:
-                raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
-            return endpoint_loss_spec(first)
-        return curve.objective
-
-    def curve_objective(self, curve: CurveSpec) -> Any:
-        from mcu_lightning.losses.base import UnlearningLoss
-        from mcu_lightning.losses.nll import NLL
-
-        if curve.objective == "retain_nll":
-            return NLL(split="retain")
-        return build(self.curve_objective_spec(curve), UnlearningLoss, f"curve '{curve.name}' objective")
-
-    def curve_dir(self, curve: CurveSpec) -> Path:
-        return self.root / "curves" / curve.name
-
-    def curve_module(self, curve: CurveSpec) -> Any:
-        """The curve's :class:`CurveModule` as built for its stage (control points at their initial values)."""
-        from mcu_lightning.curves import CurveShape, TSampler
-        from mcu_lightning.modules.curve import CurveModule
-
-        shape, init, fixed_bends = path_shape(curve)
-        init = self.model_path(init) if init in BUILTIN_NODES else init
-        lora = self.is_lora_curve(curve)
-        training = curve.train
-        return CurveModule(
-            endpoints=[self.model_path(node) for node in curve.endpoints],
-            shape=build(shape, CurveShape, f"curve '{curve.name}' shape"),
-            init=init,
-            include=curve.include,
-            objective=self.curve_objective(curve),
-            reference=self.model_path("base"),
-            t_sampler=build(curve.t_sampler, TSampler, f"curve '{curve.name}' t_sampler"),
-            l2=curve.l2,
-            eval_ts=self.study.evaluation.eval_ts,
-            bn_batches=self.study.evaluation.bn_batches,
-            seed=curve.seed,
-            optimizer=optimizer_factory(training.optimizer),
-            lr_scheduler=training.lr_scheduler,
-            warmup_steps=training.warmup_steps,
-            suite=self.suite(with_oracle=True),
-            output_dir=str(self.curve_dir(curve)),
-            base=self.model_path("base") if lora else None,
-            space=curve.space,
-            dtype=curve.dtype,
-            gradient_checkpointing=curve.gradient_checkpointing,
-            probes=self.probes(),
-            fixed_bends=fixed_bends,
-        )
-
-    def run_curve(self, curve: CurveSpec) -> dict[str, Any]:
-        """Fit the curve, then test it at every t; a training-free path (``is_path``) is only tested."""
-        from lightning.pytorch import seed_everything
-
-        seed_everything(curve.seed, workers=True)
-        module = self.curve_module(curve)
-        if is_path(curve):
-            if module.has_free_points:  # a shape the spec check did not know: say so instead of not training it
-                raise StudyError(f"curve '{curve.name}' has free points to fit; give train settings, not a path")
-            return self.test_only(self.curve_dir(curve), module)
-        datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
-        return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train, final_checkpoint=True)
-
-    def is_lora_curve(self, curve: CurveSpec) -> bool:
-        """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""
-        loras = {e.name: e.lora is not None for e in self.study.endpoints}
-        return all(loras.get(node, False) for node in curve.endpoints)
 
     # running
     def say(self, message: str) -> None:
