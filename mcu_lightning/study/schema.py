@@ -154,13 +154,19 @@ def path_shape(curve: CurveSpec) -> tuple[dict[str, Any], str, bool]:
     return curve.shape, curve.init, curve.fixed_bends
 
 
+def shape_bends(curve: CurveSpec) -> int:
+    """How many bends the curve has (endpoints included), from its spec (``path`` resolved)."""
+    if curve.path is not None:
+        return 3 if curve.path == "base" else 2
+    shape = curve.shape if isinstance(curve.shape, dict) else {}
+    if str(shape.get("class_path", "")).rsplit(".", 1)[-1] in ("Linear", "Slerp"):
+        return 2
+    return int((shape.get("init_args") or {}).get("num_bends", 3))
+
+
 def is_path(curve: CurveSpec) -> bool:
     """A training-free path: ``path`` set, ``fixed_bends``, or a shape of two bends (Linear, Slerp) only."""
-    if curve.path is not None or curve.fixed_bends:
-        return True
-    name = str(curve.shape.get("class_path", "")).rsplit(".", 1)[-1] if isinstance(curve.shape, dict) else ""
-    bends = ((curve.shape.get("init_args") or {}) if isinstance(curve.shape, dict) else {}).get("num_bends")
-    return name in ("Linear", "Slerp") or bends == 2
+    return curve.path is not None or curve.fixed_bends or shape_bends(curve) == 2
 
 
 def curve_config(curve: CurveSpec) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from mcu_lightning.study.schema import (
     check_positive,
     check_training,
     is_path,
+    shape_bends,
 )
 
 #: A curve's ``train`` as left unset (its default): ignored on a training-free path.
@@ -29,9 +30,7 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
     if study.base.path is None and study.base.model is None:
         raise ValueError("base: give `path` (an existing model) or `model` (a class spec to train on `full`)")
     names = [endpoint.name for endpoint in study.endpoints]
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise ValueError(f"endpoint names must be unique; repeated: {sorted(duplicates)}")
+    check_unique(names, "endpoint")
     reserved = set(names) & set(BUILTIN_NODES)
     if reserved:
         raise ValueError(f"endpoint names {sorted(reserved)} are reserved for the base and oracle models")
@@ -110,9 +109,7 @@ def validate_uses(study: Study) -> None:
     """Training-free paths, merges, and what a study does with a tested curve (ensembles, plane, export_best)."""
     stage_names = {e.name for e in study.endpoints} | set(BUILTIN_NODES)
     curve_names = [c.name for c in study.curves]
-    repeated = {n for n in curve_names if curve_names.count(n) > 1}
-    if repeated:
-        raise ValueError(f"curve names must be unique; repeated: {sorted(repeated)}")
+    check_unique(curve_names, "curve")
     for curve in study.curves:
         what = f"curve '{curve.name}'"
         if curve.path is not None and curve.path not in PATHS:
@@ -144,7 +141,7 @@ def validate_uses(study: Study) -> None:
             if ensemble.ts is not None and (not ensemble.ts or any(not 0.0 <= t <= 1.0 for t in ensemble.ts)):
                 raise ValueError(f"{label}: ts={ensemble.ts} must be a non-empty list of t in [0, 1]")
         if curve.plane is not None:
-            shape = path_bends(curve)
+            shape = shape_bends(curve)
             if shape != 3:
                 raise ValueError(
                     f"{what}: the metric plane runs through three bends (Bezier(3), PolyChain(3), path: base); "
@@ -158,9 +155,7 @@ def validate_uses(study: Study) -> None:
             if curve.plane.margin < 0:
                 raise ValueError(f"{what} plane.margin={curve.plane.margin} must be 0 or more")
     merge_names = [m.name for m in study.merges]
-    repeated = {n for n in merge_names if merge_names.count(n) > 1}
-    if repeated:
-        raise ValueError(f"merge names must be unique; repeated: {sorted(repeated)}")
+    check_unique(merge_names, "merge")
     for merge in study.merges:
         what = f"merge '{merge.name}'"
         check_name(merge.name, what)
@@ -185,21 +180,17 @@ def validate_uses(study: Study) -> None:
         raise ValueError(f"merge names {sorted(clash)} are already names of endpoints or curves; rename the merges")
 
 
+def check_unique(names: list[str], what: str) -> None:
+    """Names of one kind of stage (``endpoint``, ``curve``, ``merge``) must not repeat."""
+    repeated = {n for n in names if names.count(n) > 1}
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {sorted(repeated)}")
+
+
 def check_name(name: str, what: str) -> None:
     """A name that becomes a folder: letters, digits, ``-``, ``_`` and ``.``."""
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ValueError(f"{what}: the name {name!r} becomes a folder; use letters, digits, '-', '_' or '.'")
-
-
-def path_bends(curve: CurveSpec) -> int:
-    """How many bends the curve has (endpoints included), from its spec."""
-    if curve.path is not None:
-        return 3 if curve.path == "base" else 2
-    shape = curve.shape if isinstance(curve.shape, dict) else {}
-    name = str(shape.get("class_path", "")).rsplit(".", 1)[-1]
-    if name in ("Linear", "Slerp"):
-        return 2
-    return int((shape.get("init_args") or {}).get("num_bends", 3))
 
 
 def validate_metrics(study: Study, suite: Any) -> None:
