@@ -253,7 +253,7 @@ class StudyRunner(StageRunners):
                     uses.merge_dir(self, merge),
                     partial(uses.run_merge, self, merge),
                     depends=list(dict.fromkeys([*merge.endpoints, "base", "oracle"])),
-                    config={**shared, "merge": asdict(merge), "guard": None},
+                    config={**shared, "merge": asdict(merge)},
                     data={"data": study.data},
                 )
             )
@@ -268,7 +268,7 @@ class StudyRunner(StageRunners):
             for spec in curve.ensembles
         ]
         if curve.plane is not None:
-            found.append(("plane", "plane", partial(uses.run_plane, self, curve), asdict(curve.plane)))
+            found.append((uses.PLANE_DIR, "plane", partial(uses.run_plane, self, curve), asdict(curve.plane)))
         for metric in curve.export_best:
             run = partial(uses.run_export_best, self, curve, metric)
             found.append((uses.best_folder_name(metric), "export", run, {"metric": metric}))

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.report.uses import BEST_FILE, PLANE_DIR
 from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
 
 if TYPE_CHECKING:
     from mcu_lightning.study.runner import StudyRunner
 
 MERGES_DIR = "merges"
-BEST_FILE = "best.json"
 INTERIOR_EPS = 1e-9
 
 
@@ -107,6 +107,7 @@ def run_ensemble(runner: StudyRunner, curve: CurveSpec, spec: EnsembleSpec) -> d
     import torch
 
     from mcu_lightning.curves import Ensemble, ensemble_ts
+    from mcu_lightning.metrics.suite import evaluate_suite
 
     module = trained_curve(runner, curve)
     suite = runner.suite(with_oracle=True)
@@ -115,8 +116,6 @@ def run_ensemble(runner: StudyRunner, curve: CurveSpec, spec: EnsembleSpec) -> d
     started = time.perf_counter()
     ensemble = Ensemble.from_curve(module.curve, ts, working=module.template, bn_batches=retain)
     with torch.no_grad():
-        from mcu_lightning.metrics.suite import evaluate_suite
-
         result = evaluate_suite(ensemble, suite, batches)
     directory = use_dir(runner, curve, f"ensemble-{spec.name}")
     directory.mkdir(parents=True, exist_ok=True)
@@ -146,7 +145,7 @@ def run_plane(runner: StudyRunner, curve: CurveSpec) -> dict[str, Any]:
         working=module.template,
         bn_batches=retain,
     )
-    write_plane_report(plane, use_dir(runner, curve, "plane"), title=curve_title(curve.name, curve.endpoints))
+    write_plane_report(plane, use_dir(runner, curve, PLANE_DIR), title=curve_title(curve.name, curve.endpoints))
     return {"plane_seconds": time.perf_counter() - started}
 
 
