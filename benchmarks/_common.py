@@ -133,6 +133,30 @@ def _portable(args: dict) -> dict:
     return out
 
 
+def add_eval_model_args(p: argparse.ArgumentParser, image_size: int) -> None:
+    """The evaluation benchmarks' sizes: batches, the conv net's images, the tiny LM (see :func:`eval_models`)."""
+    p.add_argument("--eval-batches", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=image_size)
+    p.add_argument("--lm-batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--vocab-size", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=64)
+
+
+def eval_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The BatchNorm conv net and the tiny Llama LM the evaluation benchmarks time, sized by
+    :func:`add_eval_model_args`."""
+    from mcu_lightning.models import SmallConvNet, tiny_causal_lm
+
+    conv = SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
+    lm = tiny_causal_lm(
+        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+        intermediate_size=2 * args.hidden_size, max_position_embeddings=max(128, args.seq_len),
+    ).to(device)  # fmt: skip
+    return conv, lm
+
+
 def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 

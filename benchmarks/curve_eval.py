@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from benchmarks._common import (
+    add_eval_model_args,
+    eval_models,
     image_batch,
     interleaved,
     lm_batch,
@@ -35,7 +37,7 @@ from benchmarks._common import (
     write_json,
 )
 from mcu_lightning.curves import Bezier, Curve
-from mcu_lightning.models import SmallConvNet, call_model, tiny_causal_lm
+from mcu_lightning.models import call_model
 
 
 def make_evals(model: nn.Module, batches: list[dict], points: int) -> dict[str, Callable[[], None]]:
@@ -74,20 +76,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = parser("curve_eval", __doc__.splitlines()[0])
     p.set_defaults(repeats=5, warmup=1)
     p.add_argument("--points", type=int, default=31, help="t values on [0, 1], endpoints included")
-    p.add_argument("--eval-batches", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--lm-batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--vocab-size", type=int, default=512)
-    p.add_argument("--hidden-size", type=int, default=64)
+    add_eval_model_args(p, image_size=32)
     args = p.parse_args(argv)
     device = setup(args)
-    conv = SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
-    lm = tiny_causal_lm(
-        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-        intermediate_size=2 * args.hidden_size, max_position_embeddings=max(128, args.seq_len),
-    ).to(device)  # fmt: skip
+    conv, lm = eval_models(args, device)
     n = range(args.eval_batches)
     cases = [
         ("conv", conv, [image_batch(args.batch_size, 3, args.image_size, device, i) for i in n]),

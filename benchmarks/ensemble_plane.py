@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from benchmarks._common import (
+    add_eval_model_args,
+    eval_models,
     image_batch,
     interleaved,
     lm_batch,
@@ -34,7 +36,6 @@ from benchmarks._common import (
 )
 from mcu_lightning.curves import Bezier, Curve, Ensemble, has_batchnorm
 from mcu_lightning.metrics import ClassificationSuite, QASuite, evaluate_suite
-from mcu_lightning.models import SmallConvNet, tiny_causal_lm
 from mcu_lightning.modules.plane import metric_plane
 
 
@@ -68,20 +69,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.set_defaults(repeats=5, warmup=1)
     p.add_argument("--members", type=int, default=3, help="K evenly spaced curve points of the ensemble")
     p.add_argument("--grid", type=int, default=3, help="G: the plane's G x G grid")
-    p.add_argument("--eval-batches", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=16)
-    p.add_argument("--lm-batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--vocab-size", type=int, default=512)
-    p.add_argument("--hidden-size", type=int, default=64)
+    add_eval_model_args(p, image_size=16)
     args = p.parse_args(argv)
     device = setup(args)
-    conv = SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
-    lm = tiny_causal_lm(
-        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-        intermediate_size=2 * args.hidden_size, max_position_embeddings=max(128, args.seq_len),
-    ).to(device)  # fmt: skip
+    conv, lm = eval_models(args, device)
     n = range(args.eval_batches)
 
     def indexed(batch: dict, i: int, size: int) -> dict:
