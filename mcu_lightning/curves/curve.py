@@ -280,11 +280,6 @@ class Curve(TemplateCurve):
     def num_bends(self) -> int:
         return self.shape.num_bends
 
-    @property
-    def has_free_points(self) -> bool:
-        """Whether the curve has trainable control points (False: a training-free path, tested without fit)."""
-        return len(self.control_points) > 0
-
     def _interior_bends(self) -> list[Tensor]:
         """``P_1 .. P_{n-2}``, flat: the control points, or the frozen bends of a ``fixed_bends`` curve."""
         return [*self.control_points._parameters.values(), *self._frozen_bends.values()]  # not per-item getattr

@@ -58,6 +58,11 @@ class TemplateCurve(nn.Module):
     def template(self) -> nn.Module:
         return self._template
 
+    @property
+    def has_free_points(self) -> bool:
+        """Whether the curve has control points to fit (False: a training-free path, tested without fit)."""
+        return any(p.requires_grad for p in self.parameters())
+
     def train(self, mode: bool = True) -> TemplateCurve:
         """Set the mode of the curve and of the template (dropout, BatchNorm behave as in the template)."""
         super().train(mode)

@@ -178,7 +178,7 @@ class CurveModule(MCUModule):
     def has_free_points(self) -> bool:
         """Whether the curve has control points to fit; False for a training-free path (the straight line, SLERP,
         ``fixed_bends``), which ``test`` evaluates as it stands."""
-        return any(point.requires_grad for point in self.curve.control_points)
+        return self.curve.has_free_points
 
     def sample_t(self, batch_idx: int = 0) -> float:
         """The t of this batch from a generator seeded by (seed, step, batch[, rank]).
