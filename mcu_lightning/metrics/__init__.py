@@ -2,6 +2,7 @@
 
 from mcu_lightning.metrics.classification import ClassificationSuite
 from mcu_lightning.metrics.forget_quality import forget_quality, oracle_forget_quality
+from mcu_lightning.metrics.intervals import Interval, mean_interval
 from mcu_lightning.metrics.mia import mia_auc, privleak
 from mcu_lightning.metrics.model_utility import model_utility
 from mcu_lightning.metrics.oracle import load_oracle, write_oracle
@@ -31,6 +32,7 @@ __all__ = [
     "ClassificationSuite",
     "Direction",
     "EvalResult",
+    "Interval",
     "MetricSuite",
     "QASuite",
     "SampleStore",
@@ -39,6 +41,7 @@ __all__ = [
     "extraction_strength",
     "forget_quality",
     "load_oracle",
+    "mean_interval",
     "mia_auc",
     "min_k_score",
     "model_utility",
