@@ -42,6 +42,7 @@ from mcu_lightning.study.schema import (
     endpoint_config,
     path_shape,
 )
+from mcu_lightning.study.seeds import expand_seeds
 from mcu_lightning.study.stage import Stage
 from mcu_lightning.study.stages import StageRunners
 from mcu_lightning.study.validate import validate_metrics, validate_study
@@ -54,7 +55,7 @@ class StudyRunner(StageRunners):
     """Plans the stages of a study and runs those that are not complete."""
 
     def __init__(self, study: Study, console: Any = None) -> None:
-        self.study = study
+        self.study, self.seed_groups = expand_seeds(study)  # one endpoint, curve, merge per seed
         self.root = Path(study.output_dir) / study.name
         self.console = console
         self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
@@ -362,8 +363,12 @@ class StudyRunner(StageRunners):
             for stage in stages:
                 if stage.name in changed:
                     shutil.rmtree(stage.directory, ignore_errors=True)
-            atomic_write(self.root / "study.json", json.dumps(asdict(self.study), indent=2, default=str).encode())
+            written = asdict(self.study)
+            if self.seed_groups:  # which stages are one endpoint or curve run with several seeds (the report's means)
+                written["seed_groups"] = self.seed_groups.as_json()
+            atomic_write(self.root / "study.json", json.dumps(written, indent=2, default=str).encode())
             by_name = {stage.name: stage for stage in stages}
+            only = [name for group in only for name in self.seed_groups.stages(group)] if only else only
             self.clock = StudyClock(total=len(stages))
             for index, stage in enumerate(stages, start=1):
                 if only and stage.name not in only:

@@ -48,6 +48,9 @@ class ModelStage:
 class Endpoint:
     """One unlearning run from the base model.
 
+    ``seeds``: run it once per seed (stages ``<name>-s<seed>``, see :mod:`mcu_lightning.study.seeds`); overrides the
+    study's ``seeds`` for this endpoint.
+
     ``during_training``: init args of :class:`~mcu_lightning.callbacks.EvaluateDuringTraining` (``score``,
     ``every_n_epochs``, ...), the suite run while unlearning; ``select: best`` makes the endpoint (its export, its
     test, the curves from it) the checkpoint best by that score instead of the last one.
@@ -63,12 +66,14 @@ class Endpoint:
     data: dict[str, Any] = field(default_factory=dict)
     during_training: dict[str, Any] | None = None
     select: str = "last"
+    seeds: list[int] | None = None
 
 
 def endpoint_config(endpoint: Endpoint) -> dict[str, Any]:
     """The endpoint's fingerprinted config; evaluation during training is left out while unset, so the stages of
     studies written before it existed keep their fingerprints."""
     config = asdict(endpoint)
+    del config["seeds"]  # replicas carry their own ``seed``; the list only names them
     if endpoint.during_training is None and endpoint.select == "last":
         del config["during_training"], config["select"]
     return config
@@ -213,7 +218,11 @@ class Evaluation:
 
 @dataclass
 class Study:
-    """A whole MCU study. ``data`` is a datamodule class spec; ``trainer`` holds Trainer arguments for every stage."""
+    """A whole MCU study. ``data`` is a datamodule class spec; ``trainer`` holds Trainer arguments for every stage.
+
+    ``seed`` seeds the base and the oracle; ``seeds`` runs every endpoint and curve once per seed (stages named
+    ``<name>-s<seed>``, one study folder, the report aggregates over seeds; see :mod:`mcu_lightning.study.seeds`).
+    """
 
     name: str
     data: dict[str, Any]
@@ -225,6 +234,7 @@ class Study:
     merges: list[Merge] = field(default_factory=list)
     output_dir: str = "runs"
     seed: int = 0
+    seeds: list[int] | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     checkpoint_every_n_steps: int | None = 20
