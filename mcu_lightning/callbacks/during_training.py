@@ -129,6 +129,7 @@ class EvaluateDuringTraining(Callback):
         if suite is not getattr(pl_module, "suite", None):
             suite.to(pl_module.device)
             suite.bind(getattr(pl_module, "tokenizer", None))
+            suite.set_compat(getattr(pl_module, "compat", None))
         model = pl_module.eval_model()
         was_training = model.training
         model.eval()

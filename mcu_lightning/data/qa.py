@@ -288,15 +288,25 @@ def padding_mask(seqs: Sequence[Sequence[int]], length: int, left: bool = False)
 
 
 class QACollator:
-    """Pads QA items into a batch (keys of docs/internals.md); picklable for worker processes."""
+    """Pads QA items into a batch (keys of docs/internals.md); picklable for worker processes.
 
-    def __init__(self, pad_token_id: int) -> None:
+    ``mask_pad_ids=True`` is open-unlearning's attention mask (``compat: open_unlearning``,
+    :mod:`mcu_lightning.core.compat`): ``input_ids != pad_token_id`` on the training and scoring keys, so with
+    ``pad = eos`` every real end-of-turn token inside a sequence is hidden too. By default only the padding is masked.
+    ``prompt_attention_mask`` always marks the padding (the suite strips it, then masks its generation prompts).
+    """
+
+    def __init__(self, pad_token_id: int, mask_pad_ids: bool = False) -> None:
         self.pad_token_id = pad_token_id
+        self.mask_pad_ids = mask_pad_ids
 
     def _pair(self, prefix: str, ids: list, labels: list, out: dict[str, Any]) -> None:
         input_ids = pad_sequences(ids, self.pad_token_id)
         out[f"{prefix}input_ids"] = input_ids
-        out[f"{prefix}attention_mask"] = padding_mask(ids, input_ids.shape[1])
+        if self.mask_pad_ids:
+            out[f"{prefix}attention_mask"] = (input_ids != self.pad_token_id).long()
+        else:
+            out[f"{prefix}attention_mask"] = padding_mask(ids, input_ids.shape[1])
         out[f"{prefix}labels"] = pad_sequences(labels, IGNORE_INDEX, length=input_ids.shape[1])
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

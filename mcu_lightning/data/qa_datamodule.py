@@ -13,6 +13,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING, check_compat
 from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
 from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
@@ -43,6 +44,10 @@ class QADataModule(UnlearningDataModule):
     ``llama2_chat``, ``phi_1_5``, ...; :data:`mcu_lightning.data.templates.PRESETS`) or a mapping of its fields;
     ``None`` keeps this project's own format. After ``setup`` the module warns once when ``max_length`` cut any
     row, with the count and the ``max_length`` that keeps every row whole.
+
+    ``compat`` (``"mcu"``, default, or ``"open_unlearning"``) chooses whose definitions the run follows where the
+    two libraries differ (:mod:`mcu_lightning.core.compat`): the attention mask here, and through the modules the KL
+    retain term, RMU's reduction and the generation prompts' mask.
     """
 
     task = "qa"
@@ -69,6 +74,7 @@ class QADataModule(UnlearningDataModule):
         use_retain: bool = True,
         finetune_split: str | None = None,
         curriculum: Curriculum | None = None,
+        compat: str | None = None,
     ) -> None:
         super().__init__(
             batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
@@ -93,6 +99,7 @@ class QADataModule(UnlearningDataModule):
         else:
             self.root = Path(data_root).expanduser() if data_root else None
         self._tokenizer: PreTrainedTokenizerBase | None = None
+        self.compat = check_compat(compat)
 
     @property
     def eval_configs(self) -> dict[str, str]:
@@ -172,4 +179,4 @@ class QADataModule(UnlearningDataModule):
         )
 
     def collate_fn(self) -> QACollator:
-        return QACollator(self.tokenizer.pad_token_id)
+        return QACollator(self.tokenizer.pad_token_id, mask_pad_ids=self.compat == OPEN_UNLEARNING)

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mcu_lightning.core.compat import MCU, check_compat
 from mcu_lightning.core.forward import Policy
 
 #: ``(parameter name, gradient)`` pairs, re-iterable (wrapped losses iterate them too): what ``on_after_backward``
@@ -50,7 +51,7 @@ class UnlearningLoss(nn.Module):
     for a plain model, trained by ``FineTuneModule``/``UnlearningModule``, and for a curve, ``CurveModule``):
 
     1. :meth:`is_trainable` per parameter name, when the module is built;
-    2. :meth:`bind` with the data module's tokenizer, at ``setup``;
+    2. :meth:`bind` with the data module's tokenizer and :meth:`set_compat` with its ``compat`` mode, at ``setup``;
     3. :meth:`setup_model` once, at the start of ``fit``;
     4. :meth:`attach` once, right after it;
     5. :meth:`on_train_step` before every training forward;
@@ -58,6 +59,9 @@ class UnlearningLoss(nn.Module):
     """
 
     needs_reference: bool = False
+    #: Whose definitions the objective follows where they differ (:mod:`mcu_lightning.core.compat`); set by
+    #: :meth:`set_compat` from the data module's ``compat``.
+    compat: str = MCU
     #: Whether the objective has a meaning for classifiers (logits ``[B, C]``, integer labels) as well as causal LMs.
     supports_classification: bool = True
 
@@ -76,6 +80,12 @@ class UnlearningLoss(nn.Module):
     def bind(self, tokenizer: Any) -> None:
         """Receive the data module's tokenizer (IdkDPO tokenizes its "I don't know" answers), the same for a
         plain model and a curve. Not called when the data module has no tokenizer (classification data)."""
+
+    def set_compat(self, mode: str | None) -> None:
+        """Follow ``mode``'s definitions (``"mcu"`` or ``"open_unlearning"``; :mod:`mcu_lightning.core.compat`),
+        the data module's ``compat``; only objectives whose definition differs between the two read it (the KL
+        retain term, RMU). A loss that wraps another passes it on."""
+        self.compat = check_compat(mode)
 
     def setup_model(self, model: nn.Module, forget_loader: Iterable[Mapping[str, Any]] | None = None) -> None:
         """Called once per fit, before the first step, with a model whose trained parameters require grad and the
@@ -147,6 +157,10 @@ class WrapperLoss(UnlearningLoss):
 
     def bind(self, tokenizer: Any) -> None:
         self.loss.bind(tokenizer)
+
+    def set_compat(self, mode: str | None) -> None:
+        super().set_compat(mode)
+        self.loss.set_compat(mode)
 
     def setup_model(self, model: nn.Module, forget_loader: Iterable[Mapping[str, Any]] | None = None) -> None:
         self.loss.setup_model(model, forget_loader)

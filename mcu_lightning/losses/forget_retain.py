@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
-from mcu_lightning.losses.kl import kl_to_reference
+from mcu_lightning.losses.kl import kl_all_positions, kl_to_reference
 from mcu_lightning.losses.nll import policy_logits
 
 RETAIN_KINDS: tuple[str, ...] = ("nll", "kl")
@@ -55,9 +56,14 @@ class ForgetRetainLoss(UnlearningLoss):
 
 
 def retain_term(
-    policy: Policy, retain_batch: Mapping[str, Any], kind: str = "nll", reference: Policy | None = None
+    policy: Policy,
+    retain_batch: Mapping[str, Any],
+    kind: str = "nll",
+    reference: Policy | None = None,
+    compat: str = "mcu",
 ) -> Tensor:
-    """The retain term on one sub-batch: ``NLL(retain)`` or ``KL(p_ref || p_theta)`` on the retain answers.
+    """The retain term on one sub-batch: ``NLL(retain)`` or ``KL(p_ref || p_theta)`` on the retain answers
+    (``compat="open_unlearning"``: the KL over every position, :func:`~mcu_lightning.losses.kl.kl_all_positions`).
 
     The reference runs under ``torch.no_grad``: it is a fixed target and never receives a gradient.
     """
@@ -69,17 +75,23 @@ def retain_term(
             raise ValueError("the KL retain term needs a reference model; pass `reference` or use kind='nll'")
         with torch.no_grad():
             ref_logits = policy_logits(reference, retain_batch)
+        if compat == OPEN_UNLEARNING:
+            return kl_all_positions(logits, ref_logits)
         return kl_to_reference(logits, ref_logits, retain_batch["labels"])
     raise ValueError(f"retain term kind must be one of {RETAIN_KINDS}, got {kind!r}")
 
 
 def optional_retain_term(
-    policy: Policy, batch: Mapping[str, Any], kind: str | None, reference: Policy | None = None
+    policy: Policy,
+    batch: Mapping[str, Any],
+    kind: str | None,
+    reference: Policy | None = None,
+    compat: str = "mcu",
 ) -> Tensor | None:
     """``retain_term`` on ``batch["retain"]``, or None when the batch has no retain part or ``kind`` is None."""
     if kind is None or batch.get("retain") is None:
         return None
-    return retain_term(policy, batch["retain"], kind, reference)
+    return retain_term(policy, batch["retain"], kind, reference, compat)
 
 
 def forget_retain_output(

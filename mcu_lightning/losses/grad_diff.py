@@ -32,7 +32,7 @@ class GradDiff(ForgetRetainLoss):
         if self.needs_reference:
             reference = self.require_reference(reference)
         shares = nll_shares(policy_logits(policy, forget), forget["labels"])
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         return forget_retain_output(-shares, self.gamma, retain, self.alpha, logs={"forget_nll": shares.mean()})
 
     def extra_repr(self) -> str:

@@ -4,8 +4,12 @@ TOFU (Maini et al., 2024) and of NPO's baselines (Zhang et al., 2024).
 
 Per sample, the published DPO loss (Rafailov et al., 2023, Eq. 7):
 ``-logsigmoid(beta * ((log pi_theta(y_w|x) - log pi_ref(y_w|x)) - (log pi_theta(y_l|x) - log pi_ref(y_l|x))))``
-with summed answer log-probabilities. (open-unlearning scales this by ``2/beta``, which only rescales the
-learning rate; use ``gamma = 2 / beta`` to reproduce it.)
+with summed answer log-probabilities. open-unlearning's ``compute_dpo_loss`` (``src/trainer/utils.py``) multiplies
+it by ``2 / beta``; the default ``gamma=None`` does the same, so the defaults equal its shipped
+``configs/trainer/DPO.yaml`` (``beta: 0.1, alpha: 1, gamma: 1``, retain NLL): at ``beta = 0.1`` the preference
+term weighs 20 times the retain term. Without a retain term the factor only rescales the learning rate; with one it
+sets the balance of the two, so ``gamma = 1`` (the published DPO loss, 20 times less forgetting pressure at the
+same ``alpha``) is a different objective, not a reparametrisation.
 
 The winner sub-batch: a forget sub-batch may carry precomputed ``idk_input_ids``, ``idk_attention_mask`` and
 ``idk_labels``; otherwise the loss builds it from the forget prompt (the tokens before the first labelled
@@ -70,12 +74,14 @@ def _token_mean_nll(logp: Tensor, labels: Tensor) -> Tensor:
 class IdkDPO(ForgetRetainLoss):
     """``gamma * mean_i dpo_loss(idk answer > forget answer) + alpha * retain term``; needs a reference.
 
+    With the defaults this is open-unlearning's ``DPO`` trainer on an IDK alternate: ``gamma = 2 / beta``.
+
     Args:
         beta: DPO inverse temperature (0.1).
         alpha: weight of the retain term (skipped when the batch has no retain part).
         idk_answers: the refusals to choose from (default ``IDK_ANSWERS``).
         retain_loss: ``"nll"``, ``"kl"`` or None.
-        gamma: weight of the forget (preference) term.
+        gamma: weight of the forget (preference) term; None (default) is ``2 / beta``, open-unlearning's scale.
 
     Logs ``forget_loss``, ``retain_loss``, ``dpo_margin`` (the mean reward margin divided by beta) and
     ``forget_nll``/``idk_nll`` (token-mean NLL of the loser and winner answers).
@@ -90,9 +96,11 @@ class IdkDPO(ForgetRetainLoss):
         alpha: float = 1.0,
         idk_answers: list[str] | None = None,
         retain_loss: str | None = "nll",
-        gamma: float = 1.0,
+        gamma: float | None = None,
     ) -> None:
-        super().__init__(gamma, alpha, retain_loss)
+        if beta <= 0:
+            raise ValueError(f"IdkDPO: beta must be positive, got {beta}")
+        super().__init__(2.0 / beta if gamma is None else gamma, alpha, retain_loss)
         self.beta = beta
         self.idk_answers = list(idk_answers) if idk_answers is not None else list(IDK_ANSWERS)
         if not self.idk_answers:
@@ -136,7 +144,7 @@ class IdkDPO(ForgetRetainLoss):
             ref_l = sequence_logprob(policy_logits(reference, forget), forget["labels"])
             ref_w = sequence_logprob(policy_logits(reference, idk), idk["labels"])
         per_sample = dpo_loss(logp_w, logp_l, ref_w, ref_l, self.beta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
 
         logs = {
             "dpo_margin": ((logp_w - ref_w) - (logp_l - ref_l)).mean(),

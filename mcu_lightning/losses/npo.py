@@ -59,7 +59,7 @@ class NPO(ForgetRetainLoss):
         with torch.no_grad():
             logp_ref = sequence_logprob(policy_logits(reference, forget), forget["labels"])
         per_sample = npo_loss(logp, logp_ref, self.beta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"npo_log_ratio": (logp - logp_ref).mean(), "forget_nll": total.sum() / count.sum().clamp_min(1)}
         return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
 

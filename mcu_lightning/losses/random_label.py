@@ -135,7 +135,7 @@ class RandomLabel(ForgetRetainLoss):
         else:
             logits = policy_logits(policy, forget)
             shares = nll_shares(logits, self.wrong_labels(forget["labels"], self.num_classes or logits.size(-1)))
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         return forget_retain_output(shares, self.gamma, retain, self.alpha)
 
     def extra_repr(self) -> str:

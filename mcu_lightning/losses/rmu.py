@@ -7,8 +7,18 @@ and the retain activations are held at the frozen model's:
       + alpha * mean_b [ sum_{i in A_b} ||h_l(x_r)_i - h_l^ref(x_r)_i||^2 / d ] / |A_b|
 
 with ``u`` a random unit vector (uniform entries, normalised, fixed by ``seed``), ``c`` the steering coefficient and
-``A_b`` the answer tokens of sample ``b`` (labels != -100), the per-token mean squared error of open-unlearning's
-RMU. Only parameters matching ``trainable`` are updated (the paper updates the MLPs of layers ``l-2 .. l``).
+``A_b`` the answer tokens of sample ``b`` (labels != -100): the per-token mean squared error of each sample,
+averaged over the batch, ``mean_b(S_b / n_b)``. Only parameters matching ``trainable`` are updated.
+
+open-unlearning's RMU (``src/trainer/unlearn/rmu.py``, ``compute_activation_loss``) intends the same but divides
+the ``[b]`` vector of sums ``S`` by a ``[b, 1]`` token count ``n``; the division broadcasts to ``[b, b]`` and its
+mean is ``mean(S) * mean(1 / n)``. The two agree when every answer in the batch has the same length and differ
+otherwise; ``compat: open_unlearning`` (:mod:`mcu_lightning.core.compat`) computes theirs.
+
+Defaults follow open-unlearning's shipped ``configs/trainer/RMU.yaml`` (``steering_coeff: 2``, ``alpha: 1``,
+``gamma: 1``, every parameter trainable) except the layer: theirs names ``model.layers.7`` (the middle of
+Llama-3.2-1B's 16 layers, minus one), which presumes a depth; ours is the middle decoder layer of whatever model
+it meets (``layers.8`` on Llama-3.2-1B). Set ``layer: "model\\.layers\\.7$"`` to reproduce theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
@@ -32,6 +43,17 @@ def activation_loss(activations: Tensor, target: Tensor, mask: Tensor) -> Tensor
     per_token = (activations.float() - target.float()).pow(2).mean(dim=-1)
     mask = mask.to(per_token.dtype)
     return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).mean()
+
+
+def activation_loss_open_unlearning(activations: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """open-unlearning's reduction (``compute_activation_loss``): ``mean_{j,b} S_b / n_j = mean(S) * mean(1 / n)``,
+    ``S_b = sum_{i: mask} mean_d (a - target)^2`` and ``n_j = |mask_j|`` (a sample without answer tokens gives
+    inf or NaN there, as it does in theirs)."""
+    per_token = (activations.float() - target.float()).pow(2).mean(dim=-1)
+    mask = mask.to(per_token.dtype)
+    sums = (per_token * mask).sum(dim=1)  # [b]
+    counts = mask.sum(dim=1, keepdim=True)  # [b, 1]
+    return (sums / counts).mean()  # [b, b]: the broadcast of their code
 
 
 def decoder_layer(model: nn.Module, pattern: str | None) -> tuple[str, nn.Module]:
@@ -57,8 +79,8 @@ class RMU(UnlearningLoss):
     Args:
         layer: regex (``re.search``) of the one module whose output is steered, e.g. ``"model\\.layers\\.7$"``;
             default: the middle decoder layer.
-        steering_coeff: ``c``, the norm of the target activation (open-unlearning's default 20; the WMDP paper
-            uses 6.5 to 300 depending on the model).
+        steering_coeff: ``c``, the norm of the target activation (2, open-unlearning's shipped RMU.yaml; its class
+            default and the WMDP code use 20, the WMDP paper 6.5 to 300 depending on the model).
         alpha: weight of the retain term.
         gamma: weight of the forget term.
         trainable: regex of the parameters to update (e.g. ``"layers\\.(5|6|7)\\.mlp\\.down_proj\\.weight"``); the
@@ -72,7 +94,7 @@ class RMU(UnlearningLoss):
     def __init__(
         self,
         layer: str | None = None,
-        steering_coeff: float = 20.0,
+        steering_coeff: float = 2.0,
         alpha: float = 1.0,
         gamma: float = 1.0,
         trainable: str | None = None,
@@ -128,7 +150,8 @@ class RMU(UnlearningLoss):
         forget = require_split(batch, "forget", type(self).__name__)
         h_forget = self._activations(policy, forget)
         target = self.control_vector(h_forget.shape[-1], h_forget.device)
-        forget_term = activation_loss(h_forget, target, forget["labels"] != -100)
+        reduce = activation_loss_open_unlearning if self.compat == OPEN_UNLEARNING else activation_loss
+        forget_term = reduce(h_forget, target, forget["labels"] != -100)
         loss, logs = self.gamma * forget_term, {"forget_rmu": forget_term.detach()}
         retain = batch.get("retain")
         if retain is not None and self.alpha:
@@ -136,7 +159,7 @@ class RMU(UnlearningLoss):
             h_retain = self._activations(policy, retain)
             with torch.no_grad():
                 h_reference = self._activations(reference, retain)
-            retain_term = activation_loss(h_retain, h_reference, retain["labels"] != -100)
+            retain_term = reduce(h_retain, h_reference, retain["labels"] != -100)
             loss = loss + self.alpha * retain_term
             logs["retain_rmu"] = retain_term.detach()
         return LossOutput(loss, logs)

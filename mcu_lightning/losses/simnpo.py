@@ -61,7 +61,7 @@ class SimNPO(ForgetRetainLoss):
             reference = self.require_reference(reference)
         total, count = sequence_nll(policy_logits(policy, forget), forget["labels"])
         per_sample = simnpo_loss(total, count, self.beta, self.delta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"forget_nll": total.sum() / count.sum().clamp_min(1)}
         return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
@@ -208,8 +209,11 @@ class QASuite(MetricSuite):
         for start in range(0, len(prompts), step):
             chunk = list(prompts[start : start + step])
             input_ids = pad_sequence(chunk, batch_first=True, padding_value=pad_id, padding_side="left")
-            ones = [torch.ones_like(prompt) for prompt in chunk]
-            attention_mask = pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")
+            if self.compat == OPEN_UNLEARNING:  # its collator's mask: every pad-id token hidden, eos = pad included
+                attention_mask = (input_ids != pad_id).long()
+            else:
+                ones = [torch.ones_like(prompt) for prompt in chunk]
+                attention_mask = pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")
             width = input_ids.size(1)
             output = model.generate(
                 input_ids=input_ids,

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.compat import MCU, check_compat
 
 #: Which way a metric is better in the unlearning reading: ``higher``, ``lower``, ``zero`` (closer to 0 from either
 #: side, privleak) or ``none`` (reported, never ranked: a holdout split's values).
@@ -123,6 +124,8 @@ class MetricSuite(nn.Module):
     """
 
     columns: tuple[str, ...] = ()
+    #: Whose definitions the suite follows where they differ (:mod:`mcu_lightning.core.compat`).
+    compat: str = MCU
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,6 +135,11 @@ class MetricSuite(nn.Module):
     def bind(self, tokenizer: Any = None) -> None:
         """Give the suite what it needs from the data side (the tokenizer, to decode generations)."""
         self.tokenizer = tokenizer
+
+    def set_compat(self, mode: str | None) -> None:
+        """Follow ``mode``'s definitions where they differ (:mod:`mcu_lightning.core.compat`): the data module's
+        ``compat``, handed over by the module at ``setup``."""
+        self.compat = check_compat(mode)
 
     def reset(self) -> None:
         for store in self.stores.values():

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import start_epoch_after_last_batch_resume
+from mcu_lightning.core.compat import check_compat
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import mean_nll
@@ -90,6 +91,13 @@ class MCUModule(LightningModule):
         for batch in self.datamodule.eval_dataloader(split):
             yield self.transfer_batch_to_device(batch, self.device, 0)
 
+    @property
+    def compat(self) -> str:
+        """The data module's ``compat`` mode (:mod:`mcu_lightning.core.compat`; ``"mcu"`` when it has none): the one
+        switch, handed to the loss and the suite at ``setup``."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        return check_compat(getattr(datamodule, "compat", None))
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches come from CPU loaders: on a CPU device there is nothing to move, so skip Lightning's walk
         over the nested ``{"forget": ..., "retain": ...}`` mapping (about a millisecond a step)."""
@@ -101,10 +109,13 @@ class MCUModule(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # Lightning >= 2.2 keeps the modes it finds; from_pretrained leaves models in eval mode
             self.train()
+        compat = self.compat
         if self.suite is not None:
             self.suite.bind(self.tokenizer)
+            self.suite.set_compat(compat)
         if self.lifecycle is not None:
             self.lifecycle.bind(self.tokenizer)
+            self.lifecycle.set_compat(compat)
 
     # -- the training loss's lifecycle (mcu_lightning.modules.lifecycle), driven here for every module ------------
     def trained_network(self) -> TrainedNetwork:

@@ -155,6 +155,9 @@ class LossLifecycle:
         if tokenizer is not None:
             self.loss.bind(tokenizer)
 
+    def set_compat(self, mode: str) -> None:
+        self.loss.set_compat(mode)
+
     # 3-4. the start of a fit
     def start(
         self,

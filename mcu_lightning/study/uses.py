@@ -96,6 +96,7 @@ def evaluation_batches(runner: StudyRunner, suite: Any) -> tuple[list[tuple[str,
     datamodule.prepare_data()
     datamodule.setup("test")
     suite.bind(getattr(datamodule, "tokenizer", None))
+    suite.set_compat(getattr(datamodule, "compat", None))
     batches = [(split, batch) for split in datamodule.eval_splits for batch in datamodule.eval_dataloader(split)]
     retain = [batch for split, batch in batches if split == "retain"]
     limit = runner.study.evaluation.bn_batches

@@ -90,7 +90,7 @@ def answer_logprob(table: torch.Tensor, input_ids: torch.Tensor, labels: torch.T
 def test_value_matches_a_hand_computation(tokenizer):
     torch.manual_seed(0)
     policy_table, ref_table = nn.Embedding(len(WORDS), len(WORDS)), nn.Embedding(len(WORDS), len(WORDS))
-    loss = IdkDPO(beta=0.5, idk_answers=["nobody knows", "no idea"], retain_loss=None)
+    loss = IdkDPO(beta=0.5, idk_answers=["nobody knows", "no idea"], retain_loss=None, gamma=1.0)
     loss.bind(tokenizer)
     forget = forget_batch()
     out = loss(lambda b: policy_table(b["input_ids"]), {"forget": forget}, lambda b: ref_table(b["input_ids"]))
@@ -132,3 +132,24 @@ def test_dpo_loss_formula_and_classifier_rejection():
     classification = {"forget": {"inputs": torch.zeros(1, 1), "labels": torch.tensor([0])}}
     with pytest.raises(TypeError, match="causal-LM"):
         IdkDPO()(lambda b: torch.zeros(1, 2), classification, lambda b: torch.zeros(1, 2))
+
+
+def test_default_gamma_is_open_unlearnings_two_over_beta(tokenizer):
+    """open-unlearning's compute_dpo_loss: ``-2/beta * logsigmoid(beta * margin).mean()`` (+ alpha * retain NLL)."""
+    torch.manual_seed(0)
+    policy_table, ref_table = nn.Embedding(len(WORDS), len(WORDS)), nn.Embedding(len(WORDS), len(WORDS))
+    forget = forget_batch()
+    published = IdkDPO(beta=0.5, idk_answers=["no idea"], retain_loss=None, gamma=1.0)
+    default = IdkDPO(beta=0.5, idk_answers=["no idea"], retain_loss=None)
+    assert default.gamma == pytest.approx(2 / 0.5)
+    outs = []
+    for loss in (published, default):
+        loss.bind(tokenizer)
+        outs.append(
+            loss(lambda b: policy_table(b["input_ids"]), {"forget": forget}, lambda b: ref_table(b["input_ids"]))
+        )
+    margin = outs[0].logs["dpo_margin"]  # the mean margin; per sample below
+    assert torch.isfinite(margin)
+    assert outs[1].loss.item() == pytest.approx(outs[0].loss.item() * 2 / 0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="beta must be positive"):
+        IdkDPO(beta=0.0)
