@@ -40,10 +40,14 @@ if TYPE_CHECKING:
     )
     from mcu_lightning.data import ClassificationDataModule, CurriculumSampler, QADataModule, UnlearningDataModule
     from mcu_lightning.losses import (
+        CEU,
         NLL,
         NPO,
+        PDU,
         RMU,
         SCRUB,
+        UNDIAL,
+        WGA,
         BadTeaching,
         ForgetRetainLoss,
         GradAscent,
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
         LossOutput,
         RandomLabel,
         SalUn,
+        SatImp,
         SimNPO,
         SuperLoss,
         UnlearningLoss,
@@ -121,6 +126,11 @@ _EXPORTS: dict[str, str] = {
     "SalUn": "mcu_lightning.losses",
     "RMU": "mcu_lightning.losses",
     "SuperLoss": "mcu_lightning.losses",
+    "UNDIAL": "mcu_lightning.losses",
+    "CEU": "mcu_lightning.losses",
+    "SatImp": "mcu_lightning.losses",
+    "WGA": "mcu_lightning.losses",
+    "PDU": "mcu_lightning.losses",
     # second-order optimizer
     "SophiaG": "mcu_lightning.optim",
     # data modules
@@ -159,10 +169,14 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "CEU",
     "NLL",
     "NPO",
+    "PDU",
     "RMU",
     "SCRUB",
+    "UNDIAL",
+    "WGA",
     "AtomicCheckpointIO",
     "BadTeaching",
     "Bezier",
@@ -197,6 +211,7 @@ __all__ = [
     "RandomLabel",
     "Relearn",
     "SalUn",
+    "SatImp",
     "Sharpness",
     "SimNPO",
     "Slerp",

@@ -29,6 +29,33 @@ def token_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return nll * mask, mask
 
 
+def answer_positions(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The logits that predict answer tokens, those tokens and their mask: ``(z [B, T, V], y [B, T], mask [B, T])``.
+
+    Causal LM (``[B, L, V]``): the one-step shift, ``z = logits[:, :-1]``, ``y = labels[:, 1:]`` (-100 replaced by
+    0, masked out). Classification (``[B, C]`` with labels ``[B]``): one position a sample, always counted.
+    """
+    if logits.dim() == 2:
+        return logits[:, None, :], labels[:, None], torch.ones_like(labels[:, None], dtype=torch.bool)
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    return logits[:, :-1, :], shift_labels.clamp_min(0), mask
+
+
+def answer_logprobs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``log p_t`` of every answer token ``[B, T]`` (float32) and the answer mask ``[B, T]`` (``answer_positions``)."""
+    z, y, mask = answer_positions(logits, labels)
+    logp = F.log_softmax(z.float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return logp, mask
+
+
+def token_shares(values: Tensor, mask: Tensor) -> Tensor:
+    """Each sample's share of the token mean of ``values [B, T]`` over ``mask``: ``B * sum_t v_it / sum_jt m_jt``,
+    so ``mean(shares)`` is the mean over every counted token of the batch (the per-sample contract of SuperLoss)."""
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum(dim=1) * values.size(0) / mask.sum().clamp_min(1)
+
+
 def sequence_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Summed answer NLL per sample ``S(x)`` and the number of answer tokens ``|y|``.
 

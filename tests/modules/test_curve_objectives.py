@@ -20,7 +20,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 import mcu_lightning.losses as losses
 from mcu_lightning.data import ClassificationDataModule, QADataModule
-from mcu_lightning.losses import RMU, SCRUB, GradDiff, SalUn, UnlearningLoss
+from mcu_lightning.losses import PDU, RMU, SCRUB, GradDiff, SalUn, UnlearningLoss
 from mcu_lightning.models import MLP, load_model, save_model, tiny_causal_lm
 from mcu_lightning.modules import CurveModule, UnlearningModule
 
@@ -33,8 +33,12 @@ LOSSES = sorted(
 )
 LOSSES = [cls for cls in LOSSES if issubclass(cls, UnlearningLoss) and cls.forward is not UnlearningLoss.forward]
 
-#: Options a test needs beyond the defaults: RMU on one layer's MLP (so "only its layers" means something).
-OPTIONS: dict[type, dict[str, Any]] = {RMU: {"trainable": r"layers\.1\.mlp\.", "layer": r"layers\.1$"}}
+#: Options a test needs beyond the defaults: RMU on one layer's MLP (so "only its layers" means something), PDU's
+#: retain-loss bound (required, as in open-unlearning).
+OPTIONS: dict[type, dict[str, Any]] = {
+    RMU: {"trainable": r"layers\.1\.mlp\.", "layer": r"layers\.1$"},
+    PDU: {"retain_loss_eps": 0.5},
+}
 STEPS = 3
 
 
@@ -99,7 +103,8 @@ class StepLogs(Callback):
 
 def test_every_exported_loss_is_discovered() -> None:
     names = {cls.__name__ for cls in LOSSES}
-    assert {"GradDiff", "NPO", "SalUn", "RMU", "SCRUB", "BadTeaching", "IdkDPO", "SuperLoss"} <= names, names
+    expected = {"GradDiff", "NPO", "SalUn", "RMU", "SCRUB", "BadTeaching", "IdkDPO", "SuperLoss"}
+    assert expected | {"UNDIAL", "CEU", "SatImp", "WGA", "PDU"} <= names, names
 
 
 @pytest.mark.parametrize(("cls", "task"), cases())

@@ -1,0 +1,74 @@
+import math
+
+import pytest
+import torch
+from tiny_lm import one_unlearning_step, two_token_example
+
+from mcu_lightning.losses import PDU
+
+GAP = (2 * math.log(2) / 3) ** 2 / 2  # position 0: (ln 2 - ln 2 / 3)^2; position 1 (uniform): 0; mean of 2
+RETAIN = -(math.log(1 / 2) + math.log(1 / 3)) / 2  # the example's token-mean NLL, used as its own retain batch
+
+
+def example() -> tuple[torch.Tensor, dict]:
+    logits, batch = two_token_example()
+    batch["retain"] = batch["forget"]
+    return logits, batch
+
+
+def test_defaults_are_open_unlearnings():
+    loss = PDU(retain_loss_eps=0.5)  # configs/trainer/PDU.yaml: eps required, primal-dual, step 1, gamma 1, alpha 1
+    assert (loss.primal_dual, loss.dual_step_size, loss.gamma, loss.alpha, loss.retain_loss) == (
+        True, 1.0, 1.0, 1.0, "nll"
+    )  # fmt: skip
+    assert float(loss.retain_preference) == 1.0
+    with pytest.raises(TypeError):
+        PDU()  # eps has no default, as in open-unlearning (???)
+    with pytest.raises(ValueError, match="dual_update_upon must be 'step'"):
+        PDU(retain_loss_eps=0.5, dual_update_upon="epoch")
+
+
+@pytest.mark.parametrize(("gamma", "alpha", "eps"), [(1.0, 1.0, 0.5), (0.5, 2.0, 2.0)])
+def test_value_by_hand_and_the_dual_ascent(gamma, alpha, eps):
+    logits, batch = example()
+    loss = PDU(retain_loss_eps=eps, gamma=gamma, alpha=alpha).train()
+    out = loss(lambda b: logits, batch)
+    assert out.logs["forget_loss"].item() == pytest.approx(GAP, rel=1e-6)
+    assert out.loss.item() == pytest.approx(gamma * GAP + alpha * (RETAIN - eps), rel=1e-6)
+    dual = max(0.0, alpha + (RETAIN - eps))
+    assert float(loss.retain_preference) == pytest.approx(dual, rel=1e-6)
+    out = loss(lambda b: logits, batch)  # the next forward uses the updated multiplier
+    assert out.loss.item() == pytest.approx(gamma * GAP + dual * (RETAIN - eps), rel=1e-6)
+    assert out.logs["retain_preference"].item() == pytest.approx(dual, rel=1e-6)
+
+
+def test_no_dual_update_in_eval_during_warmup_or_without_primal_dual():
+    logits, batch = example()
+    for loss in (
+        PDU(retain_loss_eps=0.0).eval(),
+        PDU(retain_loss_eps=0.0, dual_warmup_steps=3).train(),
+        PDU(retain_loss_eps=0.0, primal_dual=False).train(),
+    ):
+        loss.on_train_step(2)
+        loss(lambda b: logits, batch)
+        assert float(loss.retain_preference) == 1.0
+    loss = PDU(retain_loss_eps=0.0, dual_warmup_steps=3).train()
+    loss.on_train_step(3)
+    loss(lambda b: logits, batch)
+    assert float(loss.retain_preference) == pytest.approx(1.0 + RETAIN, rel=1e-6)
+    assert "retain_preference" in loss.state_dict(), "the multiplier is saved with the checkpoint"
+
+
+def test_gradient_lowers_the_largest_logit():
+    logits, batch = two_token_example(requires_grad=True)
+    batch["retain"] = {**batch["forget"], "labels": torch.full((1, 3), -100)}  # no retain tokens: R = 0
+    PDU(retain_loss_eps=0.0)(lambda b: logits, batch).loss.backward()
+    # d/dz of (max - mean)^2 / 2 at position 0: (gap)(1 - 1/3) on the max, -(gap)/3 on the others.
+    gap = 2 * math.log(2) / 3
+    assert logits.grad[0, 0].tolist() == pytest.approx([gap * 2 / 3, -gap / 3, -gap / 3], rel=1e-5)
+    assert logits.grad[0, 0, 0] > 0
+
+
+def test_one_step_lowers_the_forget_probability():
+    before, after = one_unlearning_step(PDU(retain_loss_eps=0.5))
+    assert after < before - 0.05, (before, after)
