@@ -70,7 +70,7 @@ class CEU(ForgetRetainLoss):
         if logits.dim() == 3:
             mask = skip_first_answer_tokens(mask, self.ignore_first_n_answer_tokens)
         per_sample = token_shares(soft_cross_entropy(z, ceu_targets(z, y)), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logp = F.log_softmax(z.detach().float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
         return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)

@@ -99,7 +99,7 @@ class PDU(ForgetRetainLoss):
             reference = self.require_reference(reference)
         z, _, mask = answer_positions(policy_logits(policy, forget), forget["labels"])
         per_sample = token_shares(logit_gap(z), mask)
-        slack = retain_term(policy, retain_batch, self.retain_loss, reference) - self.retain_loss_eps
+        slack = retain_term(policy, retain_batch, self.retain_loss, reference, self.compat) - self.retain_loss_eps
         weight = float(self.retain_preference)
         out = forget_retain_output(per_sample, self.gamma, slack, weight, {"retain_preference": torch.tensor(weight)})
         if self.primal_dual and self.training and torch.is_grad_enabled() and self._step >= self.dual_warmup_steps:

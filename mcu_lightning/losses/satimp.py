@@ -63,7 +63,7 @@ class SatImp(ForgetRetainLoss):
             reference = self.require_reference(reference)
         logp, mask = answer_logprobs(policy_logits(policy, forget), forget["labels"])
         per_sample = weighted_ascent(logp, satimp_weights(logp, self.beta1, self.beta2), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
         return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
 

@@ -75,7 +75,7 @@ class UNDIAL(ForgetRetainLoss):
             z_ref, _, _ = answer_positions(policy_logits(reference, forget), forget["labels"])
             target = undial_targets(z_ref, y, self.beta)
         per_sample = token_shares(soft_cross_entropy(z, target), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference)
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logp = F.log_softmax(z.detach().float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
         return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
