@@ -3,14 +3,23 @@
 open-unlearning (locuslab/open-unlearning, ``src/evals/base.py``) writes two files per evaluation:
 ``TOFU_EVAL.json``, ``{metric: {"agg_value": float | null, "value_by_index": {index: {key: value}}}}`` with its
 metric names (``configs/eval/tofu_metrics/*.yaml``: ``forget_Q_A_Prob``, ``forget_truth_ratio``, ``model_utility``,
-``privleak``, ...), and ``TOFU_SUMMARY.json``, ``{metric: agg_value}`` for the metrics its TOFU config lists. A
-retain model's ``TOFU_EVAL.json`` is the "retain logs" its forget quality (``forget_truth_ratio`` scores) and
-privleak (``mia_min_k`` AUC) read, so :func:`from_open_unlearning` turns one into this project's oracle.
+``privleak``, ...) and every pre-computed metric under its own name (its evaluator caches them in the same logs:
+``forget_Q_A_PARA_Prob``, ``forget_Q_A_PERT_Prob``, ``ra_Q_A_Prob``, ...), and ``TOFU_SUMMARY.json``,
+``{metric: agg_value}`` for the metrics its TOFU config lists whose value is not null. A retain model's
+``TOFU_EVAL.json`` is the "retain logs" its forget quality (``forget_truth_ratio`` scores) and privleak
+(``mia_min_k`` AUC) read, so :func:`from_open_unlearning` turns one into this project's oracle.
 
-Per-sample keys follow open-unlearning's handlers: ``probability`` -> ``{"prob", "avg_loss"}``, ``rouge`` ->
-``{"rougeL_recall"}``, ``truth_ratio`` / ``extraction_strength`` / ``exact_memorization`` / MIA scores ->
-``{"score"}``. MIA metrics keep open-unlearning's layout: ``{"agg_value": auc, "auc": auc, "forget":
-{"value_by_index": ...}, "holdout": {"value_by_index": ...}}``. Non-finite values are written as ``null``.
+Per-sample keys follow open-unlearning's handlers: ``probability`` -> ``{"prob", "avg_loss"}`` (lists of K values
+for the perturbed answers), ``probability_w_options`` -> ``{"prob"}``, ``rouge`` -> ``{"rouge1_recall",
+"rougeL_f1", "rougeL_recall", "input", "ground_truth", "generation"}``, ``truth_ratio`` / ``extraction_strength`` /
+``exact_memorization`` / MIA scores -> ``{"score"}``. MIA metrics keep its layout: ``{"agg_value": auc, "auc": auc,
+"forget": {"agg_value": mean score, "value_by_index": ...}, "holdout": {...}}``. A value that cannot be computed
+(NaN here) is written as ``null``, as open-unlearning writes a missing one, and left out of the summary, as its
+``summarize`` leaves out null aggregates.
+
+Splits whose ``prob`` is normalised (real authors, world facts) keep both entries apart, as open-unlearning does:
+``ra_Q_A_Prob`` holds the raw probability and loss of the true answer, ``ra_Q_A_Prob_normalised`` the normalised
+probability; reading a file puts the first into the ``loss`` column and the second into ``prob``.
 """
 
 from __future__ import annotations
@@ -40,32 +49,58 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "model_utility",
     "privleak",
 )
-#: Per-split metrics: open-unlearning suffix -> (our per-sample column, open-unlearning's per-sample key).
-_SPLIT_METRICS: dict[str, tuple[str, str]] = {
-    "Q_A_Prob": ("prob", "prob"),
-    "Q_A_ROUGE": ("rouge", "rougeL_recall"),
-    "Truth_Ratio": ("truth_ratio", "score"),
-}
-#: Bare metrics of the forget split (open-unlearning evaluates them on ``{forget_split}_perturbed``).
-_FORGET_METRICS: tuple[str, ...] = ("extraction_strength", "exact_memorization")
 #: open-unlearning's MIA metric -> (our AUC aggregate, our per-sample column).
 _MIA: dict[str, tuple[str, str]] = {
     "mia_loss": ("mia_loss_auc", "loss"),
     "mia_zlib": ("mia_zlib_auc", "mia_zlib"),
     "mia_min_k": ("mia_min_k_auc", "mia_min_k"),
 }
+#: Bare metrics of the forget split (open-unlearning evaluates them on ``{forget_split}_perturbed``).
+_FORGET_METRICS: tuple[str, ...] = ("extraction_strength", "exact_memorization")
 _CROSS_SPLIT: tuple[str, ...] = ("forget_quality", "model_utility", "privleak")
+#: The ROUGE entry: our per-sample column -> open-unlearning's key; and the text records it carries.
+_ROUGE_COLUMNS: dict[str, str] = {"rouge1_recall": "rouge1_recall", "rougeL_f1": "rougeL_f1", "rouge": "rougeL_recall"}
+_ROUGE_TEXTS: tuple[str, ...] = ("input", "ground_truth", "generation")
 
 
-def _value(value: float | None) -> float | None:
+def _value(value: Any) -> Any:
+    """JSON value as open-unlearning writes it: NaN/inf -> null, lists element-wise, strings as they are."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _by_index(table: Mapping[str, Sequence[float]], columns: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """``{str(index): {key: value}}`` from our per-sample columns (``columns``: our column -> their key)."""
+def _nan(value: Any) -> Any:
+    """The inverse of :func:`_value` for numbers: null -> NaN, lists element-wise."""
+    if isinstance(value, (list, tuple)):
+        return [_nan(v) for v in value]
+    return math.nan if value is None else float(value)
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _by_index(
+    table: Mapping[str, Sequence[Any]],
+    columns: Mapping[str, str],
+    records: Mapping[str, Sequence[Any]] | None = None,
+    texts: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """``{str(index): {key: value}}`` from our per-sample columns (``columns``: our column -> their key) and the
+    record columns ``texts`` (same name there), matched by sample index."""
+    position = {int(i): k for k, i in enumerate((records or {}).get("index", []))}
     rows: dict[str, dict[str, Any]] = {}
     for i, index in enumerate(table.get("index", [])):
-        rows[str(int(index))] = {key: _value(table[column][i]) for column, key in columns.items() if column in table}
+        row = {key: _value(table[column][i]) for column, key in columns.items() if column in table}
+        k = position.get(int(index))
+        for name in texts:
+            if k is not None and name in records:
+                row[name] = _value(records[name][k])
+        rows[str(int(index))] = row
     return rows
 
 
@@ -76,27 +111,84 @@ def split_metric_name(split: str, suffix: str, normalised: bool = False) -> str:
     return f"{PREFIXES[split]}_{suffix}" + ("_normalised" if normalised and suffix == "Q_A_Prob" else "")
 
 
+def _probability_entries(
+    split: str, table: Mapping[str, Sequence[float]], aggregates: Mapping[str, float], normalised: bool
+) -> dict[str, Any]:
+    """``{p}_Q_A_Prob`` (the true answer's probability and loss) and, for a normalised split, also
+    ``{p}_Q_A_Prob_normalised`` (``probability_w_options``: ``prob`` only)."""
+    entries: dict[str, Any] = {}
+    raw = split_metric_name(split, "Q_A_Prob")
+    if normalised:
+        if "loss" in table:
+            probs = [math.exp(-v) if math.isfinite(v) else math.nan for v in table["loss"]]
+            raw_table = {"index": table["index"], "prob": probs, "loss": table["loss"]}
+            entries[raw] = {
+                "agg_value": _value(_mean(probs)),
+                "value_by_index": _by_index(raw_table, {"prob": "prob", "loss": "avg_loss"}),
+            }
+        aggregate = aggregates.get(f"{split}/prob")
+        if aggregate is not None or "prob" in table:
+            entry: dict[str, Any] = {"agg_value": _value(aggregate)}
+            if "prob" in table:
+                entry["value_by_index"] = _by_index(table, {"prob": "prob"})
+            entries[split_metric_name(split, "Q_A_Prob", normalised=True)] = entry
+        return entries
+    aggregate = aggregates.get(f"{split}/prob")
+    if aggregate is not None or "prob" in table:
+        entry = {"agg_value": _value(aggregate)}
+        if "prob" in table:
+            entry["value_by_index"] = _by_index(table, {"prob": "prob", "loss": "avg_loss"})
+        entries[raw] = entry
+    return entries
+
+
+def _option_entries(
+    split: str, table: Mapping[str, Sequence[float]], records: Mapping[str, Sequence[Any]]
+) -> dict[str, Any]:
+    """The truth ratio's pre-computes: ``{p}_Q_A_PARA_Prob`` (the paraphrased answer) and ``{p}_Q_A_PERT_Prob``
+    (the K perturbed answers, lists per index; its aggregate the mean of the per-sample means)."""
+    entries: dict[str, Any] = {}
+    if "para_loss" in table:
+        probs = [math.exp(-v) if math.isfinite(v) else math.nan for v in table["para_loss"]]
+        para = {"index": table["index"], "prob": probs, "loss": table["para_loss"]}
+        entries[split_metric_name(split, "Q_A_PARA_Prob")] = {
+            "agg_value": _value(_mean(probs)),
+            "value_by_index": _by_index(para, {"prob": "prob", "loss": "avg_loss"}),
+        }
+    if "perturbed_loss" in records:
+        losses = [[math.nan if v is None else float(v) for v in row] for row in records["perturbed_loss"]]
+        probs = [[math.exp(-v) if math.isfinite(v) else math.nan for v in row] for row in losses]
+        pert = {"index": records["index"], "prob": probs, "loss": losses}
+        entries[split_metric_name(split, "Q_A_PERT_Prob")] = {
+            "agg_value": _value(_mean([_mean(row) for row in probs])),
+            "value_by_index": _by_index(pert, {"prob": "prob", "loss": "avg_loss"}),
+        }
+    return entries
+
+
 def to_open_unlearning(
     result: EvalResult,
     normalised_splits: Sequence[str] = ("real_authors", "world_facts"),
     mia_splits: tuple[str, str] = ("forget", "holdout"),
-) -> tuple[dict[str, Any], dict[str, float | None]]:
+) -> tuple[dict[str, Any], dict[str, float]]:
     """``(TOFU_EVAL, TOFU_SUMMARY)`` payloads of one QA result, in open-unlearning's schema and names."""
     logs: dict[str, Any] = {}
-    aggregates, per_sample = result.aggregates, result.per_sample
-    for split, prefix in PREFIXES.items():
-        table = per_sample.get(split, {})
-        for suffix, (column, key) in _SPLIT_METRICS.items():
-            name = split_metric_name(split, suffix, split in normalised_splits)
-            aggregate = aggregates.get(f"{split}/{column}")
-            if aggregate is None and column not in table:
-                continue
-            entry: dict[str, Any] = {"agg_value": _value(aggregate)}
-            columns = {column: key, "loss": "avg_loss"} if column == "prob" else {column: key}
-            if column in table:
-                entry["value_by_index"] = _by_index(table, columns)
-            logs[name] = entry
-        if prefix != "forget":
+    aggregates, per_sample, records = result.aggregates, result.per_sample, result.records
+    for split in PREFIXES:
+        table, texts = per_sample.get(split, {}), records.get(split, {})
+        logs.update(_probability_entries(split, table, aggregates, split in normalised_splits))
+        logs.update(_option_entries(split, table, texts))
+        if f"{split}/rouge" in aggregates or "rouge" in table:
+            entry: dict[str, Any] = {"agg_value": _value(aggregates.get(f"{split}/rouge"))}
+            if "rouge" in table:
+                entry["value_by_index"] = _by_index(table, _ROUGE_COLUMNS, texts, _ROUGE_TEXTS)
+            logs[split_metric_name(split, "Q_A_ROUGE")] = entry
+        if f"{split}/truth_ratio" in aggregates or "truth_ratio" in table:
+            entry = {"agg_value": _value(aggregates.get(f"{split}/truth_ratio"))}
+            if "truth_ratio" in table:
+                entry["value_by_index"] = _by_index(table, {"truth_ratio": "score"})
+            logs[split_metric_name(split, "Truth_Ratio")] = entry
+        if split != "forget":
             continue
         for name in _FORGET_METRICS:
             if f"forget/{name}" in aggregates:
@@ -111,13 +203,20 @@ def to_open_unlearning(
             for role, split in (("forget", members), ("holdout", others)):
                 table = per_sample.get(split, {})
                 if column in table:
-                    entry[role] = {"value_by_index": _by_index(table, {column: "score"})}
+                    entry[role] = {
+                        "agg_value": _value(_mean(table[column])),
+                        "value_by_index": _by_index(table, {column: "score"}),
+                    }
             logs[name] = entry
     for name in _CROSS_SPLIT:
         if name in aggregates:
             logs[name] = {"agg_value": _value(aggregates[name])}
     logs = dict(sorted(logs.items()))  # open-unlearning's save_logs sorts by name
-    summary = {name: logs[name]["agg_value"] for name in SUMMARY_METRICS if name in logs}
+    summary = {
+        name: logs[name]["agg_value"]
+        for name in SUMMARY_METRICS
+        if name in logs and logs[name]["agg_value"] is not None  # its summarize drops null aggregates
+    }
     return logs, summary
 
 
@@ -139,55 +238,85 @@ def is_open_unlearning(payload: Any) -> bool:
     )
 
 
-def _scores(entry: Any, key: str) -> tuple[list[float], list[float]] | None:
-    """``(index, values)`` of a ``value_by_index`` block, sorted by index; entries without the key are NaN."""
+def _scores(entry: Any, key: str) -> tuple[list[float], list[Any]] | None:
+    """``(index, values)`` of a ``value_by_index`` block, sorted by index; entries without the key are NaN (null
+    inside a list stays NaN too; strings stay strings)."""
     if not isinstance(entry, Mapping) or not isinstance(entry.get("value_by_index"), Mapping):
         return None
     rows = sorted(entry["value_by_index"].items(), key=lambda kv: int(kv[0]))
+    if not any(isinstance(v, Mapping) and key in v for _, v in rows):
+        return None
     values = [v.get(key) if isinstance(v, Mapping) else None for _, v in rows]
-    return [float(int(i)) for i, _ in rows], [math.nan if v is None else float(v) for v in values]
+    return [float(int(i)) for i, _ in rows], [v if isinstance(v, str) else _nan(v) for v in values]
 
 
-def from_open_unlearning(payload: Mapping[str, Any], source: str = "the file") -> EvalResult:
+def _aggregate(payload: Mapping[str, Any], name: str) -> float:
+    value = payload[name].get("agg_value") if isinstance(payload[name], Mapping) else None
+    return math.nan if value is None else float(value)
+
+
+def from_open_unlearning(
+    payload: Mapping[str, Any],
+    source: str = "the file",
+    mia_splits: tuple[str, str] = ("forget", "holdout"),
+) -> EvalResult:
     """An :class:`EvalResult` from an open-unlearning ``TOFU_EVAL.json`` payload (its retain logs, for example)."""
     aggregates: dict[str, float] = {}
     per_sample: dict[str, dict[str, list[float]]] = {}
+    records: dict[str, dict[str, list[Any]]] = {}
 
-    def put(split: str, column: str, scores: tuple[list[float], list[float]] | None) -> None:
+    def put(split: str, column: str, scores: tuple[list[float], list[Any]] | None, record: bool = False) -> None:
         if scores is None:
             return
-        table = per_sample.setdefault(split, {})
+        table = (records if record else per_sample).setdefault(split, {})
         index, values = scores
         if "index" in table and table["index"] != index:
             raise ValueError(f"{source}: the {split} metrics of the open-unlearning log disagree on sample indices")
         table["index"], table[column] = index, values
 
     for split in PREFIXES:
-        for suffix, (column, key) in _SPLIT_METRICS.items():
-            for normalised in (False, True):
-                name = split_metric_name(split, suffix, normalised)
-                if name in payload:
-                    value = payload[name].get("agg_value")
-                    aggregates[f"{split}/{column}"] = math.nan if value is None else float(value)
-                    put(split, column, _scores(payload[name], key))
-                    if column == "prob":
-                        put(split, "loss", _scores(payload[name], "avg_loss"))
+        raw, normalised = split_metric_name(split, "Q_A_Prob"), split_metric_name(split, "Q_A_Prob", True)
+        if raw in payload:  # the true answer's probability and loss; prob only when no normalised entry exists
+            put(split, "loss", _scores(payload[raw], "avg_loss"))
+            if normalised not in payload:
+                aggregates[f"{split}/prob"] = _aggregate(payload, raw)
+                put(split, "prob", _scores(payload[raw], "prob"))
+        if normalised in payload:
+            aggregates[f"{split}/prob"] = _aggregate(payload, normalised)
+            put(split, "prob", _scores(payload[normalised], "prob"))
+        para = split_metric_name(split, "Q_A_PARA_Prob")
+        if para in payload:
+            put(split, "para_loss", _scores(payload[para], "avg_loss"))
+        pert = split_metric_name(split, "Q_A_PERT_Prob")
+        if pert in payload:
+            put(split, "perturbed_loss", _scores(payload[pert], "avg_loss"), record=True)
+        rouge = split_metric_name(split, "Q_A_ROUGE")
+        if rouge in payload:
+            aggregates[f"{split}/rouge"] = _aggregate(payload, rouge)
+            for column, key in _ROUGE_COLUMNS.items():
+                put(split, column, _scores(payload[rouge], key))
+            for name in _ROUGE_TEXTS:
+                put(split, name, _scores(payload[rouge], name), record=True)
+        ratio = split_metric_name(split, "Truth_Ratio")
+        if ratio in payload:
+            aggregates[f"{split}/truth_ratio"] = _aggregate(payload, ratio)
+            put(split, "truth_ratio", _scores(payload[ratio], "score"))
     for name in _FORGET_METRICS:
         if name in payload:
-            value = payload[name].get("agg_value")
-            aggregates[f"forget/{name}"] = math.nan if value is None else float(value)
+            aggregates[f"forget/{name}"] = _aggregate(payload, name)
             put("forget", name, _scores(payload[name], "score"))
-    for name, (auc_name, _) in _MIA.items():
+    for name, (auc_name, column) in _MIA.items():
         if name in payload:
-            value = payload[name].get("agg_value")
-            aggregates[auc_name] = math.nan if value is None else float(value)
+            aggregates[auc_name] = _aggregate(payload, name)
+            for role, split in zip(("forget", "holdout"), mia_splits, strict=True):
+                if column not in per_sample.get(split, {}):  # LOSS scores are the Q_A_Prob losses read above
+                    put(split, column, _scores(payload[name].get(role), "score"))
     for name in _CROSS_SPLIT:
         if name in payload:
-            value = payload[name].get("agg_value")
-            aggregates[name] = math.nan if value is None else float(value)
+            aggregates[name] = _aggregate(payload, name)
     if "forget_truth_ratio" not in payload and "mia_min_k" not in payload:
         raise ValueError(
             f"{source} is an open-unlearning log without 'forget_truth_ratio' or 'mia_min_k'; an oracle needs the "
             "retain model's TOFU_EVAL.json with them (open-unlearning's TOFU eval writes both)"
         )
-    return EvalResult(aggregates=aggregates, per_sample=per_sample)
+    return EvalResult(aggregates=aggregates, per_sample=per_sample, records=records)

@@ -26,7 +26,7 @@ from mcu_lightning.metrics.mia import mia_auc, privleak
 from mcu_lightning.metrics.model_utility import model_utility
 from mcu_lightning.metrics.open_unlearning import write_open_unlearning
 from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate
-from mcu_lightning.metrics.rouge import rouge_l_recall
+from mcu_lightning.metrics.rouge import rouge_scores
 from mcu_lightning.metrics.stats import (
     answer_nll,
     exact_memorization,
@@ -77,6 +77,9 @@ class QASuite(MetricSuite):
         "exact_memorization",
         "mia_zlib",
         "mia_min_k",
+        "para_loss",
+        "rouge1_recall",
+        "rougeL_f1",
     )
 
     def __init__(
@@ -147,11 +150,19 @@ class QASuite(MetricSuite):
             if progress is not None:
                 progress(total, total)
             start = 0
-            for _, batch, index, values in scored:
+            for split, batch, index, values in scored:
                 generations, start = texts[start : start + index.numel()], start + index.numel()
-                rouge = rouge_l_recall(generations, self._references(batch))
-                values["rouge"] = torch.tensor(rouge, dtype=torch.float64)
+                references = self._references(batch)
+                rouge = rouge_scores(generations, references)
+                for name, column in (("rougeL_recall", "rouge"), ("rouge1_recall", "rouge1_recall")):
+                    values[column] = torch.tensor([row[name] for row in rouge], dtype=torch.float64)
+                values["rougeL_f1"] = torch.tensor([row["rougeL_f1"] for row in rouge], dtype=torch.float64)
+                inputs = self.tokenizer.batch_decode([p.tolist() for p in _prompts(batch)], skip_special_tokens=True)
+                self.record(split, index, {"generation": generations, "ground_truth": references, "input": inputs})
         for split, _, index, values in scored:
+            perturbed = values.pop("perturbed_loss", None)
+            if perturbed is not None:  # [B, K]: the K wrong answers' losses, kept per sample (open-unlearning's PERT)
+                self.record(split, index, {"perturbed_loss": perturbed.tolist()})
             self.store(split, index.device).update(index, values)
 
     def _score(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -174,6 +185,9 @@ class QASuite(MetricSuite):
             # Splits without paraphrases (real authors, world facts) compare against the true answer, as TOFU does.
             correct = self._option_nll(model, batch, "paraphrased") if "paraphrased_input_ids" in batch else nll
             values["truth_ratio"] = truth_ratio(correct, perturbed)
+            values["perturbed_loss"] = perturbed
+            if "paraphrased_input_ids" in batch:
+                values["para_loss"] = correct
         if split in self.normalised:
             if perturbed is None:
                 raise KeyError(

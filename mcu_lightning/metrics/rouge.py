@@ -15,3 +15,22 @@ def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> lis
         raise ValueError(f"ROUGE got {len(predictions)} generations for {len(references)} answers")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references, strict=True)]
+
+
+def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
+    """Per generation, the three ROUGE numbers open-unlearning's ``eval_text_similarity`` records (Porter-stemmed):
+    ``rouge1_recall``, ``rougeL_f1`` and ``rougeL_recall`` (the last is :func:`rouge_l_recall`)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"ROUGE got {len(predictions)} generations for {len(references)} answers")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    rows = []
+    for pred, ref in zip(predictions, references, strict=True):
+        score = scorer.score(ref, pred)
+        rows.append(
+            {
+                "rouge1_recall": score["rouge1"].recall,
+                "rougeL_f1": score["rougeL"].fmeasure,
+                "rougeL_recall": score["rougeL"].recall,
+            }
+        )
+    return rows

@@ -40,15 +40,24 @@ class EvalResult:
     ``per_sample``: split -> statistic -> values ordered by sample index (the ``index`` list included).
     ``directions``: aggregate name -> its :data:`Direction` as the suite states it (empty when read from a file that
     has none).
+    ``records``: split -> column -> per-sample values that are not one number (a generation's text, the losses of
+    the K perturbed answers), ordered by the column ``index`` of the same table; empty for suites that keep none.
     """
 
     aggregates: dict[str, float] = field(default_factory=dict)
     per_sample: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     directions: dict[str, str] = field(default_factory=dict)
+    records: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, then ``os.replace``. NaN is written as ``NaN``."""
-        payload = {"aggregates": self.aggregates, "per_sample": self.per_sample, "directions": self.directions}
+        payload: dict[str, Any] = {
+            "aggregates": self.aggregates,
+            "per_sample": self.per_sample,
+            "directions": self.directions,
+        }
+        if self.records:
+            payload["records"] = self.records
         atomic_write(path, json.dumps(payload, indent=1).encode())
 
     @classmethod
@@ -63,7 +72,8 @@ class EvalResult:
             for split, table in payload.get("per_sample", {}).items()
         }
         directions = {name: str(value) for name, value in payload.get("directions", {}).items()}
-        return cls(aggregates=aggregates, per_sample=per_sample, directions=directions)
+        records = {split: dict(table) for split, table in payload.get("records", {}).items()}
+        return cls(aggregates=aggregates, per_sample=per_sample, directions=directions, records=records)
 
 
 class SampleStore(Metric):
@@ -131,6 +141,7 @@ class MetricSuite(nn.Module):
         super().__init__()
         self.stores = nn.ModuleDict()
         self.tokenizer: Any = None
+        self._records: dict[str, dict[int, dict[str, Any]]] = {}
 
     def bind(self, tokenizer: Any = None) -> None:
         """Give the suite what it needs from the data side (the tokenizer, to decode generations)."""
@@ -144,6 +155,37 @@ class MetricSuite(nn.Module):
     def reset(self) -> None:
         for store in self.stores.values():
             store.reset()
+        self._records = {}
+
+    def record(self, split: str, index: Tensor, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Keep per-sample values that are not one number (JSON-able: texts, lists of floats) for ``split``, by
+        sample index; the first value of an index wins, as in :class:`SampleStore`."""
+        rows = self._records.setdefault(split, {})
+        for i, sample in enumerate(torch.as_tensor(index).reshape(-1).tolist()):
+            row = rows.setdefault(int(sample), {})
+            for name, values in columns.items():
+                row.setdefault(name, values[i])
+
+    def gathered_records(self) -> dict[str, dict[str, list[Any]]]:
+        """The records of every process (``all_gather_object`` under ``torch.distributed``; lower ranks win a
+        duplicated index), as ``{split: {"index": [...], column: [...]}}`` sorted by index."""
+        parts = [self._records]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, self._records)
+        merged: dict[str, dict[int, dict[str, Any]]] = {}
+        for part in parts:
+            for split, rows in (part or {}).items():
+                for sample, row in rows.items():
+                    merged.setdefault(split, {}).setdefault(sample, row)
+        tables: dict[str, dict[str, list[Any]]] = {}
+        for split, rows in merged.items():
+            order = sorted(rows)
+            names = sorted({name for row in rows.values() for name in row})
+            table: dict[str, list[Any]] = {"index": [float(sample) for sample in order]}
+            table.update({name: [rows[sample].get(name) for sample in order] for name in names})
+            tables[split] = table
+        return tables
 
     def store(self, split: str, device: torch.device) -> SampleStore:
         """The store of ``split``, created on first use on the batch's device."""
@@ -188,7 +230,8 @@ class MetricSuite(nn.Module):
         }
         aggregates = self._aggregate(tables)
         directions = {name: self.direction(name) for name in aggregates}
-        return EvalResult(aggregates=aggregates, per_sample=per_sample, directions=directions)
+        records = self.gathered_records()
+        return EvalResult(aggregates=aggregates, per_sample=per_sample, directions=directions, records=records)
 
     def direction(self, name: str) -> Direction:
         """Which way aggregate ``name`` is better in the unlearning reading (:data:`Direction`); the one statement

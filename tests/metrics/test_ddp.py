@@ -84,6 +84,7 @@ def assert_same(a: EvalResult, b: EvalResult) -> None:
         other = b.aggregates[name]
         assert (math.isnan(value) and math.isnan(other)) or value == pytest.approx(other, rel=1e-9, abs=1e-12), name
     assert a.per_sample == b.per_sample
+    assert a.records == b.records  # non-numeric per-sample values: gathered as objects, de-duplicated by index
 
 
 @pytest.mark.slow
@@ -92,6 +93,8 @@ def assert_same(a: EvalResult, b: EvalResult) -> None:
 def test_one_process_equals_two(tmp_path):
     single_qa, single_cls = evaluate(rank=0, world_size=1)
     assert single_qa.per_sample["forget"]["index"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert single_qa.records["forget"]["index"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [len(row) for row in single_qa.records["forget"]["perturbed_loss"]] == [2] * 5
     assert math.isfinite(single_qa.aggregates["forget_quality"]) and math.isfinite(single_qa.aggregates["privleak"])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)

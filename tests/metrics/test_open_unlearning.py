@@ -63,10 +63,11 @@ def test_schema_and_names(tmp_path):
     assert list(logs["forget_truth_ratio"]["value_by_index"]) == [str(i) for i in range(40)]  # sorted by index
     assert logs["mia_min_k"]["agg_value"] == logs["mia_min_k"]["auc"] == 0.55
     assert len(logs["mia_min_k"]["holdout"]["value_by_index"]) == 40
+    holdout = _oracle().per_sample["holdout"]["mia_min_k"]
+    assert logs["mia_min_k"]["holdout"]["agg_value"] == pytest.approx(np.mean(holdout))  # its attack's mean score
     assert logs["forget_quality"] == {"agg_value": None}  # NaN -> null, as open-unlearning writes a missing p-value
-    assert summary == {
+    assert summary == {  # a null aggregate is left out, as open-unlearning's summarize does
         "forget_Q_A_Prob": logs["forget_Q_A_Prob"]["agg_value"],
-        "forget_quality": None,
         "forget_truth_ratio": 0.7,
         "model_utility": 0.61,
         "privleak": -3.0,
@@ -113,3 +114,94 @@ def test_suite_writes_both_files_and_reads_either_oracle(bigram, tmp_path):
     for name in ("forget_quality", "privleak", "privleak_loss", "privleak_zlib"):
         assert results[0].aggregates[name] == results[1].aggregates[name], name
     assert results[1].aggregates["privleak"] == pytest.approx(-75.0)
+
+
+K = 3  # perturbed answers per question
+
+
+def _full(n: int = 6, seed: int = 0) -> EvalResult:
+    """Every per-sample column and record the QA suite produces, on the four TOFU splits and the holdout; one
+    NaN (a sample without answer tokens) and one missing perturbed option."""
+    rng = np.random.default_rng(seed)
+    index = [float(i) for i in range(n)]
+    per_sample, records, aggregates = {}, {}, {}
+    for split in ("forget", "retain", "real_authors", "world_facts", "holdout"):
+        loss = rng.uniform(0.2, 3.0, n).tolist()
+        table = {"index": index, "loss": loss, "truth_ratio": rng.lognormal(0, 0.4, n).tolist()}
+        table["prob"] = [math.exp(-v) for v in loss]
+        if split in ("real_authors", "world_facts"):
+            table["prob"] = rng.uniform(0.2, 0.9, n).tolist()  # normalised: not exp(-loss)
+        if split in ("forget", "retain"):
+            table["para_loss"] = rng.uniform(0.2, 3.0, n).tolist()
+        table.update({c: rng.uniform(0, 1, n).tolist() for c in ("rouge", "rouge1_recall", "rougeL_f1")})
+        table.update({c: rng.uniform(0, 1, n).tolist() for c in ("extraction_strength", "exact_memorization")})
+        table.update({"mia_min_k": rng.normal(2, 1, n).tolist(), "mia_zlib": rng.uniform(0, 0.1, n).tolist()})
+        per_sample[split] = table
+        pert = rng.uniform(0.2, 3.0, (n, K)).tolist()
+        pert[1][2] = math.nan
+        records[split] = {
+            "index": index,
+            "perturbed_loss": pert,
+            "generation": [f"{split} generation {i} é" for i in range(n)],
+            "ground_truth": [f"{split} answer {i}" for i in range(n)],
+            "input": [f"{split} question {i}?" for i in range(n)],
+        }
+        for metric in ("prob", "rouge", "truth_ratio"):
+            aggregates[f"{split}/{metric}"] = float(np.mean(table[metric]))
+    per_sample["forget"]["exact_memorization"][2] = math.nan
+    aggregates.update({"forget/extraction_strength": 0.4, "forget/exact_memorization": 0.5})
+    aggregates.update({"mia_loss_auc": 0.6, "mia_zlib_auc": 0.55, "mia_min_k_auc": 0.52})
+    aggregates.update({"forget_quality": 0.03, "model_utility": 0.61, "privleak": -3.0})
+    return EvalResult(aggregates=aggregates, per_sample=per_sample, records=records)
+
+
+def test_every_key_open_unlearning_writes_for_our_metrics():
+    logs, summary = to_open_unlearning(_full())
+    per_split = {"Q_A_Prob", "Q_A_ROUGE", "Q_A_PERT_Prob"}
+    expected = {f"{p}_{m}" for p in ("forget", "retain", "ra", "wf") for m in per_split}
+    expected |= {"forget_Q_A_PARA_Prob", "retain_Q_A_PARA_Prob", "ra_Q_A_Prob_normalised", "wf_Q_A_Prob_normalised"}
+    expected |= {"forget_truth_ratio", "retain_Truth_Ratio", "ra_Truth_Ratio", "wf_Truth_Ratio"}
+    expected |= {"extraction_strength", "exact_memorization", "mia_loss", "mia_zlib", "mia_min_k"}
+    expected |= {"forget_quality", "model_utility", "privleak"}
+    assert set(logs) == expected
+    full = _full()
+    rouge = logs["forget_Q_A_ROUGE"]["value_by_index"]["3"]  # open-unlearning's eval_text_similarity keys
+    assert set(rouge) == {"rouge1_recall", "rougeL_f1", "rougeL_recall", "input", "ground_truth", "generation"}
+    assert rouge["generation"] == "forget generation 3 é" and rouge["input"] == "forget question 3?"
+    assert rouge["rougeL_recall"] == full.per_sample["forget"]["rouge"][3]
+    pert = logs["forget_Q_A_PERT_Prob"]["value_by_index"]["1"]
+    assert pert["avg_loss"][2] is None and pert["prob"][0] == pytest.approx(math.exp(-pert["avg_loss"][0]))
+    per_sample_means = [np.nanmean(np.exp(-np.array(r, dtype=float))) for r in full.records["forget"]["perturbed_loss"]]
+    assert logs["forget_Q_A_PERT_Prob"]["agg_value"] == pytest.approx(np.mean(per_sample_means))
+    para = logs["retain_Q_A_PARA_Prob"]["value_by_index"]["0"]
+    assert para["prob"] == pytest.approx(math.exp(-full.per_sample["retain"]["para_loss"][0]))
+    # raw and normalised kept apart: ra_Q_A_Prob is the true answer's own probability, the normalised one ours
+    ra_raw, ra_norm = logs["ra_Q_A_Prob"]["value_by_index"]["0"], logs["ra_Q_A_Prob_normalised"]["value_by_index"]["0"]
+    assert ra_raw["prob"] == pytest.approx(math.exp(-full.per_sample["real_authors"]["loss"][0]))
+    assert ra_norm == {"prob": full.per_sample["real_authors"]["prob"][0]}
+    mia = logs["mia_zlib"]
+    assert set(mia) == {"agg_value", "auc", "forget", "holdout"}
+    assert mia["forget"]["agg_value"] == pytest.approx(np.mean(full.per_sample["forget"]["mia_zlib"]))
+    assert logs["exact_memorization"]["value_by_index"]["2"] == {"score": None}
+    assert summary["forget_quality"] == 0.03
+
+
+def test_round_trip_keeps_every_key_and_value(tmp_path):
+    """ours -> TOFU_EVAL.json -> ours -> TOFU_EVAL.json is the same file, texts, lists and nulls included."""
+    write_open_unlearning(_full(), tmp_path)
+    first = json.loads((tmp_path / EVAL_FILE).read_text())
+    back = from_open_unlearning(first)
+    assert back.per_sample["real_authors"]["loss"] == _full().per_sample["real_authors"]["loss"]  # not all NaN
+    assert back.per_sample["real_authors"]["prob"] == _full().per_sample["real_authors"]["prob"]
+    assert back.records["forget"]["generation"] == _full().records["forget"]["generation"]
+    write_open_unlearning(back, tmp_path / "again")
+    assert json.loads((tmp_path / "again" / EVAL_FILE).read_text()) == first
+    assert (tmp_path / "again" / SUMMARY_FILE).read_text() == (tmp_path / SUMMARY_FILE).read_text()
+
+
+def test_eval_result_json_keeps_records(tmp_path):
+    full = _full()
+    full.to_json(tmp_path / "m.json")
+    assert EvalResult.from_json(tmp_path / "m.json").records == json.loads(json.dumps(full.records))
+    _oracle().to_json(tmp_path / "plain.json")
+    assert "records" not in json.loads((tmp_path / "plain.json").read_text())  # suites without records: as before

@@ -183,3 +183,35 @@ def test_update_many_generates_across_batches_with_the_same_results(tokenizer, m
     for split, table in one_by_one.per_sample.items():
         for name, values in table.items():
             assert together.per_sample[split][name] == pytest.approx(values, rel=1e-6, nan_ok=True), (split, name)
+
+
+def test_suite_keeps_what_open_unlearnings_files_carry(tokenizer, model, tmp_path):
+    """Per sample: the generation, its reference and prompt, the three ROUGE numbers, the paraphrase's loss and the
+    K perturbed losses, so TOFU_EVAL.json has every key open-unlearning writes for them."""
+    import json
+
+    from rouge_score import rouge_scorer
+
+    batches = tofu_like(tokenizer)
+    suite = QASuite(max_new_tokens=4)
+    suite.bind(tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(suite, model, batches)
+    forget, texts = result.per_sample["forget"], result.records["forget"]
+    assert texts["index"] == forget["index"] == [0.0, 1.0, 2.0]
+    assert texts["ground_truth"] == ["alice wrote the book", "she was born in rome", "alice wrote the book"]
+    assert texts["input"][1] == "where was she born"
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    for i, (generation, truth) in enumerate(zip(texts["generation"], texts["ground_truth"], strict=True)):
+        score = scorer.score(truth, generation)
+        assert forget["rouge"][i] == pytest.approx(score["rougeL"].recall)
+        assert forget["rouge1_recall"][i] == pytest.approx(score["rouge1"].recall)
+        assert forget["rougeL_f1"][i] == pytest.approx(score["rougeL"].fmeasure)
+    assert [len(row) for row in texts["perturbed_loss"]] == [2, 2, 2]
+    assert all(v > 0 for v in forget["para_loss"])
+    assert "para_loss" not in result.per_sample["real_authors"]  # no paraphrases there: TOFU compares the answer
+    suite.export(result, tmp_path)
+    logs = json.loads((tmp_path / "TOFU_EVAL.json").read_text())
+    assert {"forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob", "ra_Q_A_Prob", "ra_Q_A_PERT_Prob"} <= set(logs)
+    assert logs["forget_Q_A_ROUGE"]["value_by_index"]["0"]["generation"] == texts["generation"][0]
