@@ -19,6 +19,7 @@ reference that cannot be loaded, non-finite weights) are printed as ``error: <me
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -44,6 +45,13 @@ class ConfigError(SystemExit):
 
 def _folded(err: BaseException) -> str:
     return " ".join(str(err).split())
+
+
+def parse_error_line(command: str) -> Callable[[BaseException], str]:
+    """One line for a parser's rejection (a value of the wrong type, an unknown key): jsonargparse's message folded,
+    then where the accepted keys are listed, instead of its usage dump (the parsers run with ``exit_on_error=False``).
+    """
+    return lambda err: f"{_folded(err)} (`mcu {command} --help` lists every key and its type)"
 
 
 @contextlib.contextmanager
@@ -90,7 +98,11 @@ def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
             path = Path(value)
             if not path.is_file():
                 raise ConfigError(f"config file '{value}' does not exist")
-            yield "", yaml.safe_load(path.read_text())
+            content = yaml.safe_load(path.read_text())
+            if not isinstance(content, dict):  # jsonargparse would say only "Unexpected config:"
+                what = "is empty" if content is None else f"holds a {type(content).__name__}, not keys and values"
+                raise ConfigError(f"config file '{value}' {what}; write the settings as `key: value` lines")
+            yield "", content
         elif flag.startswith("--") and flag.endswith(".class_path"):
             yield flag[2 : -len(".class_path")], {"class_path": value}
 
@@ -169,8 +181,8 @@ def main(args: Sequence[str] | None = None) -> None:
             from mcu_lightning.study.cli import run_experiment_cli as command
         else:
             from mcu_lightning.report.cli import report_cli as command
-        with one_line_errors(InputError):  # bad input found before any stage ran (StudyError is one)
-            command(argv[1:])
+        with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0])), one_line_errors(InputError):
+            command(argv[1:])  # bad input found before any stage ran (StudyError is one)
         return
     if argv[0] == "export":
         _export(argv[1:])

@@ -92,14 +92,22 @@ def _one_line(err: BaseException) -> str:
 
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class: type[MCUCLI] = MCUCLI) -> MCUCLI:
     """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses)."""
-    return cli_class(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"default_root_dir": "runs"},
-        args=list(args) if args is not None else None,
-        run=run,
-    )
+    import argparse
+    import sys
+
+    from mcu_lightning.cli.dispatch import parse_error_line
+
+    argv = list(args) if args is not None else sys.argv[1:]
+    with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0] if argv else "fit")):
+        return cli_class(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": "runs"},
+            parser_kwargs={"exit_on_error": False},  # a rejected value: one `error:` line, not the usage dump
+            args=list(args) if args is not None else None,
+            run=run,
+        )

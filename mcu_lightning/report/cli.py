@@ -13,7 +13,11 @@ from mcu_lightning.report.summary import TEST_METRICS, write_report
 
 
 def report_cli(args: Sequence[str]) -> Path:
-    parser = ArgumentParser(prog="mcu report", description="Rebuild a study's report from its saved metrics.")
+    parser = ArgumentParser(
+        prog="mcu report",
+        description="Rebuild a study's report from its saved metrics.",
+        exit_on_error=False,  # a rejected argument is one `error:` line from the CLI
+    )
     parser.add_argument("run_dir", type=str, help="runs/<name>: the study's output folder")
     parser.add_argument("--vector", type=str | None, default=None, help="also write every figure as pdf or svg")
     cfg = parser.parse_args(list(args))

@@ -244,7 +244,10 @@ class Study:
 
 
 def study_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="mcu experiment", description="Run a whole MCU study from one YAML.")
+    # exit_on_error=False: a rejected value is one `error:` line from the CLI, not jsonargparse's usage dump
+    parser = ArgumentParser(
+        prog="mcu experiment", description="Run a whole MCU study from one YAML.", exit_on_error=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="the study YAML")
     parser.add_class_arguments(Study, as_group=False, fail_untyped=False)
     parser.add_argument("--only", type=list[str] | None, default=None, help="run only these stages (and report)")
