@@ -51,7 +51,7 @@ def parse_error_line(command: str) -> Callable[[BaseException], str]:
     """One line for a parser's rejection (a value of the wrong type, an unknown key): jsonargparse's message folded,
     then where the accepted keys are listed, instead of its usage dump (the parsers run with ``exit_on_error=False``).
     """
-    return lambda err: f"{_folded(err)} (`mcu {command} --help` lists every key and its type)"
+    return lambda err: f"{_folded(err)} (mcu {command} --help lists every key and its type)"
 
 
 @contextlib.contextmanager
@@ -101,7 +101,7 @@ def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
             content = yaml.safe_load(path.read_text())
             if not isinstance(content, dict):  # jsonargparse would say only "Unexpected config:"
                 what = "is empty" if content is None else f"holds a {type(content).__name__}, not keys and values"
-                raise ConfigError(f"config file '{value}' {what}; write the settings as `key: value` lines")
+                raise ConfigError(f"config file '{value}' {what}; write the settings as key: value lines")
             yield "", content
         elif flag.startswith("--") and flag.endswith(".class_path"):
             yield flag[2 : -len(".class_path")], {"class_path": value}
