@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mcu_lightning.core.direction import NAMED, is_direction, target
+
 
 def _prepare(ts: Sequence[float], values: Sequence[float], higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
     """Validated ``(t, m)`` arrays in lower-is-better orientation, interior NaNs dropped."""
@@ -101,7 +103,7 @@ class CurveSummary:
         return asdict(self)
 
 
-DIRECTIONS = ("higher", "lower", "zero", "none")
+DIRECTIONS = NAMED
 
 
 def as_direction(direction: str | bool | None) -> str:
@@ -111,8 +113,10 @@ def as_direction(direction: str | bool | None) -> str:
         return "none"
     if isinstance(direction, bool):
         return "higher" if direction else "lower"
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS} (or a bool higher_is_better), got {direction!r}")
+    if not is_direction(direction):
+        raise ValueError(
+            f"direction must be one of {DIRECTIONS}, 'toward <x>' (or a bool higher_is_better), got {direction!r}"
+        )
     return direction
 
 
@@ -120,14 +124,16 @@ def summarize_series(
     ts: Sequence[float], values: Sequence[float], direction: str | bool | None = "lower"
 ) -> CurveSummary:
     """Barriers, endpoint values and the best interior point of a metric series ``values[i] = m(ts[i])``, read in
-    ``direction`` (``higher``, ``lower``, ``zero``: closer to 0 is better, ``none``: not ranked)."""
+    ``direction`` (``higher``, ``lower``, ``zero``: closer to 0 is better, ``toward <x>``: closer to x is better,
+    ``none``: not ranked)."""
     direction = as_direction(direction)
     raw_t, raw = _prepare(ts, values, higher_is_better=False)  # validated, interior NaNs dropped, own orientation
     if direction == "none":
         unranked = dict.fromkeys(CurveSummary.__dataclass_fields__, math.nan)
         unranked.update(value_t0=float(raw[0]), value_t1=float(raw[-1]), interior_beats_endpoints=False)
         return CurveSummary(**{**unranked, "direction": direction})
-    oriented = np.abs(raw) if direction == "zero" else raw
+    centre = target(direction)
+    oriented = raw if centre is None else np.abs(raw - centre)
     higher = direction == "higher"
     line = barrier_vs_line(raw_t, oriented, higher)
     max_end = barrier_vs_max_end(raw_t, oriented, higher)

@@ -9,12 +9,14 @@ original model's test accuracy, ``unlearn_overall`` (its harmonic-mean overall u
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
+from mcu_lightning.core.direction import toward
 from mcu_lightning.core.forward import call_model
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.metrics.mia import mia_auc
@@ -58,9 +60,11 @@ class ClassificationSuite(MetricSuite):
             raise ValueError(f"zrf_draws={zrf_draws}; give 0 (no ZRF) or a number of random teachers such as 500")
         self.oracle = oracle
         self.mia_splits = tuple(mia_splits)
+        self.roles = {self.mia_splits[0]: "forget"}  # the test set (the non-members) is utility here
         self.original_test_acc = original_test_acc
         self.zrf_draws, self.zrf_seed = zrf_draws, zrf_seed
         self.num_classes: int | None = None
+        self.mia_target = 0.5  # the oracle's mia_auc once computed with one: what mia_auc is ranked against
         self._teachers: Tensor | None = None
 
     def _update_split(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -92,6 +96,8 @@ class ClassificationSuite(MetricSuite):
                 aggregates[f"{others}/acc"], aggregates[f"{members}/acc"], self.original_test_acc, 1 / self.num_classes
             )
         oracle = load_oracle(self.oracle) if self.oracle is not None else None
+        reference = oracle_aggregate(oracle, "mia_auc") if oracle is not None else None
+        self.mia_target = float(reference) if reference is not None and math.isfinite(reference) else 0.5
         if oracle is None:
             return aggregates
         gaps: dict[str, float] = {}
@@ -109,16 +115,19 @@ class ClassificationSuite(MetricSuite):
     def direction(self, name: str) -> Direction:
         """Unlearning reading: on the forget split ``acc`` is better lower and ``loss`` higher (the model should no
         longer fit it); on the other splits (retain, test: the model's utility) ``acc`` higher and ``loss`` lower.
-        Gaps to the oracle and ``mia_auc`` (1 = the forget set is detectable) are better lower. ``zrf`` and
+        Gaps to the oracle are better lower; ``mia_auc`` closer to the oracle's (``toward <x>``; 0.5 without an oracle:
+        below it the forget set is detectable by being *less* likely, which leaks as much as above). ``zrf`` and
         ``unlearn_overall`` (MU-Bench) are better higher."""
         if name in ("zrf", "unlearn_overall"):
             return "higher"
         split, _, metric = name.rpartition("/")
-        forget = split == self.mia_splits[0]
+        forget = self.role(split) == "forget"
         if split and metric == "acc":
             return "lower" if forget else "higher"
         if split and metric == "loss":
             return "higher" if forget else "lower"
-        if (split and metric == "acc_gap") or name in ("mia_auc", "mia_auc_gap"):
+        if (split and metric == "acc_gap") or name == "mia_auc_gap":
             return "lower"
+        if name == "mia_auc":
+            return toward(self.mia_target)
         raise KeyError(f"ClassificationSuite does not report a metric named '{name}'")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
+from mcu_lightning.core.direction import toward
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
@@ -35,14 +36,14 @@ from mcu_lightning.metrics.stats import (
     normalised_probability,
     zlib_score,
 )
-from mcu_lightning.metrics.suite import Direction, EvalResult, MetricSuite, batch_index, nanmean
+from mcu_lightning.metrics.suite import ROLES, Direction, EvalResult, MetricSuite, batch_index, nanmean
 from mcu_lightning.metrics.truth_ratio import TR_AGGREGATORS, truth_ratio
 
 #: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
 MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}
 #: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
 PRIVLEAK_ATTACK = "min_k"
-_SPLIT_OPTIONS = {"normalised", "truth_ratio"}
+_SPLIT_OPTIONS = {"normalised", "truth_ratio", "role"}
 #: Memorisation metrics: on the forget split lower is better (the model should no longer know the answers).
 _MEMORY_METRICS = {"prob", "rouge", "extraction_strength", "exact_memorization"}
 
@@ -53,7 +54,11 @@ class QASuite(MetricSuite):
 
     Args:
         splits: the splits to evaluate (others are skipped); ``None``: every split the data gives. A mapping gives
-            per-split options: ``{"real_authors": {"normalised": true}, "forget": {"truth_ratio": "closer_to_1"}}``.
+            per-split options: ``{"real_authors": {"normalised": true}, "forget": {"truth_ratio": "closer_to_1"}}``;
+            ``role`` (``forget``/``retain``/``holdout``/``utility``) states what a split is for (default: the
+            ``forget_splits`` are forget, the MIA non-members holdout, ``retain`` retain, the others utility). The role
+            alone decides each metric's direction; ``truth_ratio`` only picks the aggregate (default: ``closer_to_1``
+            on forget splits, ``true_better`` elsewhere).
         max_new_tokens: greedy generation length for ROUGE (open-unlearning's TOFU config uses 200).
         generation_batch_size: prompts per ``generate`` call (``None``: the whole batch).
         oracle: the oracle's test JSON (``EvalResult.to_json``) or open-unlearning's ``TOFU_EVAL.json`` of the
@@ -62,7 +67,8 @@ class QASuite(MetricSuite):
         mia_splits: (members, non-members) of the MIA attacks.
         rouge: generate and score ROUGE-L recall (off: no ``generate`` needed).
         normalised_splits: splits whose ``prob`` is P(a) / (P(a) + sum_k P(perturbed_k)).
-        forget_splits: splits whose truth ratio aggregates as mean(min(TR, 1/TR)) (others: mean(max(0, 1 - TR))).
+        forget_splits: the splits whose role is ``forget`` (their truth ratio aggregates as mean(min(TR, 1/TR)) unless
+            a split's ``truth_ratio`` option says otherwise; others: mean(max(0, 1 - TR))).
         quality_split: the evaluation split whose truth ratios give forget quality (the data module's
             ``forget_split`` is the TOFU config it comes from, e.g. ``forget10``).
         min_k: the fraction of lowest-probability tokens of the Min-K% attack (TOFU config: 0.4).
@@ -107,7 +113,9 @@ class QASuite(MetricSuite):
         self.min_k = min_k
         self.split_names = None if splits is None else list(splits)
         self.normalised = set(normalised_splits)
-        self.tr_aggregator = {split: "closer_to_1" for split in forget_splits}
+        self.roles = {split: "forget" for split in forget_splits}
+        self.roles.setdefault(self.mia_splits[1], "holdout")
+        self.tr_aggregator: dict[str, str] = {}
         for split, options in splits.items() if isinstance(splits, Mapping) else ():
             unknown = set(options) - _SPLIT_OPTIONS
             if unknown:
@@ -119,7 +127,13 @@ class QASuite(MetricSuite):
                 if options["truth_ratio"] not in TR_AGGREGATORS:
                     raise ValueError(f"truth_ratio of split '{split}' must be one of {sorted(TR_AGGREGATORS)}")
                 self.tr_aggregator[split] = options["truth_ratio"]
+            if "role" in options:
+                if options["role"] not in ROLES:
+                    raise ValueError(f"role of split '{split}' must be one of {list(ROLES)}, got {options['role']!r}")
+                self.roles[split] = options["role"]
         self._oracle_cache: tuple[Any, Any] | None = None
+        #: ``mia_<attack>_auc`` -> the AUC it is ranked against (the oracle's, or 0.5), set by each ``compute``.
+        self.mia_targets: dict[str, float] = {}
 
     # -- update: per-sample statistics of one batch -----------------------------------------------------
     def update(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> None:
@@ -266,7 +280,7 @@ class QASuite(MetricSuite):
                 if torch.isfinite(table[metric]).any():
                     aggregates[f"{split}/{metric}"] = nanmean(table[metric])
             if torch.isfinite(table["truth_ratio"]).any():
-                aggregator = TR_AGGREGATORS[self.tr_aggregator.get(split, "true_better")]
+                aggregator = TR_AGGREGATORS[self.truth_ratio_aggregator(split)]
                 aggregates[f"{split}/truth_ratio"] = aggregator(table["truth_ratio"].cpu().numpy())
         oracle = self._load_oracle()
         forget = tables.get(self.quality_split)
@@ -294,6 +308,8 @@ class QASuite(MetricSuite):
             auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
             out[f"mia_{attack}_auc"] = auc
             oracle_auc = auc if self.oracle == ORACLE_SELF else oracle_aggregate(oracle, f"mia_{attack}_auc")
+            known = oracle_auc is not None and math.isfinite(oracle_auc)
+            self.mia_targets[f"mia_{attack}_auc"] = float(oracle_auc) if known else 0.5
             name = "privleak" if attack == PRIVLEAK_ATTACK else f"privleak_{attack}"
             if oracle_auc is None:
                 warnings.warn(
@@ -318,34 +334,45 @@ class QASuite(MetricSuite):
         )
         return [path.name for path in paths]
 
-    def direction(self, name: str) -> Direction:
-        """Unlearning reading of an aggregate.
+    def truth_ratio_aggregator(self, split: str) -> str:
+        """The truth-ratio aggregate of ``split``: its ``truth_ratio`` option, else ``closer_to_1`` for a forget split
+        and ``true_better`` for the others."""
+        return self.tr_aggregator.get(split) or ("closer_to_1" if self.role(split) == "forget" else "true_better")
 
-        Forget splits (``forget_splits``): ``loss`` higher (the answers should become unlikely), the memorisation
-        metrics (prob, rouge, extraction strength, exact memorization) lower, the truth-ratio aggregate
-        mean(min(TR, 1/TR)) higher. The holdout split (the MIA non-members, never trained on): ``none``, reported
-        and not ranked. Other splits (retain, real authors, world facts: utility): ``loss`` lower, the rest higher.
+    def direction(self, name: str) -> Direction:
+        """Unlearning reading of an aggregate, from the :meth:`role` of its split (never from its other options).
+
+        Forget splits: ``loss`` higher (the answers should become unlikely), the memorisation metrics (prob, rouge,
+        extraction strength, exact memorization) lower. Holdout splits (the MIA non-members, never trained on):
+        ``none``, reported and not ranked. Retain and utility splits (retain, real authors, world facts): ``loss``
+        lower, the rest higher. The truth ratio: ``closer_to_1`` (mean(min(TR, 1/TR)), 1 = no preference for the
+        true answer) is better higher on a forget split and lower elsewhere; ``true_better`` (mean(max(0, 1 - TR)),
+        high = the true answer preferred) the other way round.
         ``forget_quality`` and ``model_utility`` higher; ``privleak*`` closer to 0 from either side (``zero``:
-        negative leaks, positive over-unlearns); ``mia_*_auc`` (1 = the forget set is detectable) lower.
+        negative leaks, positive over-unlearns); ``mia_*_auc`` closer to the oracle's AUC of the same attack
+        (``toward <x>``; 0.5, a chance-level attack, without an oracle or before the first ``compute``): an AUC well
+        under it (the forget set detectable by being *less* likely than the non-members) leaks as much as one over.
         """
         split, _, metric = name.rpartition("/")
         if split:
             if metric not in ("loss", "truth_ratio", *_MEMORY_METRICS):
                 raise KeyError(f"QASuite does not report a metric named '{name}'")
-            if split == self.mia_splits[1]:
+            role = self.role(split)
+            if role == "holdout":
                 return "none"
-            forget = self.tr_aggregator.get(split) == "closer_to_1"
+            forget = role == "forget"
             if metric == "loss":
                 return "higher" if forget else "lower"
             if metric in _MEMORY_METRICS:
                 return "lower" if forget else "higher"
-            return "higher"
+            indifferent = self.truth_ratio_aggregator(split) == "closer_to_1"
+            return "higher" if forget == indifferent else "lower"
         if name in ("forget_quality", "model_utility"):
             return "higher"
         if name.startswith("privleak"):
             return "zero"
-        if name.startswith("mia_") and name.endswith("_auc"):
-            return "lower"
+        if name in {f"mia_{attack}_auc" for attack in MIA_ATTACKS}:
+            return toward(self.mia_targets.get(name, 0.5))
         raise KeyError(f"QASuite does not report a metric named '{name}'")
 
 

@@ -23,13 +23,23 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.compat import MCU, check_compat
+from mcu_lightning.core.direction import ARROWS as NAMED_ARROWS
+from mcu_lightning.core.direction import NAMED
 
 #: Which way a metric is better in the unlearning reading: ``higher``, ``lower``, ``zero`` (closer to 0 from either
-#: side, privleak) or ``none`` (reported, never ranked: a holdout split's values).
-Direction = Literal["higher", "lower", "zero", "none"]
-DIRECTIONS: tuple[str, ...] = ("higher", "lower", "zero", "none")
+#: side, privleak), ``toward <x>`` (closer to x from either side: an MIA AUC against the oracle's) or ``none``
+#: (reported, never ranked: a holdout split's values); see :mod:`mcu_lightning.core.direction`.
+Direction = str
+DIRECTIONS: tuple[str, ...] = NAMED
+#: What an evaluation split is for: ``forget`` (the data to unlearn), ``retain`` (the data to keep fitting),
+#: ``holdout`` (never trained on: the MIA non-members, reported and not ranked) or ``utility`` (general knowledge the
+#: model should keep: real authors, world facts, a test set). A suite states each split's role once
+#: (:meth:`MetricSuite.role`); every direction it gives (and so barriers, "beats both endpoints", ``export_best`` and
+#: the figures' arrows) reads it, never a split's name or another option.
+Role = Literal["forget", "retain", "holdout", "utility"]
+ROLES: tuple[str, ...] = ("forget", "retain", "holdout", "utility")
 #: How report tables mark each direction next to a metric's name.
-ARROWS: dict[str, str] = {"higher": "↑", "lower": "↓", "zero": "→0", "none": "·"}
+ARROWS: dict[str, str] = dict(NAMED_ARROWS)
 
 
 @dataclass
@@ -142,6 +152,8 @@ class MetricSuite(nn.Module):
         self.stores = nn.ModuleDict()
         self.tokenizer: Any = None
         self._records: dict[str, dict[int, dict[str, Any]]] = {}
+        #: split -> :data:`Role`, as the suite was told; :meth:`role` fills in the rest.
+        self.roles: dict[str, str] = {}
 
     def bind(self, tokenizer: Any = None) -> None:
         """Give the suite what it needs from the data side (the tokenizer, to decode generations)."""
@@ -232,6 +244,11 @@ class MetricSuite(nn.Module):
         directions = {name: self.direction(name) for name in aggregates}
         records = self.gathered_records()
         return EvalResult(aggregates=aggregates, per_sample=per_sample, directions=directions, records=records)
+
+    def role(self, split: str) -> Role:
+        """The :data:`Role` of ``split``: the one the suite was given, else ``retain`` for a split named ``retain``,
+        else ``utility``."""
+        return self.roles.get(split) or ("retain" if split == "retain" else "utility")  # type: ignore[return-value]
 
     def direction(self, name: str) -> Direction:
         """Which way aggregate ``name`` is better in the unlearning reading (:data:`Direction`); the one statement

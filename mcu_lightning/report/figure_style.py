@@ -16,6 +16,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 
+from mcu_lightning.core.direction import arrow, toward
+
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 
 #: A split or MIA attack -> its colour in every figure.
@@ -59,7 +61,8 @@ DIRECTIONS: tuple[tuple[str, str, str], ...] = (
     ("truth_ratio", "*", "higher"),
     ("acc", "*", "higher"),
 )
-ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0"}
+#: An MIA AUC read without an oracle: closer to a chance-level attack (a suite with an oracle states its AUC).
+MIA_AUC_WITHOUT_ORACLE = toward(0.5)
 
 
 def color(label: str) -> str:
@@ -80,7 +83,7 @@ def direction(name: str) -> str:
         if name.startswith("privleak"):
             return "zero"
         if name.startswith("mia_") and name.endswith("_auc"):
-            return "lower"
+            return MIA_AUC_WITHOUT_ORACLE
         return "none"
     for table_metric, table_split, better in DIRECTIONS:
         if table_metric in ("*", metric) and table_split in ("*", split):
@@ -105,8 +108,8 @@ def direction_label(
         return panel
     # the direction most lines share; on a tie the one of the splits kept (forget is the usual exception)
     main = max(by_direction, key=lambda d: (len(by_direction[d]), "forget" not in by_direction[d]))
-    exceptions = [f"{', '.join(labels)} {ARROWS[d]}" for d, labels in by_direction.items() if d != main]
-    text = f"{panel} ({ARROWS[main]} better"
+    exceptions = [f"{', '.join(labels)} {arrow(d)}" for d, labels in by_direction.items() if d != main]
+    text = f"{panel} ({arrow(main)} better"
     return text + (f"; {'; '.join(exceptions)})" if exceptions else ")")
 
 

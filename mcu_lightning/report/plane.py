@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.direction import arrow as direction_arrow
 from mcu_lightning.report.curve import render_png, write_csv
-from mcu_lightning.report.figure_style import ARROWS, direction
+from mcu_lightning.report.figure_style import direction
 
 PLANE_CSV = "plane_metrics.csv"
 PLANE_JSON = "plane.json"
@@ -56,7 +57,7 @@ def plot_plane(plane: Any, metric: str, title: str = "", better: str | None = No
         ax.annotate(label, (bx, by), textcoords="offset points", xytext=(-4 if right else 4, 4),
                     ha="right" if right else "left", fontsize=LABEL_FONT)  # fmt: skip
     better = better or direction(metric)
-    arrow = ARROWS.get(better)
+    arrow = direction_arrow(better) if better != "none" else ""
     ax.set_title(f"{metric} ({arrow} better)" if arrow else metric, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)

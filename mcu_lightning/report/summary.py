@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.metrics.suite import ARROWS
+from mcu_lightning.core.direction import arrow, target
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
     CURVE_FIGURE,
@@ -37,9 +37,9 @@ TEST_METRICS = "test_metrics.json"
 
 #: Read once under the endpoint table: what the arrows mean.
 DIRECTION_NOTE = (
-    "Arrows give the better direction in the unlearning reading: ↑ higher, ↓ lower, →0 closer to 0, · not ranked "
-    '(holdout). On forget splits a higher loss and lower memorisation are better; barriers and "beats both '
-    'endpoints" read the same directions.'
+    "Arrows give the better direction in the unlearning reading: ↑ higher, ↓ lower, →0 closer to 0, →x closer to x, "
+    "· not ranked (holdout). On forget splits a higher loss and lower memorisation are better; barriers and "
+    '"beats both endpoints" read the same directions.'
 )
 
 #: The metrics a reader looks at first, in order; the report shows those a study has.
@@ -85,10 +85,25 @@ def _directions(root: Path) -> dict[str, str]:
     return out
 
 
+def mia_note(directions: dict[str, str], nodes: dict[str, dict[str, float]]) -> str:
+    """Which AUC the report ranks each ``mia_*_auc`` against: the oracle's (when its test reported it) or 0.5."""
+    oracle = nodes.get("oracle", {})
+    parts = []
+    for name in sorted(n for n in directions if n.startswith("mia_") and n.endswith("_auc")):
+        reference = target(directions[name])
+        if reference is None:
+            continue
+        source = "the oracle's AUC" if math.isfinite(oracle.get(name, math.nan)) else "0.5 (no oracle AUC)"
+        parts.append(f"{name} by its distance from {source}, {reference:.4g}")
+    if not parts:
+        return ""
+    return f"MIA AUCs are ranked closer-is-better (too low leaks as much as too high): {'; '.join(parts)}."
+
+
 def _label(name: str, directions: dict[str, str]) -> str:
     """``name`` with the arrow of its direction: ↑ higher, ↓ lower, →0 closer to 0, · not ranked."""
-    arrow = ARROWS.get(directions.get(name, ""), "")
-    return f"{name} {arrow}" if arrow else name
+    mark = arrow(directions.get(name, ""))
+    return f"{name} {mark}" if mark else name
 
 
 def _describe(spec: Any) -> str:
@@ -259,9 +274,13 @@ def barrier_table(summary: dict[str, Any], metrics: list[str]) -> list[str]:
 
 
 def plot_comparison(
-    curves: dict[str, tuple[list[str], list[dict[str, float]]]], metrics: list[str], title: str = ""
+    curves: dict[str, tuple[list[str], list[dict[str, float]]]],
+    metrics: list[str],
+    title: str = "",
+    directions: dict[str, str] | None = None,
 ) -> Any:
-    """Every curve on each of ``metrics`` against t: a colour per curve (in study order), one legend below."""
+    """Every curve on each of ``metrics`` against t: a colour per curve (in study order), one legend below; each y
+    label with the metric's direction as the suites stated it (``directions``)."""
     from matplotlib.lines import Line2D
 
     from mcu_lightning.report.figure_style import LABEL_FONT, OKABE_ITO, direction_label
@@ -276,7 +295,7 @@ def plot_comparison(
                 ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", color=colors[name])
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("t", fontsize=LABEL_FONT)
-        ax.set_ylabel(direction_label(metric, [metric], {}), fontsize=LABEL_FONT)
+        ax.set_ylabel(direction_label(metric, [metric], {}, directions), fontsize=LABEL_FONT)
         ax.tick_params(labelsize=LABEL_FONT - 1)
     figure_legend(fig, handles, ncol_max=4)
     return fig
@@ -299,6 +318,8 @@ def write_report(root: Path, vector: str | None = None) -> Path:
     if nodes:
         lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes, directions), ""]
         lines += [DIRECTION_NOTE, ""]
+        note = mia_note(directions, nodes)
+        lines += [note, ""] if note else []
     curve_specs = {c["name"]: c for c in study.get("curves", [])}
     for name, folder in curve_dirs.items():
         columns, rows = read_csv(folder / CURVE_METRICS_CSV)
@@ -312,8 +333,7 @@ def write_report(root: Path, vector: str | None = None) -> Path:
             shutil.copyfile(figure, out / f"{name}.png")
         else:
             figure_title = curve_title(name, spec.get("endpoints"))
-            directions = summary_directions(summary)
-            drawn = plot_curve(columns, rows, title=figure_title, directions=directions)
+            drawn = plot_curve(columns, rows, title=figure_title, directions=summary_directions(summary))
             save_figure(drawn, out / f"{name}.png", vector=vector)
         pair = " -> ".join(spec.get("endpoints", [])) or "?"
         lines += [f"## Curve `{name}` ({pair})", ""]
@@ -333,7 +353,8 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         lines += curve_use_lines(folder, out, name, _fmt)
     if tables:
         union = sorted({c for columns, _ in tables.values() for c in columns})
-        comparison = plot_comparison(tables, main_metrics(union)[:4], title=f"curves of {study.get('name', root.name)}")
+        title = f"curves of {study.get('name', root.name)}"
+        comparison = plot_comparison(tables, main_metrics(union)[:4], title=title, directions=directions)
         save_figure(comparison, out / COMPARISON, vector=vector)
         lines += ["## All curves", "", f"![comparison]({COMPARISON})", ""]
     summary_path = out / SUMMARY

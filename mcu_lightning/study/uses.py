@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.direction import is_direction, ranking_key
 from mcu_lightning.report.uses import BEST_FILE, PLANE_DIR
 from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
 
@@ -151,12 +152,12 @@ def run_plane(runner: StudyRunner, curve: CurveSpec) -> dict[str, Any]:
 
 
 def best_interior(rows: list[dict[str, float]], metric: str, direction: str) -> tuple[float, float] | None:
-    """``(t, value)`` of the interior row best by ``direction`` (``higher``, ``lower``, ``zero``: closest to 0)."""
+    """``(t, value)`` of the interior row best by ``direction`` (``higher``, ``lower``, ``zero``: closest to 0,
+    ``toward <x>``: closest to x)."""
     interior = [row for row in rows if INTERIOR_EPS < row["t"] < 1 - INTERIOR_EPS and math.isfinite(row[metric])]
     if not interior:
         return None
-    key = {"higher": lambda r: -r[metric], "lower": lambda r: r[metric], "zero": lambda r: abs(r[metric])}[direction]
-    best = min(interior, key=key)
+    best = min(interior, key=lambda row: ranking_key(direction, row[metric]))
     return best["t"], best[metric]
 
 
@@ -168,7 +169,7 @@ def run_export_best(runner: StudyRunner, curve: CurveSpec, metric: str) -> dict[
     folder = runner.curve_dir(curve)
     summary = json.loads((folder / BARRIER_JSON).read_text())
     direction = summary.get("metrics", {}).get(metric, {}).get("direction", "none")
-    if direction not in ("higher", "lower", "zero"):
+    if direction == "none" or not is_direction(direction):
         raise StudyError(
             f"curve '{curve.name}': export_best {metric} has no better direction ({direction}); name a metric the "
             "suite ranks (e.g. model_utility, forget_quality)"

@@ -14,7 +14,10 @@ import torch
 from qa_fixtures import EOS, qa_batch
 from torch import nn
 
+from mcu_lightning.core.direction import toward
+from mcu_lightning.curves.barrier import summarize_series
 from mcu_lightning.metrics import ClassificationSuite, EvalResult, QASuite
+from mcu_lightning.study.uses import best_interior
 
 WRONG = [[4, EOS], [5, EOS]]
 
@@ -46,9 +49,9 @@ QA_DIRECTIONS = {
     "world_facts/truth_ratio": "higher",
     "forget_quality": "higher",
     "model_utility": "higher",
-    "mia_loss_auc": "lower",
-    "mia_zlib_auc": "lower",
-    "mia_min_k_auc": "lower",
+    "mia_loss_auc": "toward 0.5",  # without an oracle: closer to a chance-level attack
+    "mia_zlib_auc": "toward 0.5",
+    "mia_min_k_auc": "toward 0.5",
     "privleak": "zero",
     "privleak_loss": "zero",
     "privleak_zlib": "zero",
@@ -61,7 +64,7 @@ CLASSIFICATION_DIRECTIONS = {
     "retain/loss": "lower",
     "test/acc": "higher",
     "test/loss": "lower",
-    "mia_auc": "lower",
+    "mia_auc": "toward 0.5",  # the oracle's mia_auc in the test below
     "forget/acc_gap": "lower",
     "retain/acc_gap": "lower",
     "test/acc_gap": "lower",
@@ -94,7 +97,9 @@ def test_qa_suite_states_the_direction_of_every_metric(bigram, tmp_path) -> None
     oracle = run_qa(QASuite(rouge=False), bigram)
     oracle.to_json(tmp_path / "oracle.json")
     result = run_qa(QASuite(rouge=False, oracle=str(tmp_path / "oracle.json")), bigram)
-    assert result.directions == QA_DIRECTIONS  # every aggregate reported, and nothing else
+    # with an oracle, each MIA AUC is ranked by its distance from the oracle's AUC of the same attack
+    against_oracle = {f"mia_{a}_auc": toward(oracle.aggregates[f"mia_{a}_auc"]) for a in ("loss", "zlib", "min_k")}
+    assert result.directions == {**QA_DIRECTIONS, **against_oracle}  # every aggregate reported, and nothing else
     assert set(result.aggregates) == set(QA_DIRECTIONS)
     assert EvalResult.from_json(tmp_path / "oracle.json").directions == oracle.directions  # saved with the result
     suite = QASuite()
@@ -151,3 +156,37 @@ def test_a_figure_label_reads_the_direction_it_is_given() -> None:
     assert direction_label("prob", names, labels) == "prob (↑ better; forget ↓)"
     given = {"forget/prob": "lower", "retain/prob": "none"}  # a suite that does not rank retain
     assert direction_label("prob", names, labels, given) == "prob (↓ better)"
+
+
+def test_a_split_role_not_its_truth_ratio_option_decides_the_directions(bigram) -> None:
+    """``truth_ratio: true_better`` on the forget split picks the aggregate only; forget stays forget (loss higher,
+    memorisation lower), and the truth ratio reads the way that aggregate means on a forget split."""
+    flipped = QASuite(rouge=False, splits={"forget": {"truth_ratio": "true_better"}, "retain": {}, "holdout": {}})
+    assert flipped.role("forget") == "forget"
+    assert [flipped.direction(f"forget/{m}") for m in ("loss", "prob", "rouge")] == ["higher", "lower", "lower"]
+    assert flipped.direction("forget/truth_ratio") == "lower"  # mean(max(0, 1 - TR)): high = still knows the answer
+    assert flipped.direction("retain/truth_ratio") == "higher"
+    # the role is stated once, per split, and every metric of the split follows it
+    extra = QASuite(rouge=False, splits={"forget": {}, "paraphrased_forget": {"role": "forget"}})
+    assert extra.direction("paraphrased_forget/prob") == "lower"
+    assert extra.direction("paraphrased_forget/loss") == "higher"
+    assert extra.truth_ratio_aggregator("paraphrased_forget") == "closer_to_1"
+    assert QASuite(splits={"retain": {"truth_ratio": "closer_to_1"}}).direction("retain/truth_ratio") == "lower"
+    with pytest.raises(ValueError, match="role of split 'forget'"):
+        QASuite(splits={"forget": {"role": "forgotten"}})
+    # what the suite computes carries the same directions (barriers and the report read them)
+    result = run_qa(flipped, bigram)
+    assert result.directions["forget/prob"] == "lower" and result.directions["forget/loss"] == "higher"
+
+
+def test_an_mia_auc_is_ranked_by_its_distance_from_the_oracle_auc() -> None:
+    """An AUC far under the oracle's (over-unlearning) is as bad as one far over it: with the oracle at 0.5 an
+    interior AUC of 0.2 does not beat endpoints at 0.55 and 0.6, and export_best picks the interior t closest to it."""
+    ts, aucs = [0.0, 0.5, 1.0], [0.55, 0.2, 0.6]
+    summary = summarize_series(ts, aucs, toward(0.5))
+    assert not summary.interior_beats_endpoints and summary.best_endpoint == 0.55
+    assert summary.barrier_vs_max_end == pytest.approx(0.3 - 0.1)  # |0.2 - 0.5| against the worse endpoint |0.6 - 0.5|
+    values = {0.0: 0.9, 0.25: 0.1, 0.5: 0.45, 0.75: 0.7, 1.0: 0.5}
+    rows = [{"t": t, "mia_min_k_auc": v} for t, v in values.items()]
+    assert best_interior(rows, "mia_min_k_auc", toward(0.5)) == (0.5, 0.45)
+    assert best_interior(rows, "mia_min_k_auc", toward(0.72)) == (0.75, 0.7)
