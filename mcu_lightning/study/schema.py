@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
@@ -23,7 +23,11 @@ class StudyError(InputError):
 
 @dataclass
 class Training:
-    """How long and with what a stage trains; ``optimizer`` is a class spec (``class_path`` + ``init_args``)."""
+    """How long and with what a stage trains; ``optimizer`` is a class spec (``class_path`` + ``init_args``).
+
+    The length is ``max_steps`` or ``max_epochs``, whichever the config gives (giving both is refused: the one reached
+    first would silently win); neither: one epoch (a curve: :data:`CURVE_DEFAULT_STEPS` steps).
+    """
 
     max_epochs: int | None = None
     max_steps: int = -1
@@ -136,13 +140,21 @@ class CurveSpec:
     gradient_checkpointing: bool = False
     l2: float = 0.0
     seed: int = 0
-    train: Training = field(default_factory=lambda: Training(max_steps=100))
+    train: Training = field(default_factory=Training)
     path: str | None = None
     fixed_bends: bool = False
     ensembles: list[EnsembleSpec] = field(default_factory=list)
     plane: PlaneSpec | None = None
     export_best: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # the default length applies only when the config gives none: a curve that sets max_epochs trains for them
+        if isinstance(self.train, Training) and self.train.max_steps == -1 and self.train.max_epochs is None:
+            self.train = replace(self.train, max_steps=CURVE_DEFAULT_STEPS)
+
+
+#: A curve's training length when its ``train`` gives neither ``max_steps`` nor ``max_epochs``.
+CURVE_DEFAULT_STEPS = 100
 
 #: What a curve does once tested: stages of their own, never part of the curve's fingerprint.
 CURVE_USES = ("ensembles", "plane", "export_best")
@@ -279,6 +291,11 @@ def check_training(training: Training, what: str) -> None:
         value = getattr(training, key)
         if value is not None and value < -1:
             raise ValueError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
+    if training.max_steps != -1 and training.max_epochs not in (None, -1):
+        raise ValueError(
+            f"{what} sets both max_steps={training.max_steps} and max_epochs={training.max_epochs}; the one reached "
+            "first would end the stage: give one of them"
+        )
     check_positive(training.batch_size, f"{what}.batch_size")
     args = (training.optimizer or {}).get("init_args") or {}
     if "lr" in args:

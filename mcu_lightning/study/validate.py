@@ -91,6 +91,9 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
             check_class_path(spec, f"curve '{curve.name}' {what}")
     for training, what in trainings(study):
         check_training(training, what)
+    for key in ("max_steps", "max_epochs"):
+        if key in study.trainer:  # every stage sets its own length (its train), which would silently win
+            raise ValueError(f"trainer.{key} would be ignored: give each stage its length (e.g. curves[].train.{key})")
     for key in ("batch_size", "eval_batch_size"):
         check_positive((study.data.get("init_args") or {}).get(key), f"data.init_args.{key}")
     if study.evaluation.eval_ts is not None and isinstance(study.evaluation.eval_ts, int):

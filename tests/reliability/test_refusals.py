@@ -37,6 +37,14 @@ def _base_epochs(raw: dict[str, Any]) -> None:
     raw["base"]["train"]["max_epochs"] = -3
 
 
+def _both_lengths(raw: dict[str, Any]) -> None:
+    raw["endpoints"][0]["train"].update(max_steps=50, max_epochs=3)
+
+
+def _trainer_length(raw: dict[str, Any]) -> None:
+    raw["trainer"]["max_epochs"] = 4
+
+
 def _endpoint_batch(raw: dict[str, Any]) -> None:
     raw["endpoints"][0]["train"]["batch_size"] = 0
 
@@ -51,6 +59,8 @@ STUDY_ERRORS = {
     "zero lr": (_lr(0.0), "lr=0.0 must be a finite number above 0"),
     "curve max_steps": (_curve_steps, "curve 'base-graddiff' train.max_steps=-5 must be -1 (no limit) or at least 0"),
     "base max_epochs": (_base_epochs, "base.train.max_epochs=-3 must be -1 (no limit) or at least 0"),
+    "both lengths": (_both_lengths, "endpoint 'graddiff' train sets both max_steps=50 and max_epochs=3"),
+    "trainer length": (_trainer_length, "trainer.max_epochs would be ignored: give each stage its length"),
     "endpoint batch": (_endpoint_batch, "endpoint 'graddiff' train.batch_size=0 must be a positive whole number"),
     "data batch": (_data_batch, "data.init_args.batch_size=0 must be a positive whole number"),
 }
@@ -194,3 +204,22 @@ def test_study_on_a_local_tofu_folder_checks_every_row_before_any_stage(
     line = _fail(["experiment", "--config", str(config), "--progress", "false"], capsys)
     assert f"TOFU file '{folder / 'retain99.json'}' line 3: field 'answer' is missing" in line
     assert not (tmp_path / "runs" / "quickstart" / "oracle").exists(), "a stage started"
+
+
+def test_a_curve_trains_for_the_length_its_config_gives(tmp_path: Path) -> None:
+    """A curve that sets only max_epochs trains for those epochs (no 100-step default inherited); one that sets
+    neither keeps the default 100 steps; the Trainer gets exactly that."""
+    from mcu_lightning.study.runner import StudyRunner
+    from mcu_lightning.study.schema import CURVE_DEFAULT_STEPS, parse_study
+
+    config = reduced_study(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["curves"][0]["train"] = {"max_epochs": 2, "optimizer": raw["curves"][0]["train"]["optimizer"]}
+    raw["curves"][1].pop("train")
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    study, _ = parse_study(["--config", str(config)])
+    epochs, default = study.curves[0].train, study.curves[1].train
+    assert (epochs.max_epochs, epochs.max_steps) == (2, -1)
+    assert (default.max_epochs, default.max_steps) == (None, CURVE_DEFAULT_STEPS)
+    trainer = StudyRunner(study).trainer(tmp_path / "stage", epochs)
+    assert (trainer.max_epochs, trainer.max_steps) == (2, -1)
