@@ -143,6 +143,8 @@ class DivergenceGuard(Callback):
         if self.tripped or step % self.check_every_n_steps != 0:
             return
         loss_reasons, weight_reasons = self.violations(step_metrics(trainer, pl_module), pl_module)
+        if trainer.world_size > 1:
+            loss_reasons, weight_reasons = agreed_reasons(trainer, loss_reasons, weight_reasons)
         if self.save_last_good and not loss_reasons:
             self._promote_candidate(trainer, pl_module)  # the loss on the candidate's weights passed
         if loss_reasons or weight_reasons:
@@ -209,6 +211,24 @@ class DivergenceGuard(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.first_retain = state_dict.get("first_retain")
+
+
+def agreed_reasons(trainer: Trainer, loss_reasons: list[str], weight_reasons: list[str]) -> tuple[list[str], list[str]]:
+    """Every process's reasons, prefixed with its rank, on every process: the guard stops (and promotes its candidate)
+    on all processes or on none, since a process that stopped alone would leave the others waiting in a collective.
+    Two flag all-reduces per check; the reasons themselves are gathered only when some process has one."""
+    strategy = trainer.strategy
+    any_loss = strategy.reduce_boolean_decision(bool(loss_reasons), all=False)
+    any_weights = strategy.reduce_boolean_decision(bool(weight_reasons), all=False)
+    if not (any_loss or any_weights):
+        return [], []
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * trainer.world_size
+    dist.all_gather_object(gathered, (loss_reasons, weight_reasons))
+    rank_loss = [f"rank {rank}: {r}" for rank, (reasons, _) in enumerate(gathered) for r in reasons]
+    rank_weights = [f"rank {rank}: {r}" for rank, (_, reasons) in enumerate(gathered) for r in reasons]
+    return rank_loss, rank_weights
 
 
 def _is_scalar(value: Any) -> bool:

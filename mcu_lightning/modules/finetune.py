@@ -92,19 +92,29 @@ class FineTuneModule(MCUModule):
 
     def take_step(self, out: LossOutput, batch: Mapping[str, Any]) -> Tensor | None:
         """Log the step and return the loss to minimise; a non-finite loss is logged for ``DivergenceGuard`` to stop
-        the run on (returning None skips backward and the step), or fails with the fix when no guard runs."""
+        the run on (returning None skips backward and the step), or fails with the fix when no guard runs.
+
+        Under DDP the decision is agreed: when the loss of any process is non-finite, every process returns a zero
+        loss with exactly zero gradients (Lightning refuses None there, and a process that skipped alone would leave
+        the others waiting in the gradient all-reduce), and every process's guard stops the run on that step
+        (``DivergenceGuard`` agrees its stop too), restoring the last good weights."""
         size = _batch_size(batch)
-        if not torch.isfinite(out.loss):
-            if not any(isinstance(cb, DivergenceGuard) for cb in self.trainer.callbacks):
-                raise FloatingPointError(
-                    f"{type(self.loss).__name__} gave a non-finite loss ({out.loss.item()}) at step "
-                    f"{self.global_step}; lower the learning rate or add mcu_lightning.callbacks.DivergenceGuard"
-                )
-            # the guard reads the NaN/inf and stops the run; returning None skips backward and the step
-            self.log_step(out.loss, out.logs, size)
-            return None
+        finite = bool(torch.isfinite(out.loss))
+        if self.trainer.world_size > 1:  # one all-reduce of a flag; a single process decides alone
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         self.log_step(out.loss, out.logs, size)
-        return out.loss
+        if finite:
+            return out.loss
+        if not any(isinstance(cb, DivergenceGuard) for cb in self.trainer.callbacks):
+            where = "" if torch.isfinite(out.loss) else f" ({out.loss.item()})"
+            raise FloatingPointError(
+                f"{type(self.loss).__name__} gave a non-finite loss{where} at step {self.global_step} (in at least "
+                "one process); lower the learning rate or add mcu_lightning.callbacks.DivergenceGuard"
+            )
+        if self.trainer.world_size > 1:
+            trainable = [p for p in self.parameters() if p.requires_grad]
+            return sum((p.sum() * 0.0 for p in trainable), out.loss.new_zeros(()))
+        return None  # the guard reads the NaN/inf and stops the run; None skips backward and the step
 
     def on_fit_end(self) -> None:
         if self.export:
