@@ -16,6 +16,7 @@ import yaml
 
 from mcu_lightning.cli import MCUCLI, lightning_cli
 from mcu_lightning.core.registry import resolve_class_path
+from mcu_lightning.study.grid import load_studies, parse_grid
 from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import Study, parse_study
 
@@ -30,6 +31,8 @@ def _kind(path: Path) -> str:
         return "trainer"
     if isinstance(data, dict) and "name" in data and "endpoints" in data:
         return "study"
+    if isinstance(data, dict) and "name" in data and "contrasts" in data:
+        return "grid"
     if isinstance(data, dict) and {"model", "data", "trainer"} & set(data):
         return "lightning"
     return "unknown"
@@ -37,6 +40,7 @@ def _kind(path: Path) -> str:
 
 LIGHTNING = [p for p in ALL_YAML if _kind(p) == "lightning"]
 STUDIES = [p for p in ALL_YAML if _kind(p) == "study"]
+GRIDS = [p for p in ALL_YAML if _kind(p) == "grid"]
 
 
 def _id(path: Path) -> str:
@@ -62,7 +66,7 @@ def _class_paths(node: Any) -> list[str]:
 def test_the_globs_find_the_shipped_configs() -> None:
     assert len(ALL_YAML) >= 10, f"expected the shipped configs under {CONFIGS}, found {len(ALL_YAML)}"
     assert [_id(p) for p in ALL_YAML if _kind(p) == "unknown"] == [], "every YAML must be a known kind"
-    assert len(LIGHTNING) >= 13 and len(STUDIES) >= 1 and len(TRAINER_PRESETS) >= 4
+    assert len(LIGHTNING) >= 13 and len(STUDIES) >= 1 and len(GRIDS) >= 2 and len(TRAINER_PRESETS) >= 4
     methods = {p.stem.removeprefix("unlearn_") for p in (CONFIGS / "quickstart").glob("unlearn_*.yaml")}
     assert {
         "graddiff",
@@ -116,6 +120,20 @@ def test_study_config_parses_and_validates(path: Path) -> None:
         assert resolve_class_path(class_path) is not None
 
 
+@pytest.mark.parametrize("path", GRIDS, ids=_id)
+def test_grid_config_expands_to_studies_that_validate(path: Path, tmp_path: Path) -> None:
+    """A grid (``mcu grid``) parses, expands to a study per forget split, and each study validates as ``mcu
+    experiment`` would; every curve is fitted as the authors fit theirs (own objective, clipped-normal t)."""
+    grid, _ = parse_grid(["--config", str(path), "--output_dir", str(tmp_path)])
+    loaded = load_studies(grid)
+    assert [g.split for g, _ in loaded] == list(yaml.safe_load(path.read_text())["forget_splits"])
+    for _, study in loaded:
+        runner = StudyRunner(study)
+        assert len(runner.study.curves) == len(grid.contrasts) * len(grid.seeds)
+        for curve in runner.study.curves:
+            assert curve.objective == "endpoint" and curve.t_sampler["class_path"].endswith("ClippedNormal")
+
+
 @pytest.mark.parametrize("preset", TRAINER_PRESETS, ids=_id)
 def test_trainer_preset_parses_as_trainer_file(preset: Path) -> None:
     digits = CONFIGS / "quickstart" / "finetune_digits.yaml"
@@ -150,7 +168,7 @@ def test_study_runner_rejects_an_unknown_class_path_with_close_matches() -> None
         StudyRunner(study)
 
 
-PAPER_GRIDS = sorted((CONFIGS / "quickstart").glob("paper*.yaml"))
+PAPER_GRIDS = sorted(p for p in (CONFIGS / "quickstart").glob("paper*.yaml") if _kind(p) == "study")
 TOFU_STUDIES = sorted((CONFIGS / "tofu").glob("experiment_*.yaml"))
 
 

@@ -1,8 +1,10 @@
-"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``cli.lightning``); ``experiment``, ``report``.
+"""``mcu``: a command table; fit/validate/test/predict run LightningCLI (``cli.lightning``); ``experiment``, ``grid``,
+``report`` run studies and read them.
 
     mcu fit --config configs/quickstart/curve_digits.yaml
     mcu test --config configs/tofu/curve.yaml --ckpt_path runs/.../last.ckpt
     mcu experiment --config configs/quickstart/experiment.yaml
+    mcu grid --config configs/quickstart/paper_grid.yaml
     mcu report runs/quickstart
     mcu export --ckpt_path runs/.../last.ckpt --t 0.35 --output_dir runs/.../t0.35
 
@@ -29,7 +31,7 @@ from typing import Any
 
 import yaml
 
-STUDY_COMMANDS = ("experiment", "report")
+STUDY_COMMANDS = ("experiment", "grid", "report")
 CONFIG_FLAGS = ("--config", "-c")
 #: Exceptions raised while building the module and data that are the user's input, not a bug.
 INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
@@ -131,6 +133,7 @@ COMMANDS: dict[str, str] = {
     "predict": "run a module's predict loop",
     "export": "write the model at one t of a trained curve as a model folder (--ckpt_path, --t, --output_dir)",
     "experiment": "run a whole study from one YAML: base, oracle, endpoints, curves, then the report",
+    "grid": "run the paper's grid (a study per forget split, a curve per factor contrast and seed), then its table",
     "report": "rebuild a study's report from its saved metrics and print where it is",
 }
 HELP_FLAGS = ("-h", "--help")
@@ -179,6 +182,9 @@ def main(args: Sequence[str] | None = None) -> None:
         if argv[0] == "experiment":
             check_class_paths(argv[1:])
             from mcu_lightning.study.cli import run_experiment_cli as command
+        elif argv[0] == "grid":
+            check_class_paths(argv[1:])
+            from mcu_lightning.study.cli import run_grid_cli as command
         else:
             from mcu_lightning.report.cli import report_cli as command
         with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0])), one_line_errors(InputError):

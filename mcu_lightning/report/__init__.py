@@ -1,6 +1,6 @@
 """What a user reads: the per-curve files (``curve``), the metric plane's files (``plane``), the study's
-``summary.md`` and figures (``summary``), their shared style (``figure_style``), the terminal lines and progress
-bars (``console``), and ``mcu report`` (``cli``).
+``summary.md`` and figures (``summary``), a grid's table and figures (``grid``), their shared style
+(``figure_style``), the terminal lines and progress bars (``console``), and ``mcu report`` (``cli``).
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ def _exit_code(args: list[str]) -> int:
         (["fit", "--help"], ["--model", "--data", "--trainer", "--print_config"]),
         (["experiment", "--help"], ["--endpoints", "--curves", "--only", "--print_config"]),
         (["report", "--help"], ["run_dir"]),
+        (["grid", "--help"], ["--forget_splits", "--contrasts", "--seeds", "--splits", "--print_config"]),
     ],
-    ids=["mcu", "fit", "experiment", "report"],
+    ids=["mcu", "fit", "experiment", "report", "grid"],
 )
 def test_help_exits_zero_and_lists_the_options(args: list[str], expected: list[str], capsys) -> None:
     assert _exit_code(args) == 0
@@ -63,6 +64,20 @@ def test_mcu_help_lists_every_command_once_without_importing_the_stack() -> None
     assert listed == list(COMMANDS)
     assert set(COMMANDS) >= {"fit", "validate", "test", "predict", "experiment", "report", "export"}
     assert all(COMMANDS[name] in "\n".join(usage) for name in COMMANDS)  # one line each, with its description
+
+
+def test_grid_help_answers_without_torch() -> None:
+    code = (
+        "import json, sys\n"
+        "from mcu_lightning.cli import main\n"
+        "try:\n    main(['grid', '--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'matplotlib'})))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MCU_NUM_THREADS"}  # that one sets torch's threads
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "--contrasts" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_an_unknown_command_is_one_line_with_the_closest(capsys) -> None:
