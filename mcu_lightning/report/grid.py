@@ -15,8 +15,9 @@ the seeds:
   direction (higher: as is; lower: negated; zero: minus its absolute value), averaged over the pairs; its mean and
   interval over seeds. +1: the metrics improve together along the path; -1: where one improves another worsens.
 
-``grid.md`` opens with sentences generated from those cells, then the grid table, a barrier table per headline
-metric, and one figure per headline metric: the metric against t, one panel per contrast (factor), one line per
+``grid.md`` opens with sentences generated from those cells, then the grid table, how many conclusions of the
+first seed alone (a single-seed study's reading: a barrier when its height exceeds the tolerance) the interval over
+seeds confirms, a barrier table per headline metric, and one figure per headline metric: the metric against t, one panel per contrast (factor), one line per
 forget split (mean over seeds) with its 95 % band.
 """
 
@@ -72,6 +73,7 @@ class Cell:
     runs: int
     margin: Interval
     agreement: Interval
+    first: float = math.nan  # the barrier height of the grid's first seed alone (NaN: that run is missing)
 
 
 def read_runs(grid_root: Path, entry: dict[str, Any], contrast: str) -> list[Run]:
@@ -131,12 +133,16 @@ def verdict(barrier: Interval, tolerance: float) -> str:
     return "undecided"
 
 
-def cell(runs: Sequence[Run], metric: str, metrics: Sequence[str], barrier: str, tolerance: float) -> Cell:
+def cell(
+    runs: Sequence[Run], metric: str, metrics: Sequence[str], barrier: str, tolerance: float, first_seed: int = 0
+) -> Cell:
     """The cell of one contrast on one split for ``metric`` (see the module docstring)."""
     entries = [(run, _metric(run, metric)) for run in runs]
     entries = [(run, entry) for run, entry in entries if entry is not None]
     heights = mean_interval(entry[f"barrier_{barrier}"] for _, entry in entries)
+    first = [float(entry[f"barrier_{barrier}"]) for run, entry in entries if run.seed == first_seed]
     return Cell(
+        first=first[0] if first else math.nan,
         barrier=heights,
         verdict=verdict(heights, tolerance),
         beats=sum(bool(entry["interior_beats_endpoints"]) for _, entry in entries),
@@ -179,6 +185,7 @@ def cells(grid_root: Path, manifest: dict[str, Any], metric: str) -> dict[str, d
                 manifest["metrics"],
                 manifest["barrier"],
                 manifest["tolerance"],
+                manifest["seeds"][0],
             )
             for split, entry in manifest["studies"].items()
         }
@@ -227,6 +234,44 @@ def findings(
             sentence += " (Its seed pairs share endpoints cyclically, so its interval is optimistic.)"
         sentences.append(sentence)
     return sentences
+
+
+def single_seed(c: Cell, tolerance: float) -> str:
+    """What the first seed alone concludes: ``barrier`` above ``tolerance``, ``barrier-free`` otherwise."""
+    return "n/a" if not math.isfinite(c.first) else "barrier" if c.first > tolerance else "barrier-free"
+
+
+def survival(
+    tables: dict[str, dict[str, dict[str, Cell]]], splits: Sequence[str], seed: int, tolerance: float
+) -> list[str]:
+    """Per headline metric, how many of the first seed's conclusions (barrier or not, one run as a single-seed study
+    draws it) the interval over seeds confirms; the first metric's cells as a table."""
+    lines = [
+        f"Seed {seed} alone (one run, as a single-seed study reads it) calls a barrier when its height exceeds "
+        f"{tolerance}; a conclusion survives when the interval over seeds gives the same verdict (undecided does not).",
+        "",
+    ]
+    for metric, table in tables.items():
+        pairs = [
+            (single_seed(c, tolerance), c.verdict)
+            for by_split in table.values()
+            for c in (by_split[s] for s in splits)
+            if math.isfinite(c.first)
+        ]
+        kept = sum(one == over for one, over in pairs)
+        lines.append(f"- {metric}: {kept} of {len(pairs)} single-seed conclusions survive.")
+    head = next(iter(tables))
+    lines += ["", f"| contrast | split | seed {seed} alone ({head}) | over seeds | survives |", "| --- " * 5 + "|"]
+    for name, by_split in tables[head].items():
+        for split in splits:
+            c = by_split[split]
+            if math.isfinite(c.first):
+                one = single_seed(c, tolerance)
+                lines.append(
+                    f"| {name} | {split} | {_num(c.first)} {one} | {_interval(c.barrier)} {c.verdict} "
+                    f"| {'yes' if one == c.verdict else 'no'} |"
+                )
+    return lines
 
 
 def band(runs: Sequence[Run], metric: str) -> tuple[list[float], list[Interval]]:
@@ -308,6 +353,7 @@ def write_grid_report(grid_root: Path, vector: str | None = None) -> Path:
         "direction (+1 they improve together, -1 one improves where another worsens); mean [95 % interval] over seeds.",
         "",
     ]
+    lines += ["## One seed against the interval", "", *survival(tables, splits, seeds[0], tolerance), ""]
     for metric in metrics:
         lines += [f"## Barrier on {metric}", "", *barrier_table(tables[metric], splits), ""]
         save_figure(plot_metric(grid_root, manifest, metric), out / figure_name(metric), vector=vector)

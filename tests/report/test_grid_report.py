@@ -126,3 +126,15 @@ def test_a_curve_that_has_not_run_leaves_its_cell_not_run(grid: Path) -> None:
             (grid / "g_forget10" / "curves" / f"methods-s{seed}" / name).unlink()
     table = _table(write_grid_report(grid).read_text(), "Grid table (forget_quality)")
     assert table["methods"][1] == "not run"
+
+
+def test_the_first_seeds_conclusions_are_checked_against_the_interval(grid: Path) -> None:
+    """Seed 0 alone: methods/forget01 0.1 > tolerance (barrier) but the interval is undecided: it does not survive;
+    the other three cells agree. forget/prob: the same for methods, no barrier either way for seeds."""
+    text = write_grid_report(grid).read_text()
+    section = text.split("## One seed against the interval\n\n", 1)[1].split("\n## ", 1)[0]
+    assert "- forget_quality: 3 of 4 single-seed conclusions survive." in section
+    assert "- forget/prob: 3 of 4 single-seed conclusions survive." in section
+    mean, low, high = _student_t(DIPS["methods", "forget01"])
+    assert f"| methods | forget01 | 0.1 barrier | {mean:.3g} [{low:.3g}, {high:.3g}] undecided | no |" in section
+    assert "| methods | forget10 | 0.001 barrier-free |" in section and section.count("| yes |") == 3
