@@ -25,7 +25,8 @@ def adamw(lr: float) -> dict[str, Any]:
 
 
 def tiny_grid(tmp_path: Path) -> Path:
-    """The quickstart grid on two splits and two seeds, two contrasts, a smaller model, fewer epochs and steps."""
+    """The quickstart grid on two splits and two seeds, two contrasts (one with the curriculum: its pacing is a class
+    spec inside a free-form dict), a smaller model, fewer epochs and steps."""
     raw = yaml.safe_load(GRID.read_text())
     raw.update(output_dir=str(tmp_path / "runs"), seeds=[0, 1], forget_splits={split: {} for split in SPLITS})
     study = raw["study"]
@@ -37,7 +38,7 @@ def tiny_grid(tmp_path: Path) -> Path:
     for method in raw["methods"].values():
         method["train"] = {"max_epochs": 1, "optimizer": adamw(3e-3)}
     raw["curve"]["train"] = {"max_steps": 2, "optimizer": adamw(1e-3)}
-    raw["contrasts"] = [c for c in raw["contrasts"] if c["name"] in ("methods", "seeds")]
+    raw["contrasts"] = [c for c in raw["contrasts"] if c["name"] in ("curriculum", "seeds")]
     raw["metrics"] = ["forget_quality", "forget/prob"]
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -55,7 +56,7 @@ def test_mcu_grid_runs_a_study_per_split_and_writes_the_grid_table(tmp_path: Pat
     for split in SPLITS:
         study = root / f"paper_grid_{split}"
         assert (study / "report" / "summary.md").is_file()  # each study's own report, as `mcu experiment` writes it
-        for name in ("methods-s0", "methods-s1", "seeds-s0", "seeds-s1"):
+        for name in ("curriculum-s0", "curriculum-s1", "seeds-s0", "seeds-s1"):
             assert (study / "curves" / name / BARRIER_JSON).is_file()
         markers[split] = {p: p.stat().st_mtime_ns for p in study.glob("**/stage.json")}
         assert len(markers[split]) == 2 + 4 + 4
@@ -64,13 +65,13 @@ def test_mcu_grid_runs_a_study_per_split_and_writes_the_grid_table(tmp_path: Pat
     table = text.split("## Grid table (forget_quality)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert table[0] == "| contrast | forget01 | forget05 |"
     assert [row.split(" | ")[0] for row in table[2:]] == [
-        "| methods: graddiff vs npo",
+        "| curriculum: graddiff vs graddiff+curriculum",
         "| seeds: graddiff vs graddiff (next seed)",
     ]
     heights = [
-        json.loads((root / "paper_grid_forget05" / "curves" / f"methods-s{s}" / BARRIER_JSON).read_text())["metrics"][
-            "forget_quality"
-        ]["barrier_vs_max_end"]
+        json.loads((root / "paper_grid_forget05" / "curves" / f"curriculum-s{s}" / BARRIER_JSON).read_text())[
+            "metrics"
+        ]["forget_quality"]["barrier_vs_max_end"]
         for s in (0, 1)
     ]
     assert table[2].split(" | ")[2].startswith(f"{sum(heights) / 2:.3g} ")  # the mean of the curves' own barriers
