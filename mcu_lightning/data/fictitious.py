@@ -25,10 +25,10 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from mcu_lightning.core.cache import cache_root
 from mcu_lightning.data.tofu import FORGET_PERCENTS, TOFU_CONFIGS
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
-DEFAULT_CACHE = "~/.cache/mcu_lightning"
 NUM_PERTURBED = 5
 TOKENIZER_DIR = "tokenizer"
 
@@ -352,11 +352,6 @@ def prepare_fictitious(root: str | Path, seed: int = 0, num_people: int = 40) ->
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$MCU_CACHE``, else ``~/.cache/mcu_lightning``."""
-    return Path(cache_dir or os.environ.get("MCU_CACHE") or DEFAULT_CACHE).expanduser()
 
 
 def fictitious_root(cache_dir: str | Path | None = None, seed: int = 0, num_people: int = 40) -> Path:

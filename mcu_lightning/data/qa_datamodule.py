@@ -14,6 +14,7 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING, check_compat
+from mcu_lightning.core.pretrained import resolve_pretrained
 from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
 from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
@@ -120,7 +121,7 @@ class QADataModule(UnlearningDataModule):
             if name is None or name == "fictitious":  # the generated word-level tokenizer of this data
                 self.prepare_data()
                 name = str(self.root / TOKENIZER_DIR)
-            self._tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(name))
+            self._tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(resolve_pretrained(name)))
         return self._tokenizer
 
     def prepare_data(self) -> None:

