@@ -21,6 +21,15 @@ Presets (``PRESETS``) copy the ``template_args`` of open-unlearning's configs at
 ``llama3_instruct`` (Llama-3.2-1B/3B-Instruct, Llama-3.1-8B-Instruct), ``llama2_chat`` (Llama-2-7b-chat-hf),
 ``llama2`` (Llama-2-7b/13b-hf), ``phi_1_5`` (phi-1_5), ``phi_3_5_instruct`` (Phi-3.5-mini-instruct),
 ``qwen2_5_instruct`` (Qwen2.5-*-Instruct), ``gemma_it`` (gemma-7b-it), ``zephyr`` (zephyr-7b-beta).
+
+Two presets are this project's, for SmolLM2-Instruct's ChatML (``smollm2-135m-instruct``), which open-unlearning
+has no config for: ``smollm2_instruct`` is its chat template as ``apply_chat_template`` writes it (the template
+inserts its default system turn "You are a helpful AI assistant named SmolLM, trained by Hugging Face" when the
+messages have none); ``smollm2_instruct_no_system`` is the same ChatML turns without any system turn (21 tokens
+shorter per row; the template cannot write that, so it is built from tags). Both set ``end_at_eos``: ChatML writes
+``<|im_end|>\n`` after every turn, and open-unlearning's rule (append EOS unless the ids end with it) would train
+``answer <|im_end|> \n <|im_end|>``; with ``end_at_eos`` the item ends at the answer's own end-of-turn token
+(``<|im_end|>``, the tokenizer's EOS), so exactly the answer and that token are trained, and generation stops there.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ class PromptTemplate:
     asst_start_tag: str = "Answer: "
     asst_end_tag: str = "\n\n"
     date_string: str | None = None
+    end_at_eos: bool = False
 
     def _messages(self, question: str, answer: str | None) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -82,12 +92,15 @@ class PromptTemplate:
         return list(tokenizer(self.wrapped_prompt(question), add_special_tokens=True)["input_ids"])
 
     def full_ids(self, tokenizer: PreTrainedTokenizerBase, question: str, answer: str) -> list[int]:
-        """The whole conversation's token ids with EOS at the end (open-unlearning's ``chat_ids``)."""
+        """The whole conversation's token ids with EOS at the end (open-unlearning's ``chat_ids``); with
+        ``end_at_eos`` the tokens the template writes after the answer's last EOS (ChatML's newline) are dropped."""
+        eos = tokenizer.eos_token_id
         if self.apply_chat_template:
             ids = self._chat(tokenizer, self._messages(question, answer), tokenize=True, generation=False)
+            if self.end_at_eos and eos in ids:  # the chat template's tokens after the answer's end-of-turn
+                ids = ids[: len(ids) - ids[::-1].index(eos)]
         else:
             ids = list(tokenizer(self.wrapped_prompt(question) + answer, add_special_tokens=True)["input_ids"])
-        eos = tokenizer.eos_token_id
         if eos is not None and (not ids or ids[-1] != eos):
             ids.append(eos)
         return ids
@@ -114,6 +127,16 @@ _QWEN = PromptTemplate(
     user_end_tag="<|im_end|>\n",
     asst_start_tag="<|im_start|>assistant\n",
     asst_end_tag="<|im_end|>\n",
+)
+_SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+_SMOLLM2 = PromptTemplate(
+    apply_chat_template=True,  # the template writes its default system turn itself
+    system_prompt_with_special_tokens=f"<|im_start|>system\n{_SMOLLM2_SYSTEM}<|im_end|>\n",
+    user_start_tag="<|im_start|>user\n",
+    user_end_tag="<|im_end|>\n",
+    asst_start_tag="<|im_start|>assistant\n",
+    asst_end_tag="<|im_end|>\n",
+    end_at_eos=True,
 )
 
 #: open-unlearning's ``configs/model/*.yaml`` ``template_args`` (commit d3d7cf9), by preset name.
@@ -150,6 +173,17 @@ PRESETS: dict[str, PromptTemplate] = {
         asst_start_tag="<|assistant|>\n",
         asst_end_tag="</s>",
         date_string="10 Apr 2025",
+    ),
+    # this project's (open-unlearning has no SmolLM2 config): SmolLM2-Instruct's ChatML, with and without its
+    # default system turn
+    "smollm2_instruct": _SMOLLM2,
+    "smollm2_instruct_no_system": PromptTemplate(
+        apply_chat_template=False,
+        user_start_tag=_SMOLLM2.user_start_tag,
+        user_end_tag=_SMOLLM2.user_end_tag,
+        asst_start_tag=_SMOLLM2.asst_start_tag,
+        asst_end_tag=_SMOLLM2.asst_end_tag,
+        end_at_eos=True,
     ),
 }
 
