@@ -138,3 +138,31 @@ def test_bad_settings_are_refused() -> None:
         DivergenceGuard(max_retain_ratio=0.5)
     with pytest.raises(ValueError, match="check_every_n_steps=0"):
         DivergenceGuard(check_every_n_steps=0)
+
+
+class HalfFrozen(ToyModule):
+    """A frozen 'base' layer next to the trained one, as a LoRA run has."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base = nn.Linear(4, 4).requires_grad_(False)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return super().training_step(self.base(batch), batch_idx)
+
+
+def test_the_last_good_copy_is_the_trainable_tensors_in_memory_and_only_a_trip_writes_it(tmp_path: Path) -> None:
+    guard, recorder = DivergenceGuard(max_retain_ratio=1.5), Recorder()
+    module = HalfFrozen()
+    _trainer(tmp_path, guard, recorder, steps=6).fit(module)
+    assert not guard.tripped and not list(tmp_path.rglob("*.ckpt"))  # no checkpoint written per step
+    assert sorted(guard._last_good) == ["layer.bias", "layer.weight"]  # the frozen base is not copied
+    for name, value in guard._last_good.items():  # the weights after step 5, promoted by step 6's loss
+        assert torch.equal(value, recorder.weights[5][name]), name
+
+    module, recorder = HalfFrozen(retain={1: 2.0, 2: 2.5, 3: 3.9, 4: 4.1}), Recorder()
+    guard = DivergenceGuard(max_forget_nll=None, max_retain_ratio=2.0)
+    _trainer(tmp_path / "trip", guard, recorder).fit(module)
+    written = torch.load(tmp_path / "trip" / "checkpoints" / LAST_GOOD, weights_only=False)
+    assert sorted(written["state_dict"]) == ["layer.bias", "layer.weight"] and written["global_step"] == 2
+    _assert_weights(module, recorder.weights[2])
