@@ -35,6 +35,11 @@ class LoraSpec:
     modules_to_save: list[str] | None = None
 
 
+# a module's hyper-parameters (saved in every Lightning checkpoint) hold a LoraSpec: resuming loads checkpoints with
+# torch.load(weights_only=True), which refuses any class not allowed here
+torch.serialization.add_safe_globals([LoraSpec])
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """``"bfloat16"``/``"bf16"`` -> ``torch.bfloat16`` and so on; ``None`` keeps the checkpoint's dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):

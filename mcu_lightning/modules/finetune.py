@@ -6,6 +6,7 @@ It is also the parent of ``UnlearningModule``: both own one model, train it with
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.callbacks.guard import DivergenceGuard
 from mcu_lightning.core.forward import as_policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
@@ -25,6 +27,7 @@ from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedModel
 from mcu_lightning.probes.base import Probe
 
 EXPORT_DIR = "model"
+FROZEN_BASE_KEY = "frozen_base"
 
 
 class FineTuneModule(MCUModule):
@@ -116,6 +119,53 @@ class FineTuneModule(MCUModule):
             return sum((p.sum() * 0.0 for p in trainable), out.loss.new_zeros(()))
         return None  # the guard reads the NaN/inf and stops the run; None skips backward and the step
 
+    # -- checkpoints: what trains, not the frozen base ------------------------------------------------------
+    def frozen_parameter_names(self) -> list[str]:
+        """State-dict keys of the frozen parameters (a LoRA run's base, a loss's ``is_trainable`` remainder), when
+        some parameter trains; empty for a full-weight run."""
+        params = dict(self.named_parameters(remove_duplicate=False))  # tied weights (lm_head) under each name
+        if not any(p.requires_grad for p in params.values()):
+            return []
+        return [name for name, p in params.items() if not p.requires_grad]
+
+    def frozen_fingerprint(self) -> str:
+        """SHA-256 over the frozen parameters' names, dtypes, shapes and bytes (computed once, they never change)."""
+        if getattr(self, "_frozen_sha", None) is None:
+            self._frozen_sha = tensors_sha256({n: p for n, p in self.named_parameters() if not p.requires_grad})
+        return self._frozen_sha
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave the frozen base out: a LoRA checkpoint holds the adapters and the optimizer state, and names the base
+        by its source and hash (``frozen_base``); it is rebuilt from the source when the checkpoint loads."""
+        frozen = self.frozen_parameter_names()
+        if not frozen:
+            return
+        state = checkpoint["state_dict"]
+        for name in frozen:
+            state.pop(name, None)
+        checkpoint[FROZEN_BASE_KEY] = {
+            "source": self.model_source or type(self.model).__name__,
+            "sha256": self.frozen_fingerprint(),
+            "keys": len(frozen),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put this module's own frozen base back (after checking it is the one the checkpoint was made on), so the
+        strict ``load_state_dict`` that follows sees every key."""
+        record = checkpoint.get(FROZEN_BASE_KEY)
+        if record is None:
+            return
+        mine = self.frozen_fingerprint()
+        if record["sha256"] != mine:
+            raise CheckpointError(
+                f"the checkpoint was trained on the frozen base {record['source']!r} (sha256 {record['sha256'][:12]}) "
+                f"and this module's base differs (sha256 {mine[:12]}); load it with the model it was made with"
+            )
+        state = checkpoint["state_dict"]
+        for name, param in self.named_parameters(remove_duplicate=False):
+            if not param.requires_grad:
+                state.setdefault(name, param.detach())
+
     def on_fit_end(self) -> None:
         if self.export:
             self.export_model()
@@ -125,6 +175,16 @@ class FineTuneModule(MCUModule):
         """Write the model (``save_pretrained`` folder, or ``mcu_model.json`` + safetensors) atomically; never NaN."""
         check_finite(self.model, "the trained model", error=FloatingPointError)
         save_model(self.model, self.output_dir / EXPORT_DIR, tokenizer=self.tokenizer)
+
+
+def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of each tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def check_finite(model: nn.Module, what: str, error: type[Exception] = ValueError) -> None:
