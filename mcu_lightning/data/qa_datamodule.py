@@ -46,6 +46,10 @@ class QADataModule(UnlearningDataModule):
     ``None`` keeps this project's own format. After ``setup`` the module warns once when ``max_length`` cut any
     row, with the count and the ``max_length`` that keeps every row whole.
 
+    ``max_rows`` sizes a run to a CPU: every config but the forget split (and its perturbed form) keeps its first
+    ``max_rows`` rows (``max_rows: 40`` is two whole TOFU authors of each retain, holdout and evaluation config; the
+    forget authors stay whole, so a base fine-tuned on ``forget01+retain99`` still knows all of them).
+
     ``compat`` (``"mcu"``, default, or ``"open_unlearning"``) chooses whose definitions the run follows where the
     two libraries differ (:mod:`mcu_lightning.core.compat`): the attention mask here, and through the modules the KL
     retain term, RMU's reduction and the generation prompts' mask.
@@ -76,6 +80,7 @@ class QADataModule(UnlearningDataModule):
         finetune_split: str | None = None,
         curriculum: Curriculum | None = None,
         compat: str | None = None,
+        max_rows: int | None = None,
     ) -> None:
         super().__init__(
             batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
@@ -91,6 +96,9 @@ class QADataModule(UnlearningDataModule):
         self.holdout_split = check_config(holdout_split or holdout_split_for(forget_split))
         self.tokenizer_name = tokenizer
         self.max_length = max_length
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows={max_rows}; use a positive row count or leave it unset")
+        self.max_rows = max_rows
         self.template: TemplateSpec | None = resolve_template(template)
         self._truncation_warned = False
         self.data_seed, self.num_people = data_seed, num_people
@@ -131,7 +139,8 @@ class QADataModule(UnlearningDataModule):
     def load(self, spec: str) -> Any:
         if self.data == "fictitious":
             self.prepare_data()
-        return load_tofu_splits(spec, self.root)
+        whole = (self.forget_split, perturbed_split_for(self.forget_split))
+        return load_tofu_splits(spec, self.root, self.max_rows, whole)
 
     def load_forget_retain(self) -> tuple[QADataset, QADataset]:
         forget_rows, retain_rows = self.load(self.forget_split), self.load(self.retain_split)

@@ -132,12 +132,23 @@ def check_json_lines(path: Path, name: str = "") -> None:
             )
 
 
-def load_tofu_splits(spec: str, root: str | Path | None = None) -> datasets.Dataset:
-    """Load one config, or several joined by ``+`` and concatenated (``"retain90+world_facts"``)."""
+def load_tofu_splits(
+    spec: str, root: str | Path | None = None, max_rows: int | None = None, whole: tuple[str, ...] = ()
+) -> datasets.Dataset:
+    """Load one config, or several joined by ``+`` and concatenated (``"retain90+world_facts"``).
+
+    ``max_rows`` keeps the first rows of each config (TOFU lists an author's 20 questions together, so the first
+    ``20 k`` rows are ``k`` whole authors), except the configs named in ``whole``.
+    """
     names = [part.strip() for part in spec.split("+") if part.strip()]
     if not names:
         raise ValueError(f"empty split specification {spec!r}; name a TOFU config such as 'full'")
     parts = [load_tofu_split(name, root) for name in names]
+    if max_rows is not None:
+        parts = [
+            p if name in whole or len(p) <= max_rows else p.select(range(max_rows))
+            for name, p in zip(names, parts, strict=True)
+        ]
     if len(parts) == 1:
         return parts[0]
     columns = set.intersection(*(set(p.column_names) for p in parts))

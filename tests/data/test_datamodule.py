@@ -169,6 +169,20 @@ def test_tofu_sample_through_the_module(tmp_path):
         missing.setup("fit")
 
 
+def test_max_rows_caps_every_config_but_the_forget_split(tmp_path):
+    build_fictitious_tokenizer(SAMPLE).save_pretrained(str(tmp_path))
+    options = {"data": "tofu", "forget_split": "forget01", "data_root": str(SAMPLE), "tokenizer": str(tmp_path)}
+    dm = QADataModule(**options, max_rows=4)
+    dm.setup("fit")
+    assert (len(dm.forget_dataset), len(dm.retain_dataset)) == (10, 4)
+    sizes = {split: len(ds) for split, ds in dm.eval_datasets.items()}
+    assert sizes == {"forget": 10, "retain": 4, "holdout": 4, "real_authors": 4, "world_facts": 4}
+    assert len(dm.load_finetune("forget+retain")) == 14 and len(dm.load_finetune("full")) == 4
+    assert dm.retain_dataset.rows[0] == dm.load("retain99")[0]  # the first rows, in file order
+    with pytest.raises(ValueError, match="max_rows=0"):
+        QADataModule(**options, max_rows=0)
+
+
 def test_lightning_distributed_injection_shards_the_pairs(cache):
     """The path Lightning takes under strategy='ddp': its DistributedSamplerWrapper around our sampler."""
     from lightning.pytorch.trainer.connectors.data_connector import _get_distributed_sampler
