@@ -191,7 +191,8 @@ class DivergenceGuard(Callback):
                 "step": step,
                 "epoch": trainer.current_epoch,
                 "reasons": reasons,
-                "last_good": str(last_good) if last_good.is_file() else None,
+                # relative to divergence.json's folder: still right after the study folder moves (read: last_good_of)
+                "last_good": _relative(last_good, self.output_dir(trainer, pl_module)) if last_good.is_file() else None,
                 "metrics": {k: _jsonable(v) for k, v in step_metrics(trainer, pl_module).items() if _is_scalar(v)},
             }
             atomic_write(self.output_dir(trainer, pl_module) / DIVERGENCE_JSON, json.dumps(record, indent=2).encode())
@@ -262,3 +263,16 @@ def step_metrics(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]
     """The logged metrics, overlaid with this step's values the module keeps in ``step_logs`` (the package's
     modules log their loss parts only on the logger's steps, but keep every step's values there)."""
     return {**dict(trainer.callback_metrics), **getattr(pl_module, "step_logs", {})}
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (POSIX separators), so a moved study folder keeps it right."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+
+
+def last_good_of(divergence_json: str | os.PathLike) -> Path | None:
+    """The ``last_good.ckpt`` a ``divergence.json`` names, resolved against the file's own folder (``None``: none)."""
+    record = json.loads(Path(divergence_json).read_text())
+    if not record.get("last_good"):
+        return None
+    return Path(divergence_json).parent / record["last_good"]

@@ -17,6 +17,11 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: ``0o666 & ~umask``."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``; returns the path.
 
@@ -32,9 +37,14 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``path`` through :func:`atomic_write`: a full disk leaves no cut-off copy."""
+    return atomic_write(path, Path(source).read_bytes())

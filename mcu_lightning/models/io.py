@@ -21,6 +21,7 @@ from safetensors.torch import load_model as _load_safetensors_into
 from safetensors.torch import save_model as _save_safetensors_from
 from torch import Tensor, nn
 
+from mcu_lightning.core.atomic import file_mode
 from mcu_lightning.core.pretrained import resolve_pretrained
 
 MODEL_JSON = "mcu_model.json"
@@ -142,6 +143,9 @@ def save_model(model: nn.Module, folder: str | os.PathLike, tokenizer: Any = Non
             _write_plain(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for written in tmp.rglob("*"):  # safetensors writes owner-only (0600); the rest of a study follows the umask
+            if written.is_file():
+                os.chmod(written, file_mode())
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)

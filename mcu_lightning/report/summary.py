@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.atomic import atomic_copy, atomic_write
 from mcu_lightning.core.direction import arrow, target
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
@@ -325,12 +324,12 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         columns, rows = read_csv(folder / CURVE_METRICS_CSV)
         tables[name] = (columns, rows)
         (out / name).mkdir(exist_ok=True)
-        shutil.copyfile(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
+        atomic_copy(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
         figure = folder / CURVE_FIGURE
         spec = curve_specs.get(name, {})
         summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
         if figure.is_file() and vector is None:  # drawn by the curve's own test; redraw only when needed
-            shutil.copyfile(figure, out / f"{name}.png")
+            atomic_copy(figure, out / f"{name}.png")
         else:
             figure_title = curve_title(name, spec.get("endpoints"))
             drawn = plot_curve(columns, rows, title=figure_title, directions=summary_directions(summary))

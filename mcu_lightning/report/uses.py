@@ -4,9 +4,10 @@ plane figures and exported best points of each curve's section (folders written 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from mcu_lightning.core.atomic import atomic_copy
 
 TEST_METRICS = "test_metrics.json"
 BEST_FILE = "best.json"
@@ -47,7 +48,7 @@ def curve_use_lines(folder: Path, out: Path, name: str, fmt: Callable[[object], 
             "",
         ]
         for figure in figures:
-            shutil.copyfile(figure, out / name / figure.name)
+            atomic_copy(figure, out / name / figure.name)
             lines.append(f"![{figure.stem}]({name}/{figure.name})")
         lines.append("")
     return lines

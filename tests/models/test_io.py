@@ -1,5 +1,8 @@
 import json
+import os
+import stat
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +161,16 @@ def test_peft_adapter_folder(tmp_path):
         assert not torch.allclose(loaded(input_ids=ids).logits, base(input_ids=ids).logits)
     with pytest.raises(ValueError, match="peft adapter folder"):
         load_state_dict(folder)
+
+
+def test_saved_model_files_follow_the_umask(tmp_path: Path) -> None:
+    """safetensors writes owner-only files; a saved model gets ``0o666 & ~umask`` like every other file of a study."""
+    from mcu_lightning.models.small import MLP
+
+    previous = os.umask(0o022)
+    try:
+        folder = save_model(MLP(in_features=4, num_classes=2, hidden=3, depth=1), tmp_path / "model")
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"mcu_model.json": 0o644, "model.safetensors": 0o644}

@@ -15,7 +15,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks import DivergenceGuard
-from mcu_lightning.callbacks.guard import DIVERGENCE_JSON, LAST_GOOD
+from mcu_lightning.callbacks.guard import DIVERGENCE_JSON, LAST_GOOD, last_good_of
 from mcu_lightning.data import ClassificationDataModule
 from mcu_lightning.losses import GradAscent
 from mcu_lightning.models.io import load_state_dict
@@ -75,7 +75,7 @@ def test_gradient_ascent_stops_at_the_forget_nll_limit_and_exports_the_last_good
     assert "train/forget_nll" in record["reasons"][0] and record["metrics"]["train/forget_nll"] > 8.0
     # step k's loss was computed on the weights after step k - 1: those are bad, the ones after k - 2 are good
     good = recorder.weights[k - 2]
-    checkpoint = torch.load(Path(record["last_good"]), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(last_good_of(tmp_path / "run" / DIVERGENCE_JSON), map_location="cpu", weights_only=False)
     for name, value in good.items():
         assert torch.equal(checkpoint["state_dict"][name], value), name
     _assert_weights(module, good)  # restored before on_fit_end's export
@@ -124,6 +124,17 @@ def test_retain_ratio_uses_the_first_retain_loss_as_baseline(tmp_path: Path) -> 
     assert guard.step == 4 and "4.1 > max_retain_ratio 2" in guard.reason
     assert (tmp_path / "checkpoints" / LAST_GOOD).is_file()
     _assert_weights(module, recorder.weights[2])
+
+
+def test_divergence_json_names_last_good_relative_to_itself(tmp_path: Path) -> None:
+    """The record stays right when the study folder moves: ``last_good`` is relative to ``divergence.json``'s folder."""
+    run = tmp_path / "run"
+    module = ToyModule(retain={1: 2.0, 2: 2.5, 3: 9.0})
+    _trainer(run, DivergenceGuard(max_forget_nll=None, max_retain_ratio=2.0), Recorder()).fit(module)
+    assert json.loads((run / DIVERGENCE_JSON).read_text())["last_good"] == f"checkpoints/{LAST_GOOD}"
+    moved = run.rename(tmp_path / "moved")
+    assert last_good_of(moved / DIVERGENCE_JSON) == moved / "checkpoints" / LAST_GOOD
+    assert last_good_of(moved / DIVERGENCE_JSON).is_file()
 
 
 def test_a_healthy_run_is_not_stopped(tmp_path: Path) -> None:
