@@ -23,6 +23,7 @@ from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import frozen_policy
 from mcu_lightning.core.per_sample import mean_nll
+from mcu_lightning.core.termination import stop_requested
 from mcu_lightning.curves import (
     Bezier,
     Curve,
@@ -311,6 +312,7 @@ class CurveModule(MCUModule):
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)
             self._announce_point(index + 1)
+            self._stop_on_sigterm()
         self.test_batches, self.bn_batches_cache = [], []
         self._write_report()
 
@@ -322,8 +324,17 @@ class CurveModule(MCUModule):
         references["end0"], references["end1"] = self.curve.params(0.0), self.curve.params(1.0)
         return references
 
+    def _stop_on_sigterm(self) -> None:
+        """Raise Lightning's ``SIGTERMException`` once the Trainer received SIGTERM (or a study requested the stop):
+        the t loop runs inside one test epoch, where Lightning's own check (between batches) never comes."""
+        if stop_requested() or getattr(self._trainer, "received_sigterm", False):
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException
+
     def _announce_batch(self, done: int, total: int) -> None:
         """Tell callbacks with an ``on_curve_batch`` hook how much of the current point's evaluation is done."""
+        self._stop_on_sigterm()
         for callback in self.trainer.callbacks:
             hook = getattr(callback, "on_curve_batch", None)
             if hook is not None:

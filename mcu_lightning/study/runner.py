@@ -10,6 +10,7 @@ interrupted one from its ``last.ckpt``. The report goes to ``runs/<name>/report/
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -43,6 +44,7 @@ from mcu_lightning.study.schema import (
     path_shape,
 )
 from mcu_lightning.study.seeds import expand_seeds
+from mcu_lightning.study.signals import StudyTerminated, TerminationWatch
 from mcu_lightning.study.stage import Stage
 from mcu_lightning.study.stages import StageRunners
 from mcu_lightning.study.validate import validate_metrics, validate_study
@@ -59,6 +61,7 @@ class StudyRunner(StageRunners):
         self.root = Path(study.output_dir) / study.name
         self.console = console
         self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
+        self.watch: TerminationWatch | None = None  # while run() runs: SIGTERM stops the study (exit 143)
         self.validate()
 
     # paths
@@ -147,12 +150,19 @@ class StudyRunner(StageRunners):
             callbacks.append(StudyProgressBar(self.clock))
         kwargs["enable_progress_bar"] = self.study.progress
         kwargs.setdefault("limit_val_batches", 0)
+        from mcu_lightning.callbacks.termination import StopOnTermination
+
+        callbacks.append(StopOnTermination())  # a SIGTERM that came while the Trainer was set up
         return Trainer(
             default_root_dir=str(directory),
             logger=TensorBoardLogger(save_dir=str(directory), name="", version=""),
             callbacks=[*callbacks, *extra_callbacks],
             **kwargs,
         )
+
+    def trainer_call(self) -> Any:
+        """Around a Trainer call: a SIGTERM then stops the loop at its next batch instead of where it lands."""
+        return self.watch.trainer_call() if self.watch is not None else contextlib.nullcontext()
 
     def fit_and_test(
         self,
@@ -174,12 +184,16 @@ class StudyRunner(StageRunners):
                 self.warn(f"{last} cannot be read ({problem}); moved to {last.name}.damaged, the stage starts over")
         trainer = self.trainer(directory, training, extra_callbacks)
         started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+        with self.trainer_call():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+        if self.watch is not None:  # SIGTERM on the last batch: Lightning lets the fit end; test nothing then
+            self.watch.check(f"at the end of the fit in '{directory}'")
         if final_checkpoint:  # what later stages read back: the weights at the end of the fit, whatever the cadence
             trainer.save_checkpoint(last, weights_only=False)  # the full state, as ModelCheckpoint writes it
         fit_s = time.perf_counter() - started
         test_datamodule = self.datamodule() if getattr(datamodule, "finetune_split", None) else datamodule
-        trainer.test(module, datamodule=test_datamodule, verbose=False)
+        with self.trainer_call():
+            trainer.test(module, datamodule=test_datamodule, verbose=False)
         return {"fit_seconds": fit_s, "test_seconds": time.perf_counter() - started - fit_s}
 
     # the stages
@@ -344,6 +358,8 @@ class StudyRunner(StageRunners):
         A stage made with another config stops the study before anything runs, unless ``rerun`` (then it and
         everything downstream of it run again from scratch). One study at a time holds the folder's lock.
         """
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         from mcu_lightning.report.console import StudyClock
         from mcu_lightning.report.summary import write_report
 
@@ -370,12 +386,19 @@ class StudyRunner(StageRunners):
             by_name = {stage.name: stage for stage in stages}
             only = [name for group in only for name in self.seed_groups.stages(group)] if only else only
             self.clock = StudyClock(total=len(stages))
-            for index, stage in enumerate(stages, start=1):
-                if only and stage.name not in only:
-                    continue
-                self.run_stage(stage, now[stage.name], by_name, index, len(stages))
-            self.clock = None
-            report = write_report(self.root)
+            with TerminationWatch() as self.watch:
+                for index, stage in enumerate(stages, start=1):
+                    if only and stage.name not in only:
+                        continue
+                    try:
+                        self.run_stage(stage, now[stage.name], by_name, index, len(stages))
+                    except SIGTERMException:  # Lightning's stop: a SystemExit without a code, i.e. exit 0
+                        raise StudyTerminated(f"during {stage.label}") from None
+                    self.watch.check(f"after {stage.label}")
+                self.clock = None
+                report = write_report(self.root)
+                self.watch.check("while the report was written")
+            self.watch = None
         self.say(f"report: {report}")
         return report
 

@@ -25,7 +25,7 @@ from mcu_lightning.study.schema import (
 
 class StageRunners:
     """The stage functions of :class:`~mcu_lightning.study.runner.StudyRunner` (its building blocks: ``study``,
-    ``datamodule``, ``suite``, ``probes``, ``trainer``, ``fit_and_test``, ``model_path``, ``node_dir``)."""
+    ``datamodule``, ``suite``, ``probes``, ``trainer``, ``trainer_call``, ``fit_and_test``, ``model_path``, ``node_dir``)."""
 
     study: Any
     root: Path
@@ -65,7 +65,9 @@ class StageRunners:
     def test_only(self, directory: Path, module: Any) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        self.trainer(directory, Training()).test(module, datamodule=self.datamodule(), verbose=False)
+        trainer = self.trainer(directory, Training())
+        with self.trainer_call():
+            trainer.test(module, datamodule=self.datamodule(), verbose=False)
         return {"test_seconds": time.perf_counter() - started}
 
     def run_endpoint(self, endpoint: Endpoint) -> dict[str, Any]:
