@@ -1,4 +1,6 @@
-"""Membership inference: AUROC of a loss-like score between members and non-members, and MUSE's PrivLeak.
+"""Membership inference: AUROC of a loss-like score between members and non-members, MUSE's PrivLeak, and the
+per-sample scores of the Min-K%++, reference-model and gradient-norm attacks (LOSS, zlib and Min-K% are in
+:mod:`mcu_lightning.metrics.stats`).
 
 Convention (open-unlearning ``mia_auc``): the forget set is labelled 0, the non-members (holdout, test) 1, and the
 score is loss-like (higher = less likely a member), so AUC = 1 when the forget data is much more likely than the
@@ -8,10 +10,16 @@ non-member data (the model still "remembers" it), and AUC = 0.5 when the attack 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
+from torch import Tensor, nn
+
+from mcu_lightning.core.forward import call_model
+from mcu_lightning.metrics.stats import answer_mask_without_eos
 
 #: open-unlearning's guard in the PrivLeak denominator.
 _EPS = 1e-10
@@ -45,3 +53,100 @@ def privleak(auc: float, oracle_auc: float) -> float:
     if not (math.isfinite(score) and math.isfinite(ref)):
         return math.nan
     return (score - ref) / (ref + _EPS) * 100.0
+
+
+# -- the attacks' per-sample scores beyond LOSS, zlib and Min-K% (metrics/stats.py) --------------------------------
+def lowest_k_mean(values: Tensor, mask: Tensor, k: float) -> Tensor:
+    """Per row, the mean of the ``n_k = max(1, floor(k n))`` smallest of the ``n`` counted ``values`` (``[B, T]``,
+    ``mask`` the counted positions); 0 for a row with none (open-unlearning's Min-K% attacks score such a sample 0)."""
+    if not 0.0 < k <= 1.0:
+        raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
+    values = torch.where(mask, values.double(), torch.full_like(values, math.inf, dtype=torch.float64))
+    lowest, _ = values.sort(dim=1)
+    count = mask.sum(dim=1)
+    n_k = (count.double() * k).floor().long().clamp_min(1)
+    take = (torch.arange(lowest.size(1), device=lowest.device)[None, :] < n_k[:, None]) & (count[:, None] > 0)
+    total = torch.where(take, lowest, torch.zeros_like(lowest)).sum(dim=1)
+    return torch.where(count > 0, total / n_k, torch.zeros_like(total))
+
+
+def min_k_plus_plus_score(logits: Tensor, labels: Tensor, k: float = 0.4) -> Tensor:
+    """Min-K%++ (Zhang et al., 2025, "Min-K%++: Improved Baseline for Detecting Pre-Training Data from Large
+    Language Models", ICLR 2025; open-unlearning ``src/evals/metrics/mia/min_k_plus_plus.py``), per sample:
+
+        s_t = (log p(y_t) - mu_t) / sqrt(sigma_t),   mu_t = E_{v~p_t}[log p_t(v)],
+        sigma_t = E_{v~p_t}[(log p_t(v))^2] - mu_t^2 (clamped at 1e-6),
+        score = -mean of the k-fraction lowest s_t (``n_k = max(1, floor(k |y|))``)
+
+    over the answer tokens without the EOS, as open-unlearning's ``tokenwise_vocab_logprobs``; higher means less
+    likely a member; 0 for a sample without answer tokens. Computed one sample at a time (the ``[L, V]`` float64
+    log-probabilities of one row at once).
+    """
+    mask = answer_mask_without_eos(labels)
+    standardised = torch.zeros(mask.shape, dtype=torch.float64, device=logits.device)
+    targets = labels[:, 1:].clamp_min(0)
+    for row in range(logits.size(0)):
+        logp = torch.log_softmax(logits[row, :-1].double(), dim=-1)
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp_min(1e-6)
+        token = logp.gather(-1, targets[row].unsqueeze(-1)).squeeze(-1)
+        standardised[row] = (token - mu) / sigma.sqrt()
+    return -lowest_k_mean(standardised, mask, k)
+
+
+def reference_score(nll: Tensor, reference_nll: Tensor) -> Tensor:
+    """Reference-model attack (Carlini et al., 2021, "Extracting Training Data from Large Language Models"; MUSE;
+    open-unlearning ``src/evals/metrics/mia/reference.py``): ``loss_target - loss_reference`` with each loss the
+    sample's mean answer NLL (EOS included, the LOSS attack's score); higher means less likely a member."""
+    return nll.double() - reference_nll.double()
+
+
+def gradnorm_score(model: nn.Module, batch: Mapping[str, Any], p: float = 2.0) -> Tensor:
+    """Gradient-norm attack (Wang et al., 2024, "Pandora's White-Box", arXiv:2402.17012; open-unlearning
+    ``src/evals/metrics/mia/gradnorm.py``), per sample:
+
+        score = mean over parameter tensors W of ||d loss / dW||_p,   loss = -mean_t log p(y_t)
+
+    with ``loss`` over the answer tokens without the EOS, one backward per sample (open-unlearning runs it with
+    batch size 1); higher means less likely a member. Every floating-point parameter of ``model`` counts (those
+    frozen for evaluation are differentiated for the call and frozen again), each tensor once; a tensor the loss does
+    not reach is skipped, as open-unlearning skips ``grad is None``. No ``.grad`` is written. Unlike
+    open-unlearning the model stays in eval mode (no dropout), so the score is deterministic. NaN for a sample
+    without answer tokens, or a model without parameters (an ensemble).
+    """
+    if p not in (1, 2, math.inf):
+        raise ValueError(f"GradNorm's p-norm must be 1, 2 or inf, got {p}")
+    params = [param for param in model.parameters() if param.is_floating_point()]
+    frozen = [param for param in params if not param.requires_grad]
+    mask = answer_mask_without_eos(batch["labels"])
+    scores = [math.nan] * mask.size(0)
+    if not params:
+        return torch.tensor(scores, dtype=torch.float64)
+    # a Lightning test runs under inference mode: leave it (and no_grad) for the backward, with ordinary input copies
+    with torch.inference_mode(False), torch.enable_grad():
+        for param in frozen:
+            param.requires_grad_(True)
+        try:
+            _gradnorm_rows(model, batch, mask, params, p, scores)
+        finally:
+            for param in frozen:
+                param.requires_grad_(False)
+    return torch.tensor(scores, dtype=torch.float64)
+
+
+def _gradnorm_rows(
+    model: nn.Module, batch: Mapping[str, Any], mask: Tensor, params: list[nn.Parameter], p: float, scores: list[float]
+) -> None:
+    """``gradnorm_score``'s per-sample backward passes, writing into ``scores``."""
+    for row in range(mask.size(0)):
+        if not mask[row].any():
+            continue
+        inputs = {key: batch[key][row : row + 1].clone() for key in ("input_ids", "attention_mask")}
+        logits = call_model(model, inputs)[0, :-1]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        token = logp.gather(-1, batch["labels"][row, 1:].clamp_min(0).clone().unsqueeze(-1)).squeeze(-1)
+        loss = -token[mask[row].clone()].mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        norms = [grad.detach().float().norm(p=p) for grad in grads if grad is not None]
+        scores[row] = torch.stack(norms).mean().item() if norms else math.nan

@@ -3,7 +3,8 @@
 Per split (batches in the QA evaluation format of docs/internals.md): ``loss`` (mean answer NLL, the curve's barrier
 loss), ``prob``, ``rouge``, ``truth_ratio``, ``extraction_strength``, ``exact_memorization``. Across splits:
 ``forget_quality`` (KS test against the oracle's forget truth ratios), ``model_utility`` (harmonic mean),
-``mia_{loss,zlib,min_k}_auc`` between forget and holdout and ``privleak`` (against the oracle's AUCs).
+``mia_<attack>_auc`` between forget and holdout for each attack of ``mia_attacks`` (LOSS, zlib, Min-K%, Min-K%++,
+GradNorm, reference-model) and ``privleak`` (Min-K%) / ``privleak_<attack>`` (against the oracle's AUCs).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mcu_lightning.core.direction import toward
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
-from mcu_lightning.metrics.mia import mia_auc, privleak
+from mcu_lightning.metrics.mia import gradnorm_score, mia_auc, min_k_plus_plus_score, privleak, reference_score
 from mcu_lightning.metrics.model_utility import model_utility
 from mcu_lightning.metrics.open_unlearning import write_open_unlearning
 from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate
@@ -39,8 +40,20 @@ from mcu_lightning.metrics.stats import (
 from mcu_lightning.metrics.suite import ROLES, Direction, EvalResult, MetricSuite, batch_index, nanmean
 from mcu_lightning.metrics.truth_ratio import TR_AGGREGATORS, truth_ratio
 
-#: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member).
-MIA_ATTACKS: dict[str, str] = {"loss": "loss", "zlib": "mia_zlib", "min_k": "mia_min_k"}
+#: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member), with
+#: open-unlearning's metric names ``mia_loss``, ``mia_zlib``, ``mia_min_k``, ``mia_min_k_plus_plus``, ``mia_gradnorm``,
+#: ``mia_reference`` as ``mia_<attack>_auc``.
+MIA_ATTACKS: dict[str, str] = {
+    "loss": "loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_plus_plus": "mia_min_k_plus_plus",
+    "gradnorm": "mia_gradnorm",
+    "reference": "mia_reference",
+}
+#: The attacks a suite runs by default: every attack that needs nothing beyond the evaluated model's forward pass
+#: (GradNorm costs a backward per sample, the reference attack a second model: both are opt-in).
+DEFAULT_MIA_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_plus_plus")
 #: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
 PRIVLEAK_ATTACK = "min_k"
 _SPLIT_OPTIONS = {"normalised", "truth_ratio", "role"}
@@ -71,7 +84,12 @@ class QASuite(MetricSuite):
             a split's ``truth_ratio`` option says otherwise; others: mean(max(0, 1 - TR))).
         quality_split: the evaluation split whose truth ratios give forget quality (the data module's
             ``forget_split`` is the TOFU config it comes from, e.g. ``forget10``).
-        min_k: the fraction of lowest-probability tokens of the Min-K% attack (TOFU config: 0.4).
+        min_k: the fraction of lowest-scoring tokens of the Min-K% and Min-K%++ attacks (TOFU config: 0.4).
+        mia_attacks: the attacks run on ``mia_splits`` (keys of ``MIA_ATTACKS``); each gives ``mia_<attack>_auc`` and
+            a privleak against the oracle's AUC of the same attack.
+        gradnorm_p: the p-norm of the GradNorm attack (1, 2 or inf; TOFU config: 2).
+        reference_model: the reference attack's model folder (the oracle's or the base's: in a study ``oracle`` or
+            ``base`` names that node's model); required when ``mia_attacks`` has ``reference``.
     """
 
     columns = (
@@ -86,6 +104,9 @@ class QASuite(MetricSuite):
         "para_loss",
         "rouge1_recall",
         "rougeL_f1",
+        "mia_min_k_plus_plus",
+        "mia_gradnorm",
+        "mia_reference",
     )
 
     def __init__(
@@ -100,10 +121,27 @@ class QASuite(MetricSuite):
         forget_splits: Sequence[str] = ("forget",),
         quality_split: str = "forget",
         min_k: float = 0.4,
+        mia_attacks: Sequence[str] = DEFAULT_MIA_ATTACKS,
+        gradnorm_p: float = 2.0,
+        reference_model: str | None = None,
     ) -> None:
         super().__init__()
         if len(mia_splits) != 2:
             raise ValueError(f"mia_splits must name (members, non-members), got {mia_splits}")
+        unknown = [attack for attack in mia_attacks if attack not in MIA_ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown MIA attacks {unknown}; known: {list(MIA_ATTACKS)}")
+        if ("reference" in mia_attacks) != (reference_model is not None):
+            raise ValueError(
+                "the reference attack needs both 'reference' in mia_attacks and reference_model (a model folder; in "
+                f"a study 'oracle' or 'base'), got mia_attacks={list(mia_attacks)}, reference_model={reference_model!r}"
+            )
+        if gradnorm_p not in (1, 2, math.inf):
+            raise ValueError(f"gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
+        self.mia_attacks = tuple(dict.fromkeys(mia_attacks))
+        self.gradnorm_p = gradnorm_p
+        self.reference_model = reference_model
+        self._reference: tuple[Any, nn.Module] | None = None  # (source, model): a tuple, so no submodule
         self.max_new_tokens = max_new_tokens
         self.generation_batch_size = generation_batch_size
         self.oracle = oracle
@@ -182,7 +220,8 @@ class QASuite(MetricSuite):
     def _score(self, model: nn.Module, split: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """Every statistic that comes from teacher-forced forwards (all but ROUGE)."""
         labels = batch["labels"]
-        logits = call_model(model, {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        logits = call_model(model, inputs)
         nll, _ = answer_nll(logits, labels)
         values = {
             "loss": nll,
@@ -190,9 +229,20 @@ class QASuite(MetricSuite):
             "exact_memorization": exact_memorization(logits, labels),
         }
         if split in self.mia_splits:
-            values["mia_min_k"] = min_k_score(logits, labels, self.min_k)
-            values["mia_zlib"] = zlib_score(nll, self._answer_texts(batch))
+            attacks = self.mia_attacks
+            if "min_k" in attacks:
+                values["mia_min_k"] = min_k_score(logits, labels, self.min_k)
+            if "min_k_plus_plus" in attacks:
+                values["mia_min_k_plus_plus"] = min_k_plus_plus_score(logits, labels, self.min_k)
+            if "zlib" in attacks:
+                values["mia_zlib"] = zlib_score(nll, self._answer_texts(batch))
+            if "reference" in attacks:
+                reference = self.reference_network(model)
+                reference_nll, _ = answer_nll(call_model(reference, inputs), labels)
+                values["mia_reference"] = reference_score(nll, reference_nll)
         del logits
+        if split in self.mia_splits and "gradnorm" in self.mia_attacks:
+            values["mia_gradnorm"] = gradnorm_score(model, batch, self.gradnorm_p).to(nll.device)
 
         perturbed = self._option_nll(model, batch, "perturbed") if "perturbed_input_ids" in batch else None
         if perturbed is not None:
@@ -304,7 +354,8 @@ class QASuite(MetricSuite):
 
     def _mia(self, members: Mapping[str, Tensor], others: Mapping[str, Tensor], oracle: Any) -> dict[str, float]:
         out: dict[str, float] = {}
-        for attack, column in MIA_ATTACKS.items():
+        for attack in self.mia_attacks:
+            column = MIA_ATTACKS[attack]
             auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
             out[f"mia_{attack}_auc"] = auc
             oracle_auc = auc if self.oracle == ORACLE_SELF else oracle_aggregate(oracle, f"mia_{attack}_auc")
@@ -321,6 +372,29 @@ class QASuite(MetricSuite):
             else:
                 out[name] = privleak(auc, oracle_auc)
         return out
+
+    def set_reference(self, model: nn.Module) -> None:
+        """Use ``model`` as the reference attack's model (instead of loading ``reference_model``)."""
+        self._reference = (self.reference_model, model.eval())
+
+    def reference_network(self, model: nn.Module) -> nn.Module:
+        """The reference attack's model, loaded from ``reference_model`` once, on ``model``'s device and dtype."""
+        if self._reference is None or self._reference[0] != self.reference_model:
+            from mcu_lightning.models import load_model  # transformers: imported only when a reference is loaded
+
+            if self.reference_model in ("oracle", "base"):
+                raise ValueError(
+                    f"reference_model '{self.reference_model}' names a study node; outside a study give the model "
+                    "folder (e.g. runs/quickstart/oracle/model)"
+                )
+            self._reference = (self.reference_model, load_model(self.reference_model).eval().requires_grad_(False))
+        reference = self._reference[1]
+        tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+        if tensor is not None:
+            reference.to(tensor.device)
+            if tensor.is_floating_point():
+                reference.to(tensor.dtype)
+        return reference
 
     def _load_oracle(self) -> Any:
         if self._oracle_cache is None or self._oracle_cache[0] is not self.oracle:

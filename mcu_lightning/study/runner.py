@@ -23,6 +23,7 @@ from typing import Any
 
 from mcu_lightning import __version__
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.study import uses
 from mcu_lightning.study.build import build
 from mcu_lightning.study.identity import (
@@ -119,6 +120,14 @@ class StudyRunner(StageRunners):
         spec = copy.deepcopy(self.study.evaluation.suite)
         # the oracle stage compares the oracle with itself instead of warning that it has no oracle
         spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics() if with_oracle else "self"
+        reference = spec["init_args"].get("reference_model")
+        if reference in BUILTIN_NODES:  # the reference attack's model: the oracle's or the base's
+            if reference == "base" and self.study.base.path is None:
+                raise InputError(
+                    "evaluation.suite reference_model: base needs base.path (an existing model): the oracle is tested "
+                    "before the study trains the base; use reference_model: oracle, or a model folder"
+                )
+            spec["init_args"]["reference_model"] = self.model_path(reference)
         return build(spec, MetricSuite, "evaluation.suite")
 
     def probes(self) -> list[Any]:

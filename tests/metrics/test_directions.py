@@ -52,9 +52,11 @@ QA_DIRECTIONS = {
     "mia_loss_auc": "toward 0.5",  # without an oracle: closer to a chance-level attack
     "mia_zlib_auc": "toward 0.5",
     "mia_min_k_auc": "toward 0.5",
+    "mia_min_k_plus_plus_auc": "toward 0.5",
     "privleak": "zero",
     "privleak_loss": "zero",
     "privleak_zlib": "zero",
+    "privleak_min_k_plus_plus": "zero",
 }
 
 CLASSIFICATION_DIRECTIONS = {

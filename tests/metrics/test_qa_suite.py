@@ -5,7 +5,8 @@ import warnings
 
 import pytest
 import torch
-from qa_fixtures import EOS, qa_batch
+from qa_fixtures import EOS, Bigram, qa_batch
+from torch import nn
 
 from mcu_lightning.metrics import EvalResult, QASuite
 
@@ -52,8 +53,9 @@ def test_aggregates_by_hand(bigram):
     assert agg["real_authors/prob"] == pytest.approx(normalised)
     assert agg["model_utility"] == pytest.approx(2 / (1 / normalised + 1 / (1 - TR)))
     # MIA: forget losses (NLL_2, NLL_4) vs holdout (NLL_4, NLL_3): 3.5 of 4 pairs ordered, for all three attacks
-    for attack in ("loss", "zlib", "min_k"):
+    for attack in ("loss", "zlib", "min_k", "min_k_plus_plus"):
         assert agg[f"mia_{attack}_auc"] == pytest.approx(0.875)
+    assert "mia_gradnorm_auc" not in agg and "mia_reference_auc" not in agg  # opt-in attacks
     assert math.isnan(agg["forget_quality"]) and math.isnan(agg["privleak"])
     assert "rouge" not in " ".join(agg)
 
@@ -153,3 +155,86 @@ def test_duplicated_samples_count_once(bigram):
         result = suite.compute()
     assert result.per_sample["forget"]["index"] == [0.0, 1.0]
     assert result.aggregates["forget/loss"] == pytest.approx((NLL_2 + NLL_4) / 2)
+
+
+# -- the attacks beyond LOSS, zlib and Min-K%: Min-K%++, GradNorm and the reference model --------------------------
+ALL_ATTACKS = ["loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm", "reference"]
+ROW_1 = [0.05, 0.05, 0.4, 0.1, 0.2, 0.2]  # the bigram's next-token distribution after the question token
+
+
+class TrainableBigram(Bigram):
+    """The fixture's bigram with its log-probability table a parameter (GradNorm differentiates it)."""
+
+    def __init__(self, bigram: Bigram) -> None:
+        super().__init__(bigram.table.exp())
+        table = self.table
+        del self.table
+        self.table = nn.Parameter(table.clone())
+
+
+def standardised(y: int) -> float:
+    """Min-K%++'s (log p_y - mu) / sigma after the question (one scored token per answer: n_k = 1)."""
+    mu = sum(q * math.log(q) for q in ROW_1)
+    var = sum(q * math.log(q) ** 2 for q in ROW_1) - mu**2
+    return (math.log(ROW_1[y]) - mu) / math.sqrt(var)
+
+
+def gradnorm(y: int) -> float:
+    """||p - e_y||_2 of the one table row the answer token's loss reaches (the only parameter tensor)."""
+    return math.sqrt(sum((q - (v == y)) ** 2 for v, q in enumerate(ROW_1)))
+
+
+def full_suite(reference: nn.Module, **kwargs) -> QASuite:
+    suite = QASuite(rouge=False, mia_attacks=ALL_ATTACKS, reference_model="unused: set_reference", **kwargs)
+    suite.set_reference(reference)
+    return suite
+
+
+def test_every_attack_by_hand(bigram):
+    uniform = Bigram(torch.full((6, 6), 1 / 6))
+    with pytest.warns(UserWarning):
+        result = run(full_suite(uniform), TrainableBigram(bigram))
+    forget, holdout = result.per_sample["forget"], result.per_sample["holdout"]  # index order: "4", "2" / "5", "3"
+    assert forget["mia_min_k_plus_plus"] == pytest.approx([-standardised(4), -standardised(2)])
+    assert holdout["mia_min_k_plus_plus"] == pytest.approx([-standardised(5), -standardised(3)])
+    assert forget["mia_gradnorm"] == pytest.approx([gradnorm(4), gradnorm(2)])
+    assert holdout["mia_gradnorm"] == pytest.approx([gradnorm(5), gradnorm(3)])
+    assert forget["mia_reference"] == pytest.approx([NLL_4 - math.log(6), NLL_2 - math.log(6)])
+    # every score orders the four answers as the loss does: 3.5 of 4 (forget, holdout) pairs
+    for attack in ALL_ATTACKS:
+        assert result.aggregates[f"mia_{attack}_auc"] == pytest.approx(0.875), attack
+
+
+def test_the_reference_attack_against_the_model_itself_cannot_tell(bigram):
+    with pytest.warns(UserWarning):
+        result = run(full_suite(bigram), bigram)
+    assert result.aggregates["mia_reference_auc"] == pytest.approx(0.5)  # every score is 0
+    assert math.isnan(result.aggregates["mia_gradnorm_auc"])  # the fixture's bigram has no parameters
+
+
+def test_privleak_of_every_attack_against_the_oracle(bigram, tmp_path):
+    oracle = EvalResult(aggregates={f"mia_{attack}_auc": 0.5 for attack in ALL_ATTACKS})
+    oracle.to_json(tmp_path / "oracle.json")
+    suite = full_suite(Bigram(torch.full((6, 6), 1 / 6)), oracle=str(tmp_path / "oracle.json"))
+    with pytest.warns(UserWarning):  # the oracle file has no truth ratios, the data no utility splits
+        result = run(suite, TrainableBigram(bigram))
+    assert result.aggregates["privleak"] == pytest.approx(-75.0)  # Min-K%, as open-unlearning's TOFU privleak
+    for attack in ("loss", "zlib", "min_k_plus_plus", "gradnorm", "reference"):
+        assert result.aggregates[f"privleak_{attack}"] == pytest.approx(-75.0), attack
+    for name in ("mia_min_k_plus_plus_auc", "mia_gradnorm_auc", "mia_reference_auc"):
+        assert suite.direction(name) == suite.direction("mia_min_k_auc")
+    assert suite.direction("privleak_gradnorm") == "zero"
+
+
+def test_attack_options_are_checked():
+    with pytest.raises(ValueError, match="unknown MIA attacks"):
+        QASuite(mia_attacks=["loss", "recall"])
+    with pytest.raises(ValueError, match="reference_model"):
+        QASuite(mia_attacks=["reference"])
+    with pytest.raises(ValueError, match="reference_model"):
+        QASuite(reference_model="runs/oracle/model")
+    with pytest.raises(ValueError, match="gradnorm_p"):
+        QASuite(gradnorm_p=3)
+    suite = QASuite(rouge=False, mia_attacks=["reference"], reference_model="oracle")
+    with pytest.raises(ValueError, match="names a study node"):
+        suite.reference_network(nn.Linear(1, 1))
