@@ -79,19 +79,19 @@ def min_k_plus_plus_score(logits: Tensor, labels: Tensor, k: float = 0.4) -> Ten
         score = -mean of the k-fraction lowest s_t (``n_k = max(1, floor(k |y|))``)
 
     over the answer tokens without the EOS, as open-unlearning's ``tokenwise_vocab_logprobs``; higher means less
-    likely a member; 0 for a sample without answer tokens. Computed one sample at a time (the ``[L, V]`` float64
+    likely a member; 0 for a sample without answer tokens. Computed one sample at a time (the ``[L, V]`` float32
     log-probabilities of one row at once).
     """
     mask = answer_mask_without_eos(labels)
     standardised = torch.zeros(mask.shape, dtype=torch.float64, device=logits.device)
     targets = labels[:, 1:].clamp_min(0)
     for row in range(logits.size(0)):
-        logp = torch.log_softmax(logits[row, :-1].double(), dim=-1)
+        logp = torch.log_softmax(logits[row, :-1].float(), dim=-1)
         p = logp.exp()
         mu = (p * logp).sum(-1)
         sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp_min(1e-6)
         token = logp.gather(-1, targets[row].unsqueeze(-1)).squeeze(-1)
-        standardised[row] = (token - mu) / sigma.sqrt()
+        standardised[row] = ((token - mu) / sigma.sqrt()).double()
     return -lowest_k_mean(standardised, mask, k)
 
 

@@ -100,7 +100,8 @@ def test_qa_suite_states_the_direction_of_every_metric(bigram, tmp_path) -> None
     oracle.to_json(tmp_path / "oracle.json")
     result = run_qa(QASuite(rouge=False, oracle=str(tmp_path / "oracle.json")), bigram)
     # with an oracle, each MIA AUC is ranked by its distance from the oracle's AUC of the same attack
-    against_oracle = {f"mia_{a}_auc": toward(oracle.aggregates[f"mia_{a}_auc"]) for a in ("loss", "zlib", "min_k")}
+    attacks = ("loss", "zlib", "min_k", "min_k_plus_plus")
+    against_oracle = {f"mia_{a}_auc": toward(oracle.aggregates[f"mia_{a}_auc"]) for a in attacks}
     assert result.directions == {**QA_DIRECTIONS, **against_oracle}  # every aggregate reported, and nothing else
     assert set(result.aggregates) == set(QA_DIRECTIONS)
     assert EvalResult.from_json(tmp_path / "oracle.json").directions == oracle.directions  # saved with the result
