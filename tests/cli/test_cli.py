@@ -113,6 +113,21 @@ def test_experiment_print_config_round_trips(tmp_path: Path, monkeypatch, capsys
     assert not (tmp_path / "runs").exists(), "--print_config must not run the study"
 
 
+def test_grid_print_config_round_trips_and_keeps_specs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    grid = CONFIGS / "quickstart" / "paper_grid.yaml"
+    main(["grid", "--config", str(grid), "--print_config"])
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    raw = yaml.safe_load(grid.read_text())
+    assert config["methods"] == raw["methods"] and config["variants"] == raw["variants"]  # no defaults filled in
+    saved = tmp_path / "grid.yaml"
+    saved.write_text(printed)
+    main(["grid", "--config", str(saved), "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out) == config
+    assert not (tmp_path / "runs").exists(), "--print_config must not run the grid"
+
+
 def test_unknown_loss_fails_before_training_naming_it(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     raw = yaml.safe_load(UNLEARN_NPO.read_text())
