@@ -104,6 +104,32 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     raise ValueError(f"'{path}' is not a model: unknown file type '{path.suffix}'; {_FORMATS}")
 
 
+def load_exported(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
+    """Load the weights ``save_model`` wrote to ``folder`` into ``model`` (the same architecture), in place: a peft
+    model its adapter weights, any other model every tensor (a tied ``lm_head.weight`` the format left out stays
+    tied to its partner). Raises ``ValueError`` naming the first tensor that does not fit."""
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        result = set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise ValueError(f"adapter '{folder}' has weights the model lacks, first '{unexpected[0]}'")
+        return model
+    state = load_state_dict(folder)
+    own = model.state_dict()
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise ValueError(f"'{folder}' has weights the model lacks, first '{extra[0]}'")
+    shared = {p.data_ptr() for name, p in own.items() if name in state}  # tied partners of loaded tensors
+    missing = sorted(name for name, p in own.items() if name not in state and p.data_ptr() not in shared)
+    if missing:
+        raise ValueError(f"'{folder}' lacks weight '{missing[0]}' of the model")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 def _class_path(model: nn.Module) -> str:
     cls = type(model)
     if "<locals>" in cls.__qualname__:

@@ -25,6 +25,15 @@ from typing import Any
 
 from mcu_lightning import __version__
 
+#: The files a stage's fit makes (its weights): what a retest keeps and what a later stage's fit reads.
+FIT_GLOBS = ("model/**/*", "checkpoints/last.ckpt")
+
+
+def is_fit_output(name: str) -> bool:
+    """Whether output ``name`` (relative to its stage folder) is one of :data:`FIT_GLOBS`."""
+    return name.startswith("model/") or name == "checkpoints/last.ckpt"
+
+
 #: Files of a stage folder that later stages or the report read (globs relative to the stage folder).
 OUTPUT_GLOBS = (
     "test_metrics.json",
@@ -100,6 +109,12 @@ def fingerprint(kind: str, config: Any, upstream: Mapping[str, str], data: Any) 
     return digest({"kind": kind, "config": config, "upstream": dict(upstream), "data": data, "version": __version__})
 
 
+def test_fingerprint(fit: str, test_config: Any, upstream: Mapping[str, str]) -> str:
+    """What a stage's test was made from: its fit's fingerprint, the evaluation settings, and the test fingerprints
+    of the stages it reads (the oracle's test file feeds every other test)."""
+    return digest({"fit": fit, "evaluation": test_config, "upstream": dict(upstream)})
+
+
 def output_hashes(directory: Path, globs: Iterable[str] = OUTPUT_GLOBS) -> dict[str, str]:
     """sha256 of every output file of a stage folder, by path relative to the folder."""
     found: dict[str, str] = {}
@@ -146,6 +161,12 @@ class StageRecord:
     version: str | None = None
     inputs: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    test_fingerprint: str | None = None
+    test_config: dict[str, Any] = field(default_factory=dict)
+    fit_inputs: dict[str, str] = field(default_factory=dict)
+    #: Not written: the fingerprint the stage had before fit and test were told apart (its config holding the
+    #: evaluation), so a folder made then is still recognised.
+    legacy: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> StageRecord | None:
@@ -158,16 +179,34 @@ class StageRecord:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if raw.get(f.name)})
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if raw.get(f.name) and f.name != "legacy"})
 
     def fields(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        del fields["legacy"]
+        return fields
+
+    def same_fit(self, now: StageRecord) -> bool:
+        """Whether this (recorded) stage's fit is the one ``now`` would make (a record written before fit and test
+        were told apart: whether it is the whole stage ``now`` would make)."""
+        if self.test_fingerprint is None:
+            return self.fingerprint is not None and self.fingerprint == now.legacy
+        return self.fingerprint == now.fingerprint
+
+    def same_test(self, now: StageRecord) -> bool:
+        return self.test_fingerprint is None or self.test_fingerprint == now.test_fingerprint
+
+    def test_changes(self, other: StageRecord) -> list[str]:
+        """Why ``other``'s test differs from this record's, as ``key old -> new`` lines."""
+        lines = changed_keys(self.test_config, other.test_config)
+        return lines or ["the test of a stage it reads changed"]
 
     def changes(self, other: StageRecord) -> list[str]:
         """Why ``other`` (the config now) would not make this record's results, as ``key old -> new`` lines."""
         if self.fingerprint is None:
             return ["recorded without a fingerprint (an older mcu-lightning, or a damaged stage.json)"]
-        lines = changed_keys(self.config, other.config)
+        now = other.config if self.test_fingerprint is not None else {**other.config, **other.test_config}
+        lines = changed_keys(self.config, now)
         lines += [
             f"upstream stage '{n}' changed" for n in sorted(other.upstream) if self.upstream.get(n) != other.upstream[n]
         ]

@@ -30,8 +30,10 @@ from mcu_lightning.study.identity import (
     StageRecord,
     data_identity,
     fingerprint,
+    is_fit_output,
     output_hashes,
     outputs_digest,
+    test_fingerprint,
 )
 from mcu_lightning.study.lock import StudyLock
 from mcu_lightning.study.schema import (
@@ -42,6 +44,7 @@ from mcu_lightning.study.schema import (
     Training,
     curve_config,
     endpoint_config,
+    is_path,
     path_shape,
 )
 from mcu_lightning.study.seeds import expand_seeds
@@ -63,6 +66,7 @@ class StudyRunner(StageRunners):
         self.console = console
         self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
         self.watch: TerminationWatch | None = None  # while run() runs: SIGTERM stops the study (exit 143)
+        self.retesting: set[str] = set()  # the stages whose evaluation alone changed: only their test reruns
         self.validate()
 
     # paths
@@ -215,7 +219,7 @@ class StudyRunner(StageRunners):
         training), so two configs that build the same stage give the same fingerprint.
         """
         study = self.study
-        shared = {"data": study.data, "evaluation": asdict(study.evaluation), "trainer": study.trainer}
+        shared = {"data": study.data, "trainer": study.trainer}
         stages: list[Stage] = []
         for node in ("oracle", "base"):
             stage = study.base if node == "base" else study.oracle
@@ -237,6 +241,7 @@ class StudyRunner(StageRunners):
                     depends=["oracle"] if node == "base" else [],
                     config={**shared, node: resolved},
                     data={"data": study.data, "model": stage.path},
+                    retest=partial(self.retest_model_stage, node) if stage.path is None else None,
                 )
             )
         for endpoint in study.endpoints:
@@ -249,6 +254,7 @@ class StudyRunner(StageRunners):
                     depends=["base", "oracle"],
                     config={**shared, "endpoint": endpoint_config(endpoint), "guard": study.guard},
                     data={"data": study.data},
+                    retest=partial(self.retest_endpoint, endpoint),
                 )
             )
         for curve in study.curves:
@@ -267,6 +273,7 @@ class StudyRunner(StageRunners):
                     depends=list(dict.fromkeys(reads)),
                     config=config,
                     data={"data": study.data, "init": curve.init},
+                    retest=None if is_path(curve) else partial(self.retest_curve, curve),
                 )
             )
         for merge in study.merges:
@@ -283,6 +290,8 @@ class StudyRunner(StageRunners):
             )
         for curve in study.curves:
             stages += self.use_stages(curve, shared)
+        for stage in stages:  # how every stage is evaluated: its test, never its fit
+            stage.test_config = {"evaluation": asdict(study.evaluation)}
         return stages
 
     def use_stages(self, curve: CurveSpec, shared: dict[str, Any]) -> list[Stage]:
@@ -337,27 +346,43 @@ class StudyRunner(StageRunners):
         for stage in stages:
             upstream = {name: records[name].fingerprint or "" for name in stage.depends}
             data = data_identity(stage.data)
+            fit = fingerprint(stage.kind, stage.config, upstream, data)
+            tests = {name: records[name].test_fingerprint or "" for name in stage.depends}
+            legacy_upstream = {name: records[name].legacy or "" for name in stage.depends}
             records[stage.name] = StageRecord(
-                fingerprint(stage.kind, stage.config, upstream, data),
+                fit,
                 config=stage.config,
                 upstream=upstream,
                 data=data,
                 version=__version__,
+                test_fingerprint=test_fingerprint(fit, stage.test_config, tests),
+                test_config=stage.test_config,
+                # the fingerprint before fit and test were told apart: the evaluation inside the config
+                legacy=fingerprint(stage.kind, {**stage.config, **stage.test_config}, legacy_upstream, data),
             )
         return records
 
-    def changed_stages(self, stages: Sequence[Stage], now: dict[str, StageRecord]) -> dict[str, list[str]]:
-        """Stages whose folder holds (finished or started) results of another config, with what changed."""
+    def changed_stages(
+        self, stages: Sequence[Stage], now: dict[str, StageRecord]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """Stages whose folder holds (finished or started) results of another config, with what changed: those
+        whose fit changed, and those whose fit holds but whose evaluation changed (they need only a new test)."""
         changed: dict[str, list[str]] = {}
+        retest: dict[str, list[str]] = {}
         for stage in stages:
             old = StageRecord.read(stage.marker) or StageRecord.read(stage.partial_marker)
             if old is None:
                 if any((stage.directory / "checkpoints").glob("*.ckpt")):
                     changed[stage.name] = ["holds checkpoints with no record of the config they were made with"]
                 continue
-            if old.fingerprint != now[stage.name].fingerprint:
-                changed[stage.name] = old.changes(now[stage.name])
-        return changed
+            record = now[stage.name]
+            if not old.same_fit(record):
+                changed[stage.name] = old.changes(record)
+            elif not old.same_test(record):
+                finished = stage.marker.is_file()
+                target = retest if stage.retest is not None and finished else changed
+                target[stage.name] = old.test_changes(record)
+        return changed, retest
 
     def run(self, only: Sequence[str] | None = None, rerun: bool = False) -> Path:
         """Run the stages that are not complete under this config, then write the report.
@@ -376,9 +401,13 @@ class StudyRunner(StageRunners):
         stages = self.plan()
         with StudyLock(self.root):
             now = self.identities(stages)
-            changed = self.changed_stages(stages, now)
-            if changed and not rerun:
+            changed, retest = self.changed_stages(stages, now)
+            if (changed or retest) and not rerun:
                 lines = [f"{label}: {'; '.join(reasons)}" for label, reasons in self._labelled(changed, stages)]
+                lines += [
+                    f"{label}: {'; '.join(reasons)} (evaluation only: its test reruns, its fit is kept)"
+                    for label, reasons in self._labelled(retest, stages)
+                ]
                 raise StudyError(
                     f"the config differs from the one the results in '{self.root}' were made with:\n  "
                     + "\n  ".join(lines)
@@ -388,6 +417,14 @@ class StudyRunner(StageRunners):
             for stage in stages:
                 if stage.name in changed:
                     shutil.rmtree(stage.directory, ignore_errors=True)
+                elif stage.name in retest:
+                    self.drop_test_outputs(stage)
+            self.retesting = set(retest)
+            if retest:
+                self.say(
+                    f"evaluation changed: {len(retest)} stage(s) rerun only their test on their fitted weights "
+                    f"({', '.join(retest)}); nothing is refitted"
+                )
             written = asdict(self.study)
             if self.seed_groups:  # which stages are one endpoint or curve run with several seeds (the report's means)
                 written["seed_groups"] = self.seed_groups.as_json()
@@ -411,6 +448,14 @@ class StudyRunner(StageRunners):
         self.say(f"report: {report}")
         return report
 
+    def drop_test_outputs(self, stage: Stage) -> None:
+        """Delete what the stage's test wrote (its metrics, figures, the files read from them), keeping its fitted
+        weights (``FIT_GLOBS``) and its record (until the new test finishes, the record says the old test)."""
+        record = StageRecord.read(stage.marker)
+        for name in record.outputs if record is not None else {}:
+            if not is_fit_output(name):
+                (stage.directory / name).unlink(missing_ok=True)
+
     @staticmethod
     def _labelled(changed: dict[str, list[str]], plan: Sequence[Stage]) -> list[tuple[str, list[str]]]:
         stages = {stage.name: stage for stage in plan}
@@ -427,31 +472,42 @@ class StudyRunner(StageRunners):
 
         label = f"[{index}/{total}] {stage.kind} [bold]{stage.name}[/bold]"
         purpose = stage_purpose(stage.kind, stage.name, self.study)
-        record.inputs = {}
+        record.inputs, record.fit_inputs = {}, {}
         for name in stage.depends:
             upstream = StageRecord.read(by_name[name].marker)
             if upstream is not None:
                 record.inputs[name] = outputs_digest(upstream.outputs)
+                record.fit_inputs[name] = outputs_digest(
+                    {k: v for k, v in upstream.outputs.items() if is_fit_output(k)}
+                )
         old = StageRecord.read(stage.marker)
-        if old is not None:
+        test_only = stage.name in self.retesting
+        if old is not None and not test_only:
             damaged = old.damage(stage.directory)
             stale = [name for name in stage.depends if old.inputs.get(name) != record.inputs.get(name)]
             if not damaged and not stale:
                 self.say(stage_line(label, purpose, None, note=f"complete, skipped ({stage.marker})"))
                 return
-            reason = (
-                f"its outputs {', '.join(damaged)} are missing or changed"
-                if damaged
-                else f"the outputs of {', '.join(stale)} changed since it ran"
-            )
-            self.warn(f"{stage.label}: {reason}; running it again from the start")
-            shutil.rmtree(stage.directory, ignore_errors=True)
+            fit_stale = [name for name in stale if old.fit_inputs.get(name) != record.fit_inputs.get(name)]
+            test_only = stage.retest is not None and bool(old.fit_inputs) and not fit_stale
+            test_only = test_only and not any(is_fit_output(name) for name in damaged)
+            if test_only:  # only what its test read changed (the oracle's test file): the fit stands
+                self.warn(f"{stage.label}: the test outputs of {', '.join(stale or damaged)} changed; retesting it")
+                self.drop_test_outputs(stage)
+            else:
+                reason = (
+                    f"its outputs {', '.join(damaged)} are missing or changed"
+                    if damaged
+                    else f"the outputs of {', '.join(stale)} changed since it ran"
+                )
+                self.warn(f"{stage.label}: {reason}; running it again from the start")
+                shutil.rmtree(stage.directory, ignore_errors=True)
         stage.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(stage.partial_marker, json.dumps(record.fields(), indent=2).encode())
         if self.clock is not None:
             self.clock.start(index, f"[{index}/{total}] {stage.kind} {stage.name}")
         started = time.perf_counter()
-        timings = stage.run()
+        timings = stage.retest() if test_only and stage.retest is not None else stage.run()
         record.outputs = output_hashes(stage.directory)
         result = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
         atomic_write(stage.marker, json.dumps({**result, **record.fields()}, indent=2).encode())

@@ -16,7 +16,9 @@ class Stage:
     """One unit of work: a directory, a kind, the function that runs it, and what determines its result.
 
     ``config`` is the stage's resolved config section and ``depends`` the stages whose outputs it reads; with
-    the data they make its fingerprint (``stage_identity``).
+    the data they make its fingerprint (``stage_identity``): what its *fit* was made from. ``test_config`` (the
+    evaluation: suite, t grid, probes) makes, with that fingerprint, its *test* fingerprint; ``retest`` reruns
+    only the test on the fitted weights (``None``: the stage is all test, or cheap, and reruns whole).
     """
 
     name: str
@@ -26,6 +28,8 @@ class Stage:
     depends: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     data: Any = None
+    test_config: dict[str, Any] = field(default_factory=dict)
+    retest: Callable[[], dict[str, Any]] | None = None
 
     @property
     def marker(self) -> Path:

@@ -25,7 +25,8 @@ from mcu_lightning.study.schema import (
 
 class StageRunners:
     """The stage functions of :class:`~mcu_lightning.study.runner.StudyRunner` (its building blocks: ``study``,
-    ``datamodule``, ``suite``, ``probes``, ``trainer``, ``trainer_call``, ``fit_and_test``, ``model_path``, ``node_dir``)."""
+    ``datamodule``, ``suite``, ``probes``, ``trainer``, ``trainer_call``, ``fit_and_test``, ``model_path``,
+    ``node_dir``)."""
 
     study: Any
     root: Path
@@ -62,40 +63,32 @@ class StageRunners:
         datamodule = self.datamodule({"finetune_split": split}, training.batch_size)
         return self.fit_and_test(directory, module, datamodule, training)
 
-    def test_only(self, directory: Path, module: Any) -> dict[str, Any]:
+    def retest_model_stage(self, node: str) -> dict[str, Any]:
+        """The test of a trained base or oracle on the weights its fit exported (its evaluation alone changed)."""
+        from mcu_lightning.modules.finetune import FineTuneModule
+
+        directory = self.node_dir(node)
+        probes = [probe for probe in self.probes() if not probe.needs_references]  # as its first test
+        suite = self.suite(with_oracle=node != "oracle")
+        module = FineTuneModule(
+            self.model_path(node), suite=suite, output_dir=str(directory), export=False, probes=probes
+        )
+        return self.test_only(directory, module)
+
+    def test_only(self, directory: Path, module: Any, ckpt_path: Path | None = None) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         trainer = self.trainer(directory, Training())
+        path = str(ckpt_path) if ckpt_path is not None else None
         with self.trainer_call():
-            trainer.test(module, datamodule=self.datamodule(), verbose=False)
+            trainer.test(module, datamodule=self.datamodule(), verbose=False, ckpt_path=path)
         return {"test_seconds": time.perf_counter() - started}
 
     def run_endpoint(self, endpoint: Endpoint) -> dict[str, Any]:
         from lightning.pytorch import seed_everything
 
-        from mcu_lightning.losses.base import UnlearningLoss
-        from mcu_lightning.models.hf import LoraSpec
-        from mcu_lightning.modules.unlearn import UnlearningModule
-
         seed_everything(endpoint.seed, workers=True)
-        loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
-        during = None
-        if endpoint.during_training:
-            from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
-
-            during = EvaluateDuringTraining(**{**endpoint.during_training, "select": endpoint.select})
-        module = UnlearningModule(
-            self.model_path("base"),
-            loss,
-            lora=LoraSpec(**endpoint.lora) if endpoint.lora is not None else None,
-            optimizer=optimizer_factory(endpoint.train.optimizer),
-            lr_scheduler=endpoint.train.lr_scheduler,
-            warmup_steps=endpoint.train.warmup_steps,
-            suite=self.suite(with_oracle=True),
-            output_dir=str(self.node_dir(endpoint.name)),
-            probes=self.probes(),
-            during_training=during,
-        )
+        module = self.endpoint_module(endpoint)
         overrides = {"seed": endpoint.seed, **endpoint.data}
         if endpoint.curriculum is not None:
             overrides["curriculum"] = endpoint.curriculum
@@ -106,6 +99,41 @@ class StageRunners:
 
             guards.append(build(self.study.guard, Callback, "guard"))
         return self.fit_and_test(self.node_dir(endpoint.name), module, datamodule, endpoint.train, guards)
+
+    def retest_endpoint(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The endpoint's test on the weights its fit exported (its evaluation alone changed): the module built as
+        for its fit (the base as its probes' reference), the exported weights loaded into it."""
+        from mcu_lightning.models.io import load_exported
+
+        module = self.endpoint_module(endpoint, export=False)
+        load_exported(module.model, self.model_path(endpoint.name))
+        return self.test_only(self.node_dir(endpoint.name), module)
+
+    def endpoint_module(self, endpoint: Endpoint, export: bool = True) -> Any:
+        """The endpoint's :class:`UnlearningModule` as built for its stage (at the base's weights)."""
+        from mcu_lightning.losses.base import UnlearningLoss
+        from mcu_lightning.models.hf import LoraSpec
+        from mcu_lightning.modules.unlearn import UnlearningModule
+
+        loss = build(endpoint_loss_spec(endpoint), UnlearningLoss, f"endpoint '{endpoint.name}' loss")
+        during = None
+        if endpoint.during_training:
+            from mcu_lightning.callbacks.during_training import EvaluateDuringTraining
+
+            during = EvaluateDuringTraining(**{**endpoint.during_training, "select": endpoint.select})
+        return UnlearningModule(
+            self.model_path("base"),
+            loss,
+            lora=LoraSpec(**endpoint.lora) if endpoint.lora is not None else None,
+            optimizer=optimizer_factory(endpoint.train.optimizer),
+            lr_scheduler=endpoint.train.lr_scheduler,
+            warmup_steps=endpoint.train.warmup_steps,
+            suite=self.suite(with_oracle=True),
+            output_dir=str(self.node_dir(endpoint.name)),
+            probes=self.probes(),
+            during_training=during,
+            export=export,
+        )
 
     def curve_objective_spec(self, curve: CurveSpec) -> Any:
         """The objective as a class spec (``endpoint``: the first unlearning endpoint's loss; ``retain_nll``: NLL)."""
@@ -176,6 +204,11 @@ class StageRunners:
             return self.test_only(self.curve_dir(curve), module)
         datamodule = self.datamodule({"seed": curve.seed}, curve.train.batch_size)
         return self.fit_and_test(self.curve_dir(curve), module, datamodule, curve.train, final_checkpoint=True)
+
+    def retest_curve(self, curve: CurveSpec) -> dict[str, Any]:
+        """The curve's test on its fitted control points (``checkpoints/last.ckpt``, the end of its fit)."""
+        module = self.curve_module(curve)
+        return self.test_only(self.curve_dir(curve), module, self.curve_dir(curve) / "checkpoints" / "last.ckpt")
 
     def is_lora_curve(self, curve: CurveSpec) -> bool:
         """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""

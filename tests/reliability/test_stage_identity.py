@@ -199,3 +199,60 @@ def test_fingerprints_ignore_spelling_and_order_but_not_values() -> None:
     assert digest({"lr": 1e-3}) != digest({"lr": 1e-2})
     assert digest({"x": float("nan")}) == digest({"x": float("nan")})
     assert changed_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3, "d": 4}}) == ["a.c 2 -> 3", "a.d <unset> -> 4"]
+
+
+FITTED = {  # what each stage's fit made: a changed evaluation must leave these untouched
+    "base": "base/model/model.safetensors",
+    "graddiff": "endpoints/graddiff/model/model.safetensors",
+    "npo": "endpoints/npo/model/model.safetensors",
+    "graddiff-npo": "curves/graddiff-npo/checkpoints/last.ckpt",
+    "base-graddiff": "curves/base-graddiff/checkpoints/last.ckpt",
+}
+
+
+def test_a_changed_evaluation_reruns_only_the_tests(study: dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    root = study["root"]
+    fitted = {name: _stat(root / path) for name, path in FITTED.items()}
+
+    def more_ts(raw: dict[str, Any]) -> None:
+        raw["evaluation"]["eval_ts"] = 4
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        experiment(edited(study, more_ts), study["runs"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert "curve 'graddiff-npo': evaluation.eval_ts 3 -> 4 (evaluation only: its test reruns, its fit is kept)" in err
+    experiment(edited(study, more_ts), study["runs"], "--rerun")
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert "evaluation changed: 6 stage(s) rerun only their test on their fitted weights" in said
+    assert {name: _stat(root / path) for name, path in FITTED.items()} == fitted, "a fit was redone"
+    for curve in ("graddiff-npo", "base-graddiff"):
+        rows = (root / "curves" / curve / "curve_metrics.csv").read_text().splitlines()
+        assert len(rows) == 1 + 4, f"{curve} was not retested on the new grid"
+    record = StageRecord.read(root / "curves" / "graddiff-npo" / "stage.json")
+    assert record is not None and record.test_config["evaluation"]["eval_ts"] == 4
+    before = markers(root)
+    experiment(edited(study, more_ts), study["runs"])  # and now it is the evaluation of record
+    assert markers(root) == before
+
+
+def test_a_study_folder_recorded_before_fit_and_test_were_apart_is_reused(study: dict[str, Any]) -> None:
+    """A stage.json written when the evaluation was part of the one fingerprint still describes its stage."""
+    from mcu_lightning.study.identity import fingerprint
+
+    root = study["root"]
+    legacy: dict[str, str] = {}
+    for name, folder in STAGES.items():
+        path = root / folder / "stage.json"
+        raw = json.loads(path.read_text())
+        config = {**raw.pop("config"), **raw.pop("test_config")}
+        upstream = {n: legacy[n] for n in raw["upstream"]}
+        kind = raw["kind"]
+        legacy[name] = fingerprint(kind, config, upstream, raw["data"])
+        for key in ("test_fingerprint", "fit_inputs"):
+            raw.pop(key)
+        path.write_text(json.dumps({**raw, "config": config, "upstream": upstream, "fingerprint": legacy[name]}))
+    before = markers(root)
+    experiment(study["config"], study["runs"])
+    assert markers(root) == before, "a stage recorded before the split ran again"
