@@ -80,7 +80,7 @@ def plane_basis(curve: Curve, tolerance: float = 1e-6) -> PlaneBasis:
     with torch.no_grad():
         origin = curve._start.float()
         end = curve._end.float()
-        theta = curve.control_points[0].detach().float()
+        theta = curve._interior_bends()[0].detach().float()  # a control point, or a fixed_bends curve's frozen bend
         u = end - origin
         dx = math.sqrt(_dot(u, u))
         u.div_(dx)

@@ -142,3 +142,18 @@ def test_refusals():
         metric_plane(_curve(), ClassificationSuite(zrf_draws=0), _batches(), metrics=["nope"], points=2)
     with pytest.raises(ValueError, match="at least 2"):
         plane_grid(plane_basis(_curve()), points=1)
+
+
+def test_the_plane_of_a_path_through_the_base_has_the_base_as_its_middle_bend():
+    """``path: base``: a PolyChain(3) with ``fixed_bends`` (no control point to train); its middle bend is the base."""
+    from mcu_lightning.curves import PolyChain
+
+    a, b, base = _mlp(0), _mlp(1), _mlp(2)
+    curve = Curve(copy.deepcopy(a), [a.state_dict(), b.state_dict()], shape=PolyChain(3), init=base.state_dict(),
+                  fixed_bends=True)  # fmt: skip
+    assert len(curve.control_points) == 0
+    basis = plane_basis(curve)
+    flat_base = torch.cat([p.detach().reshape(-1) for p in base.parameters()])
+    assert basis.point(*basis.bends["theta"]).allclose(flat_base, atol=1e-5)
+    _, off = curve_projection(curve, basis)
+    assert off < 1e-5  # the polychain lies in the plane of its three bends
