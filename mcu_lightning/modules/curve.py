@@ -52,6 +52,9 @@ TEMPLATE_PREFIX = "template."
 
 
 CURVE_SHAPE_KEY = "mcu_curve_shape"
+#: What a checkpoint records of the curve's objective to be rebuilt without it: its class, and the parameter names
+#: its ``is_trainable`` refused (RMU's layers decide which tensors are on the curve, so the control points' shapes).
+CURVE_OBJECTIVE_KEY = "mcu_curve_objective"
 
 
 class CurveModule(MCUModule):
@@ -124,7 +127,15 @@ class CurveModule(MCUModule):
         shape = shape or Bezier(3)
         self.objective = objective if objective is not None else NLL(split="retain")
         self.lifecycle = LossLifecycle(self.objective)
-        trainable = self.lifecycle.is_trainable  # the objective's parameter subset (RMU) is what the curve moves
+        # the objective's parameter subset (RMU) is what the curve moves; its answers go into every checkpoint
+        self.refused: list[str] = []
+
+        def trainable(name: str) -> bool:
+            kept = bool(self.lifecycle.is_trainable(name))
+            if not kept and name not in self.refused:
+                self.refused.append(name)
+            return kept
+
         adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
         slerp = isinstance(shape, Slerp)
         if slerp and init != "linear":
@@ -222,6 +233,11 @@ class CurveModule(MCUModule):
         for key in [k for k in state if k.startswith(TEMPLATE_PREFIX)]:
             del state[key]
         checkpoint[CURVE_SHAPE_KEY] = repr(self.curve.shape)
+        kind = type(self.objective)
+        checkpoint[CURVE_OBJECTIVE_KEY] = {
+            "class_path": f"{kind.__module__}.{kind.__qualname__}",
+            "refused": self.refused,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Put the rebuilt working copy back, so the strict ``load_state_dict`` that follows sees every key.

@@ -33,8 +33,9 @@ from mcu_lightning.callbacks.checkpoint import checkpoint_problem
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.registry import resolve_class_path
 from mcu_lightning.curves import CurveShape, has_batchnorm
+from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.models.io import save_model
-from mcu_lightning.modules.curve import CURVE_SHAPE_KEY, CurveModule
+from mcu_lightning.modules.curve import CURVE_OBJECTIVE_KEY, CURVE_SHAPE_KEY, CurveModule
 
 EXPORT_JSON = "mcu_export.json"
 _SHAPE = re.compile(r"^(\w+)\((?:num_bends=(\d+))?\)$")
@@ -47,6 +48,25 @@ def _shape(text: str) -> CurveShape:
     if not (isinstance(cls, type) and issubclass(cls, CurveShape)):
         raise InputError(f"unknown curve shape {text!r} recorded in the checkpoint; one of mcu_lightning.curves'")
     return cls(int(match.group(2))) if match.group(2) else cls()
+
+
+class RecordedObjective(UnlearningLoss):
+    """The part of a curve's objective that rebuilding its checkpoint needs: which parameters it kept on the curve
+    (``is_trainable`` answers as recorded). Evaluating the rebuilt curve (export, ensembles, the plane) never calls
+    the objective; training with it is refused."""
+
+    def __init__(self, class_path: str, refused: Sequence[str]) -> None:
+        super().__init__()
+        self.class_path, self.refused = class_path, frozenset(refused)
+
+    def is_trainable(self, name: str) -> bool:
+        return name not in self.refused
+
+    def forward(self, policy: Any, batch: Mapping[str, Any], reference: Any = None) -> LossOutput:
+        raise RuntimeError(
+            f"this curve was rebuilt from its checkpoint to be evaluated; its objective {self.class_path} was not: "
+            "resume training through `mcu fit --ckpt_path` with the curve's config"
+        )
 
 
 def load_curve_checkpoint(ckpt_path: str | os.PathLike) -> tuple[CurveModule, dict[str, Any]]:
@@ -67,6 +87,9 @@ def load_curve_checkpoint(ckpt_path: str | os.PathLike) -> tuple[CurveModule, di
     cls = resolve_class_path(hparams["_class_path"], "hyper_parameters") if "_class_path" in hparams else CurveModule
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in hparams.items() if k in accepted and not k.startswith("_")}
+    recorded = checkpoint.get(CURVE_OBJECTIVE_KEY)
+    if isinstance(recorded, Mapping):  # the objective's parameter subset decides the curve's tensors (RMU)
+        kwargs["objective"] = RecordedObjective(str(recorded.get("class_path")), recorded.get("refused") or [])
     module = cls(**kwargs, shape=_shape(checkpoint[CURVE_SHAPE_KEY]))
     module.on_load_checkpoint(checkpoint)  # shape check, and the rebuilt working copy's keys
     missing, _ = module.load_state_dict(checkpoint["state_dict"], strict=False)

@@ -162,3 +162,37 @@ def test_refusals_are_one_line(digits_curve: Path, tmp_path: Path, capsys: pytes
     assert not (tmp_path / "y").exists() and not (tmp_path / "x").exists()  # nothing written on a refusal
     with pytest.raises(ValueError, match="outside"):
         module.model_at(-0.1)
+
+
+def test_an_rmu_curve_checkpoint_rebuilds_with_the_objectives_parameters(tmp_path: Path) -> None:
+    """RMU keeps one layer's MLP on the curve; the checkpoint records that, so export and the study's ensembles, plane
+    and export_best (``load_curve_checkpoint``) rebuild the same curve instead of an all-parameter NLL one."""
+    from mcu_lightning.curves import Ensemble
+    from mcu_lightning.losses import RMU
+
+    rmu = RMU(trainable=r"layers\.1\.mlp\.", layer=r"layers\.1$")
+    first = tiny_causal_lm(hidden_size=16, intermediate_size=32, seed=0)
+    second = tiny_causal_lm(hidden_size=16, intermediate_size=32, seed=0)
+    with torch.no_grad():  # two endpoints that differ only where RMU trains, as two RMU runs from one base do
+        for name, param in second.named_parameters():
+            if rmu.is_trainable(name):
+                param.add_(0.05 * torch.randn_like(param))
+    ends = [str(save_model(model, tmp_path / name)) for model, name in ((first, "a"), (second, "b"))]
+    module = CurveModule(ends, objective=rmu, reference=ends[0])
+    _bend(module)
+    assert 0 < len(module.curve.names) < len(list(first.named_parameters()))
+    ckpt = _save_curve(module, tmp_path / "rmu.ckpt")
+    loaded, _ = load_curve_checkpoint(ckpt)
+    assert loaded.curve.names == module.curve.names
+    for mine, theirs in zip(loaded.curve.control_points, module.curve.control_points, strict=True):
+        assert torch.equal(mine, theirs)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.curve(T, batch), module.curve(T, batch))
+        ensemble = Ensemble.from_curve(loaded.curve, [0.0, 1.0], working=loaded.template)
+        assert torch.isfinite(ensemble(**batch)).all()
+    out = tmp_path / "rmu_t035"
+    main(["export", "--ckpt_path", str(ckpt), "--t", str(T), "--output_dir", str(out)])
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(out).eval()(**batch).logits, module.curve(T, batch))
