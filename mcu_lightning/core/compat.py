@@ -15,6 +15,9 @@ exactly, for comparisons with its published numbers. The switch is set once, on 
   (``src/trainer/unlearn/rmu.py``) divides a ``[b]`` vector of per-sample sums by a ``[b, 1]`` token count, which
   broadcasts to ``[b, b]`` and averages to ``mean(S) * mean(1 / n)``. Ours computes the intended ``mean(S / n)``;
   the two agree when every answer has the same length.
+* **UNDIAL's and PDU's positions** (``mcu_lightning.losses.undial``, ``mcu_lightning.losses.pdu``): open-unlearning
+  averages UNDIAL's cross-entropy over every position (a label -100 lowering token ``V - 100``) and PDU's logit gap
+  over the logits at the answer positions, unshifted. Ours use the logits that predict the answer tokens.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ on, dual updates every step; ``retain_loss_eps`` has no default there (``???``) 
   offered;
 * ``F`` averages over the logits that predict answer tokens (the one-step shift, as every loss here);
   open-unlearning averages the logits *at* answer positions (``labels != -100`` unshifted), one position later:
-  it counts the logit after the last answer token and leaves out the one predicting the first.
+  it counts the logit after the last answer token and leaves out the one predicting the first. With
+  ``compat: open_unlearning`` (:mod:`mcu_lightning.core.compat`) ``F`` is open-unlearning's.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.forward import Policy
-from mcu_lightning.core.per_sample import answer_positions, token_shares
+from mcu_lightning.core.per_sample import IGNORE_INDEX, answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
 from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
@@ -97,7 +99,11 @@ class PDU(ForgetRetainLoss):
         retain_batch = require_split(batch, "retain", type(self).__name__)
         if self.needs_reference:
             reference = self.require_reference(reference)
-        z, _, mask = answer_positions(policy_logits(policy, forget), forget["labels"])
+        logits = policy_logits(policy, forget)
+        if self.compat == OPEN_UNLEARNING and logits.dim() == 3:  # the logits at the answer positions, unshifted
+            z, mask = logits, forget["labels"] != IGNORE_INDEX
+        else:
+            z, _, mask = answer_positions(logits, forget["labels"])
         per_sample = token_shares(logit_gap(z), mask)
         slack = retain_term(policy, retain_batch, self.retain_loss, reference, self.compat) - self.retain_loss_eps
         weight = float(self.retain_preference)

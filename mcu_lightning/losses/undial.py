@@ -15,7 +15,9 @@ Differences from open-unlearning, both where its code departs from the paper: it
 every position of the batch (prompt and padding too, as ``CrossEntropyLoss(reduction="none").mean()``), and at
 the prompt/padding positions its label -100 indexes the one-hot from the end of the vocabulary (token ``V - 100``
 gets lowered). Here the mean runs over the answer tokens only, like every other loss of this package; on a batch
-the two differ by the prompt positions' distillation terms.
+the two differ by the prompt positions' distillation terms. With ``compat: open_unlearning``
+(:mod:`mcu_lightning.core.compat`) the loss is open-unlearning's: every shifted position counts, -100 lowering
+token ``V - 100``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.forward import Policy
-from mcu_lightning.core.per_sample import answer_positions, token_shares
+from mcu_lightning.core.per_sample import IGNORE_INDEX, answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
 from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
 from mcu_lightning.losses.nll import policy_logits, require_split
@@ -45,6 +48,20 @@ def undial_targets(ref_logits: Tensor, tokens: Tensor, beta: float = 10.0) -> Te
         -1, tokens.unsqueeze(-1), torch.full_like(tokens, -beta, dtype=torch.float32).unsqueeze(-1)
     )
     return F.softmax(adjusted, dim=-1)
+
+
+def every_position(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """open-unlearning's UNDIAL positions: every shifted position of a causal LM counts, and a label -100 indexes
+    the vocabulary from its end (token ``V - 100``, as PyTorch's negative indexing in its ``compute_undial_loss``)."""
+    vocab = logits.size(-1)
+    if vocab < -IGNORE_INDEX:
+        raise ValueError(
+            f"compat open_unlearning: UNDIAL indexes the label -100 from the vocabulary's end, which needs at least "
+            f"100 tokens (open-unlearning's indexing fails on {vocab}); use compat mcu"
+        )
+    shift_labels = labels[:, 1:]
+    tokens = torch.where(shift_labels == IGNORE_INDEX, shift_labels + vocab, shift_labels)
+    return logits[:, :-1, :], tokens, torch.ones_like(tokens, dtype=torch.bool)
 
 
 class UNDIAL(ForgetRetainLoss):
@@ -70,9 +87,11 @@ class UNDIAL(ForgetRetainLoss):
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:
         reference = self.require_reference(reference)
         forget = require_split(batch, "forget", type(self).__name__)
-        z, y, mask = answer_positions(policy_logits(policy, forget), forget["labels"])
+        logits = policy_logits(policy, forget)
+        positions = every_position if self.compat == OPEN_UNLEARNING and logits.dim() == 3 else answer_positions
+        z, y, mask = positions(logits, forget["labels"])
         with torch.no_grad():
-            z_ref, _, _ = answer_positions(policy_logits(reference, forget), forget["labels"])
+            z_ref, _, _ = positions(policy_logits(reference, forget), forget["labels"])
             target = undial_targets(z_ref, y, self.beta)
         per_sample = token_shares(soft_cross_entropy(z, target), mask)
         retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)

@@ -72,3 +72,18 @@ def test_gradient_lowers_the_largest_logit():
 def test_one_step_lowers_the_forget_probability():
     before, after = one_unlearning_step(PDU(retain_loss_eps=0.5))
     assert after < before - 0.05, (before, after)
+
+
+def test_compat_open_unlearning_reads_the_logits_at_the_answer_positions():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 4, 6, 2], [-100, -100, -100, 3, -100]])
+    batch = {"forget": {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels}}
+    batch["retain"] = batch["forget"]
+    gap = (logits.max(-1).values - logits.mean(-1)) ** 2
+    theirs = gap[labels != -100].mean()  # open-unlearning's pdu.py: unshifted, labels != -100
+    shifted = gap[:, :-1][labels[:, 1:] != -100].mean()  # ours: the logits that predict the answer tokens
+    loss = PDU(retain_loss_eps=0.0)
+    assert loss(lambda b: logits, batch).logs["forget_loss"].item() == pytest.approx(shifted.item(), rel=1e-5)
+    loss.set_compat("open_unlearning")
+    assert loss(lambda b: logits, batch).logs["forget_loss"].item() == pytest.approx(theirs.item(), rel=1e-5)

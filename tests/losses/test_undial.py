@@ -50,3 +50,24 @@ def test_gradient_pushes_the_answer_logits_down_and_vanishes_at_beta_zero():
 def test_one_step_lowers_the_forget_probability():
     before, after = one_unlearning_step(UNDIAL())
     assert after < before - 0.05, (before, after)
+
+
+def test_compat_open_unlearning_is_their_loss_over_every_position():
+    torch.manual_seed(0)
+    logits, ref = torch.randn(2, 5, 101), torch.randn(2, 5, 101)
+    labels = torch.tensor([[-100, -100, 4, 7, 9], [-100, -100, -100, 3, -100]])  # prompts, answers, padding
+    batch = {"forget": {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels}}
+    # open-unlearning's compute_undial_loss, literally: -100 indexes token 101 - 100 = 1, the mean runs over all B (L-1)
+    shift_labels, z, z_ref = labels[:, 1:], logits[:, :-1], ref[:, :-1]
+    mask = torch.zeros_like(z_ref)
+    mask[torch.arange(2).view(-1, 1, 1), torch.arange(4).view(1, -1, 1), shift_labels.unsqueeze(-1)] = 1.0
+    soft = torch.softmax(z_ref - 10.0 * mask, dim=-1)
+    theirs = torch.nn.functional.cross_entropy(z.reshape(-1, 101), soft.reshape(-1, 101))
+    loss = UNDIAL(retain_loss=None)
+    ours = loss(lambda b: logits, batch, lambda b: ref).loss
+    loss.set_compat("open_unlearning")
+    assert loss(lambda b: logits, batch, lambda b: ref).loss.item() == pytest.approx(theirs.item(), rel=1e-5)
+    assert abs(ours.item() - theirs.item()) > 1e-3  # the default averages over the answer tokens only
+    with pytest.raises(ValueError, match="at least 100 tokens"):
+        small = torch.zeros(1, 3, 3)
+        loss(lambda b: small, {"forget": {"labels": torch.tensor([[-100, -100, 1]])}}, lambda b: small)
