@@ -176,6 +176,13 @@ def main(args: Sequence[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+    from mcu_lightning.core import threads as thread_choice
+
+    thread_choice.enable()  # each module's setup sets the count from its model's size (core.threads) and says it
+    if argv[0] not in STUDY_COMMANDS:  # the same quiet console as `mcu experiment` (MCU_VERBOSE=1 keeps it all)
+        from mcu_lightning.report.console import quiet_third_party
+
+        quiet_third_party()
     if argv and argv[0] in STUDY_COMMANDS:
         from mcu_lightning.core.errors import InputError
 

@@ -30,6 +30,14 @@ class MCUCLI(LightningCLI):
         with one_line_errors(InputError, _one_line):
             super()._run_subcommand(subcommand)
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        """``test``/``validate`` default to ``--verbose false``: :meth:`after_test` prints one compact table instead
+        of Lightning's full table once per evaluation loader (``--verbose true`` brings it back)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("test", "validate"):
+            parser.set_defaults(verbose=False)
+        return parser
+
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""
         from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
@@ -106,7 +114,8 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"default_root_dir": "runs"},
+            # a study's stage line says what the model is; the layer table: `--trainer.enable_model_summary true`
+            trainer_defaults={"default_root_dir": "runs", "enable_model_summary": False},
             parser_kwargs={"exit_on_error": False},  # a rejected value: one `error:` line, not the usage dump
             args=list(args) if args is not None else None,
             run=run,

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import start_epoch_after_last_batch_resume
+from mcu_lightning.core import threads
 from mcu_lightning.core.compat import check_compat
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
@@ -107,6 +108,8 @@ class MCUModule(LightningModule):
 
     # -- hooks shared by every module -------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and self.trainer.strategy.root_device.type == "cpu":
+            threads.apply(sum(p.numel() for p in self.parameters()))  # the mcu command's choice (core.threads)
         if stage == "fit":  # Lightning >= 2.2 keeps the modes it finds; from_pretrained leaves models in eval mode
             self.train()
         compat = self.compat

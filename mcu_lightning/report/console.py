@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -70,6 +71,11 @@ def quiet_third_party() -> None:
             logger.addFilter(_DropLines(starts))
     for message, module in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
+    # LightningCLI 2.6 calls jsonargparse APIs that jsonargparse 4.49 deprecates (`mcu fit`/`test`; not our calls)
+    with contextlib.suppress(ImportError):  # the class is not public; older jsonargparse has no such warnings
+        from jsonargparse._deprecated import JsonargparseDeprecationWarning
+
+        warnings.filterwarnings("ignore", category=JsonargparseDeprecationWarning, module=r"lightning\.pytorch\.cli")
     # "Generating train split", "Loading weights", "Writing model shards": bars over local files of a few KB
     import datasets
     import transformers

@@ -5,6 +5,8 @@ base -> oracle -> endpoints (unlearning runs) -> curves (fit + test at every t) 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -264,6 +266,12 @@ def study_parser() -> ArgumentParser:
     parser.add_class_arguments(Study, as_group=False, fail_untyped=False)
     parser.add_argument("--only", type=list[str] | None, default=None, help="run only these stages (and report)")
     parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run every stage at a reduced size (2 steps a training, 3 t a curve, short probes) to check that the "
+        "config runs end to end; the numbers mean nothing (mcu_lightning.study.smoke); use another output_dir",
+    )
+    parser.add_argument(
         "--rerun",
         action="store_true",
         help="rerun the stages whose config changed since they ran, and every stage after them",
@@ -271,11 +279,37 @@ def study_parser() -> ArgumentParser:
     return parser
 
 
+def _keep_specs(built: Any, parsed: Any) -> Any:
+    """``built`` (instantiated) with every object inside a free-form dict taken back from ``parsed`` as its spec.
+
+    jsonargparse's ``instantiate`` builds a class spec nested in a ``dict[str, Any]`` field (``curriculum: {pacing:
+    {class_path: ...}}``) into the object; a study keeps specs (they are fingerprinted as JSON and built by the stage
+    that uses them), so those dicts stay as written.
+    """
+    if isinstance(parsed, Namespace):
+        parsed = parsed.as_dict()
+    if dataclasses.is_dataclass(built) and isinstance(parsed, dict):
+        for item in dataclasses.fields(built):
+            setattr(built, item.name, _keep_specs(getattr(built, item.name), parsed.get(item.name)))
+        return built
+    if isinstance(built, list) and isinstance(parsed, list) and len(built) == len(parsed):
+        return [_keep_specs(b, p) for b, p in zip(built, parsed, strict=True)]
+    if isinstance(built, dict) and isinstance(parsed, dict):
+        return {key: _keep_specs(value, parsed.get(key)) for key, value in built.items()}
+    if isinstance(built, (str, int, float, bool, type(None), list, tuple, dict)):
+        return built
+    return copy.deepcopy(parsed)  # an object built from a nested class spec: the spec as parsed
+
+
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
     parser = study_parser()
     cfg = parser.parse_args(list(args))
     init = parser.instantiate(cfg)
-    study = Study(**{f: init[f] for f in Study.__dataclass_fields__})
+    study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
+    if cfg.get("smoke"):
+        from mcu_lightning.study.smoke import smoke
+
+        study = smoke(study)
     return study, cfg
 
 

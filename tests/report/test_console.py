@@ -51,6 +51,7 @@ def test_a_study_prints_one_line_per_stage_and_no_preventable_warning(tmp_path: 
         "PYTHONWARNINGS": "default",  # every warning once per place, as a user's shell shows them
     }
     env.pop("MCU_VERBOSE", None)
+    env.pop("MCU_NUM_THREADS", None)  # the default the console's first line states
     done = subprocess.run(
         [sys.executable, "-m", "mcu_lightning.cli", "experiment", "--config", str(config)],
         cwd=tmp_path,
@@ -64,7 +65,8 @@ def test_a_study_prints_one_line_per_stage_and_no_preventable_warning(tmp_path: 
     assert not warned, "preventable warnings on the console:\n" + "\n".join(warned)
     assert not re.search(r"Epoch \d+/-\d", done.stdout)  # a step-bounded fit counts steps, not epochs
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    *stages, report = lines
+    threads, *stages, report = lines
+    assert threads.startswith("mcu: 1 intra-op CPU thread (a model of "), threads  # the default, said first
     assert report.startswith("report: ") and report.endswith("summary.md")
     parsed = [STAGE_LINE.match(line) for line in stages]
     strays = [line for line, match in zip(stages, parsed, strict=True) if not match]
@@ -139,3 +141,69 @@ def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pyte
     assert not shown("GPU available: False, used: False") and not shown("💡 Tip: For seamless cloud logging")
     assert shown("Restored all states from the checkpoint at last.ckpt")  # what a resume says still prints
     assert len(logger.filters) == 2
+
+
+#: What `mcu fit` and `mcu test` printed before they had the study's quiet console (issue 31).
+NOISE = (
+    "Tip",
+    "LeafSpec",
+    "transfer_batch_to_device",
+    "Loading weights",
+    "DataLoader 0",
+    "Test metric",
+    "deprecated",
+    "Trainable params",
+)
+
+
+@pytest.mark.slow
+def test_fit_and_test_print_the_same_quiet_console_as_a_study(tmp_path: Path) -> None:
+    """`mcu fit` then `mcu test` of an unlearning run: the thread line first, then progress and the compact metric
+    table; no third-party tip, deprecation, per-loader metric table or weight-loading bar."""
+    from mcu_lightning.models import save_model, tiny_causal_lm
+
+    model = save_model(tiny_causal_lm(tokenizer="fictitious", hidden_size=16, intermediate_size=32), tmp_path / "m")
+    config = {
+        "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "max_steps": 2, "enable_progress_bar": False},
+        "model": {
+            "class_path": "mcu_lightning.modules.UnlearningModule",
+            "init_args": {
+                "model": str(model),
+                "loss": {"class_path": "mcu_lightning.losses.NPO"},
+                "suite": {
+                    "class_path": "mcu_lightning.metrics.QASuite",
+                    "init_args": {"max_new_tokens": 2, "oracle": "self"},
+                },
+                "output_dir": str(tmp_path / "out"),
+            },
+        },
+        "data": {
+            "class_path": "mcu_lightning.data.QADataModule",
+            "init_args": {"tokenizer": "fictitious", "batch_size": 4, "eval_batch_size": 16, "max_length": 48},
+        },
+    }
+    path = tmp_path / "unlearn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "MCU_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONWARNINGS": "default",
+    }
+    for name in ("MCU_VERBOSE", "MCU_NUM_THREADS"):
+        env.pop(name, None)
+    for command in ("fit", "test"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mcu_lightning.cli", command, "--config", str(path), "--seed_everything", "0"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        console = done.stdout.splitlines() + done.stderr.splitlines()
+        noisy = [line for line in console if WARNING.search(line) or any(word in line for word in NOISE)]
+        assert not noisy, f"mcu {command} printed:\n" + "\n".join(noisy)
+        first = next(line for line in done.stderr.splitlines() if line.strip())
+        assert first.startswith("mcu: 1 intra-op CPU thread"), (command, first)
+    assert re.search(r"^forget/prob\s+\S+$", done.stdout, re.MULTILINE)  # the compact table is still there
