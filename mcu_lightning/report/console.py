@@ -258,7 +258,12 @@ def stage_headline(kind: str, directory: Path, names: Sequence[str]) -> str:
             return ""
         metrics = json.loads(path.read_text()).get("metrics", {})
         rows = [(n, metrics[n]) for n in names if math.isfinite(metrics.get(n, {}).get("barrier_vs_line", math.nan))]
-        shown = [f"{n} {row['barrier_vs_line']:.3g} (t={row['t_barrier_vs_line']:.2f})" for n, row in rows[:2]]
+        shown = [  # a barrier of 0 sits nowhere: its t is only where the search began
+            f"{n} {row['barrier_vs_line']:.3g} (t={row['t_barrier_vs_line']:.2f})"
+            if row["barrier_vs_line"] > 0
+            else f"{n} no barrier"
+            for n, row in rows[:2]
+        ]
         return f"barrier vs line: {', '.join(shown)}" if shown else ""
     path = directory / "test_metrics.json"
     if not path.is_file():

@@ -173,6 +173,9 @@ ROBUSTNESS_METRICS = ("forget/prob", "forget/acc")
 #: ... among the points whose utility (the first of these present) is within the tolerance of the curve's best.
 UTILITY_METRICS = ("model_utility", "retain/acc", "retain/prob")
 UTILITY_TOLERANCE = 0.05
+#: ... and that forgot: their robustness metric below this before the probe. A point that never forgot (the base,
+#: an interior point that kept the forget set) has nothing to recover, so its small recovery says nothing.
+FORGOTTEN_BELOW = 0.5
 _PROBE = "probe/"
 _RECOVERY = "_recovery"
 
@@ -183,8 +186,8 @@ def _finite(value: float) -> bool:
 
 def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list[str]:
     """Per probe with a recovery of a :data:`ROBUSTNESS_METRICS` metric: the probed points as a table, and among the
-    points whose utility is within :data:`UTILITY_TOLERANCE` of the best probed utility the most robust one (smallest
-    recovery) and, since a point that never forgot has nothing to recover, the one lowest after the probe."""
+    points that forgot (:data:`FORGOTTEN_BELOW`) and whose utility is within :data:`UTILITY_TOLERANCE` of their best
+    the most robust one (smallest recovery) and the one lowest after the probe."""
     utility = next((m for m in UTILITY_METRICS if m in columns), None)
     probes = sorted({c.split("/")[1] for c in columns if c.startswith(_PROBE)})
     found = {}
@@ -205,19 +208,32 @@ def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list
             f"| {_fmt(r['t'])} | {_fmt(r[utility])} | {_fmt(r[metric])} | {_fmt(r[after])} | {_fmt(r[recovery])} |"
             for r in points
         ]
-        best = max(r[utility] for r in points)
-        eligible = [r for r in points if r[utility] >= best - UTILITY_TOLERANCE]
-        robust = min(eligible, key=lambda r: r[recovery])
-        lowest = min(eligible, key=lambda r: r[after])
-        lines += [
-            "",
-            f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {_where(robust)} (smallest {metric} recovery "
-            f"{_fmt(robust[recovery])}, from {_fmt(robust[metric])} to {_fmt(robust[after])}; {utility} "
-            f"{_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best probed {_fmt(best)}). Lowest {metric} "
-            f"after `{probe}`: t={_fmt(lowest['t'])}, {_where(lowest)} ({_fmt(lowest[after])}).",
-            "",
-        ]
+        lines += ["", *_most_robust(probe, metric, utility, points), ""]
     return lines
+
+
+def _most_robust(probe: str, metric: str, utility: str, points: list[dict[str, float]]) -> list[str]:
+    """The most robust point among those that forgot (``metric`` below :data:`FORGOTTEN_BELOW` before the probe)
+    and whose utility is within :data:`UTILITY_TOLERANCE` of theirs best, or why none is named."""
+    after, recovery = f"{_PROBE}{probe}/{metric}", f"{_PROBE}{probe}/{metric}{_RECOVERY}"
+    forgot = [r for r in points if _finite(r[metric]) and r[metric] < FORGOTTEN_BELOW]
+    if not forgot:
+        return [
+            f"Most robust under `{probe}`: none ranked; no probed point forgot ({metric} below {FORGOTTEN_BELOW} "
+            f"before the probe), and a point that never forgot has nothing to recover."
+        ]
+    best = max(r[utility] for r in forgot)
+    eligible = [r for r in forgot if r[utility] >= best - UTILITY_TOLERANCE]
+    robust = min(eligible, key=lambda r: r[recovery])
+    lowest = min(eligible, key=lambda r: r[after])
+    return [
+        f"Most robust under `{probe}`: t={_fmt(robust['t'])}, {_where(robust)} (smallest {metric} recovery "
+        f"{_fmt(robust[recovery])}, from {_fmt(robust[metric])} to {_fmt(robust[after])}; {utility} "
+        f"{_fmt(robust[utility])}, within {UTILITY_TOLERANCE} of the best {_fmt(best)}; ranked among the "
+        f"{len(forgot)} of {len(points)} probed points that forgot, {metric} below {FORGOTTEN_BELOW} before "
+        f"`{probe}`). Lowest {metric} after `{probe}` among them: t={_fmt(lowest['t'])}, {_where(lowest)} "
+        f"({_fmt(lowest[after])})."
+    ]
 
 
 def _where(row: dict[str, float]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from mcu_lightning.report.curve import panels, plot_curve
-from mcu_lightning.report.summary import UTILITY_TOLERANCE, robustness_section
+from mcu_lightning.report.summary import FORGOTTEN_BELOW, UTILITY_TOLERANCE, robustness_section
 
 NAN = math.nan
 COLUMNS = ["t", "model_utility", "forget/prob", "probe/relearn/forget/prob", "probe/relearn/forget/prob_recovery"]
@@ -29,16 +29,24 @@ def test_the_interior_point_with_the_smallest_recovery_at_good_utility_is_named(
     rows = _rows([0.80, 0.9, 0.79, 0.9, 0.81], [0.30, NAN, 0.05, NAN, 0.20])
     text = "\n".join(robustness_section(COLUMNS, rows))
     assert "Most robust under `relearn`: t=0.5, an interior point" in text
-    assert "Lowest forget/prob after `relearn`: t=0.5, an interior point" in text
+    assert "Lowest forget/prob after `relearn` among them: t=0.5, an interior point" in text
     assert "| 0.25 |" not in text  # unprobed points are not in the table
 
 
-def test_a_point_that_never_forgot_has_a_small_recovery_but_is_not_lowest_after() -> None:
+def test_a_point_that_never_forgot_is_not_ranked_however_small_its_recovery() -> None:
     rows = _rows([0.80, 0.9, 0.80, 0.9, 0.81], [0.30, NAN, 0.05, NAN, 0.20])
     rows[2]["forget/prob"], rows[2]["probe/relearn/forget/prob"] = 0.9, 0.95  # the middle still knows the forget set
     text = "\n".join(robustness_section(COLUMNS, rows))
-    assert "Most robust under `relearn`: t=0.5, an interior point" in text
-    assert "Lowest forget/prob after `relearn`: t=1, an endpoint" in text  # 0.1 + 0.2
+    assert "Most robust under `relearn`: t=1, an endpoint (smallest forget/prob recovery 0.2" in text
+    assert f"ranked among the 2 of 3 probed points that forgot, forget/prob below {FORGOTTEN_BELOW}" in text
+    assert "Lowest forget/prob after `relearn` among them: t=1, an endpoint" in text  # 0.1 + 0.2
+
+
+def test_when_no_point_forgot_none_is_ranked() -> None:
+    rows = _rows([0.80, 0.9, 0.80, 0.9, 0.81], [0.30, NAN, 0.05, NAN, 0.20], before=FORGOTTEN_BELOW + 0.1)
+    text = "\n".join(robustness_section(COLUMNS, rows))
+    assert "Most robust under `relearn`: none ranked; no probed point forgot" in text
+    assert "t=0.5, an interior point" not in text
 
 
 def test_a_point_whose_utility_is_too_low_is_not_chosen() -> None:

@@ -207,3 +207,17 @@ def test_fit_and_test_print_the_same_quiet_console_as_a_study(tmp_path: Path) ->
         first = next(line for line in done.stderr.splitlines() if line.strip())
         assert first.startswith("mcu: 1 intra-op CPU thread"), (command, first)
     assert re.search(r"^forget/prob\s+\S+$", done.stdout, re.MULTILINE)  # the compact table is still there
+
+
+def test_a_curve_stage_line_says_no_barrier_instead_of_a_zero_at_t0(tmp_path: Path) -> None:
+    import json
+
+    from mcu_lightning.report.console import stage_headline
+
+    rows = {
+        "forget_quality": {"barrier_vs_line": 0.25, "t_barrier_vs_line": 0.4},
+        "model_utility": {"barrier_vs_line": 0.0, "t_barrier_vs_line": 0.0},
+    }
+    (tmp_path / "barrier_summary.json").write_text(json.dumps({"metrics": rows}))
+    line = stage_headline("curve", tmp_path, ["forget_quality", "model_utility"])
+    assert line == "barrier vs line: forget_quality 0.25 (t=0.40), model_utility no barrier"
