@@ -17,7 +17,8 @@ from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.curves.barrier import as_direction, summarize_series
 
 CURVE_METRICS_CSV = "curve_metrics.csv"
-CURVE_FIGURE = "curve_metrics.png"
+CURVE_FIGURE = "curve_metrics.png"  # the headline figure: the metrics a paper shows
+CURVE_APPENDIX = "curve_metrics_all.png"  # the appendix sheet: every metric and probe
 BARRIER_JSON = "barrier_summary.json"
 #: Columns of robustness probes (``probe/<name>/<metric>``), present only at the t where the probe ran.
 PROBED_PREFIX = "probe/"
@@ -120,8 +121,10 @@ def _probe_panel(name: str) -> tuple[str, str] | None:
         if metric not in PROBE_FIGURE_METRICS:
             return None
         return f"{probe} recovery: {metric}", split or metric
-    kind = metric.split("_", 1)[0] if not split else metric  # l2_base, l2_end0 -> one "l2" panel
-    return f"{probe}: {kind}", split or metric
+    if not split and "_" in metric:  # l2_base, l2_end0 -> one "l2" panel, a line per reference (base, end0)
+        kind, reference = metric.split("_", 1)
+        return f"{probe}: {kind}", reference
+    return f"{probe}: {metric}", split or metric
 
 
 def _panel_of(name: str) -> str | None:
@@ -144,7 +147,7 @@ def _line_label(name: str, panel: str) -> str:
     if "/" in name:
         return name.rsplit("/", 1)[0]
     if panel == "MIA AUC":
-        return name[len("mia_") : -len("_auc")]
+        return name[len("mia_") : -len("_auc")] or "mia"  # mia_auc: a suite's single attack
     if panel == "privleak":
         return name[len("privleak_") :] if name != "privleak" else "min_k"
     return name
@@ -212,21 +215,25 @@ def plot_curve(
     rows: Sequence[Mapping[str, float]],
     title: str = "",
     directions: Mapping[str, str] | None = None,
+    only: Callable[[list[tuple[str, list[str]]]], list[tuple[str, list[str]]]] | None = None,
 ) -> Any:
     """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
     endpoints marked, each y label naming the better direction (``figure_style``), one legend for all panels.
-    Forget quality (a p-value) is drawn on a log scale."""
+    Forget quality (a p-value) is drawn on a log scale. ``only``: the panels to draw (:func:`headline_panels`)."""
     from matplotlib.lines import Line2D
 
-    from mcu_lightning.report.figure_style import LABEL_FONT, SINGLE, color, direction_label
+    from mcu_lightning.report.figure_style import LABEL_FONT, color, direction_label, linestyle
 
     recovered = {c[: -len(_RECOVERY)] for c in columns if c.startswith(PROBED_PREFIX) and c.endswith(_RECOVERY)}
     groups = panels([c for c in columns if c != "t" and c not in recovered])  # a probe's recovery says it all
+    if only is not None:
+        groups = only(groups)
     labels = {name: _line_label(name, panel) for panel, names in groups for name in names}
     keyed = [name for panel, names in groups for name in names if _keyed(name, panel)]
     handles: dict[str, Any] = {}
     for name in keyed:
-        handles.setdefault(labels[name], Line2D([], [], color=color(labels[name]), linewidth=1.8))
+        style = {"color": color(labels[name]), "linestyle": linestyle(labels[name])}
+        handles.setdefault(labels[name], Line2D([], [], linewidth=1.8, **style))
     handles["endpoints"] = Line2D([], [], color="#444444", marker="o", linestyle="none", markersize=4)
     fig, axes = panel_figure(len(groups), title, legend_rows(len(handles)))
     for ax, (panel, names) in zip(axes.flat, groups, strict=False):
@@ -236,8 +243,10 @@ def plot_curve(
                 continue
             xs, values = [p[0] for p in points], [p[1] for p in points]
             marker = "." if len(points) < len(rows) else None
-            line_color = color(labels[name]) if _keyed(name, panel) else SINGLE
-            ax.plot(xs, values, linewidth=1.5, marker=marker, color=line_color, label=labels[name])
+            line_color, line_style = color(labels[name]), linestyle(labels[name])  # one colour a series, everywhere
+            ax.plot(
+                xs, values, linewidth=1.5, marker=marker, color=line_color, linestyle=line_style, label=labels[name]
+            )
             ax.scatter([xs[0], xs[-1]], [values[0], values[-1]], color=line_color, zorder=3, s=14)
         if panel == "forget_quality" and all(row[panel] > 0 for row in rows):
             ax.set_yscale("log")
@@ -247,6 +256,18 @@ def plot_curve(
         ax.tick_params(which="both", labelsize=LABEL_FONT - 1)
     figure_legend(fig, handles)
     return fig
+
+
+#: The panels of a curve's headline figure (what a paper shows), those present in this order; everything is in the
+#: appendix sheet.
+HEADLINE_PANELS = ("forget_quality", "model_utility", "prob", "rouge", "acc", "zrf", "unlearn_overall")
+
+
+def headline_panels(groups: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """The headline figure's panels: :data:`HEADLINE_PANELS` present (the first four panels if fewer than two are)."""
+    by_name = dict(groups)
+    chosen = [(name, by_name[name]) for name in HEADLINE_PANELS if name in by_name]
+    return chosen if len(chosen) >= 2 else groups[:4]
 
 
 def _keyed(name: str, panel: str) -> bool:
@@ -290,7 +311,8 @@ def write_curve_report(
     logger: Any = None,
     title: str = "",
 ) -> dict[str, Any]:
-    """Write ``curve_metrics.csv``, ``curve_metrics.png`` and ``barrier_summary.json`` under ``out_dir``
+    """Write ``curve_metrics.csv``, ``curve_metrics.png`` (the headline figure), ``curve_metrics_all.png`` (every
+    metric) and ``barrier_summary.json`` under ``out_dir``
     (``title``: the figure's, e.g. ``figure_style.curve_title``)."""
     out_dir = Path(out_dir)
     columns, rows = curve_table(ts, results)
@@ -298,8 +320,9 @@ def write_curve_report(
     summary = barrier_summaries(columns, rows, direction, path_length)
     atomic_write(out_dir / BARRIER_JSON, json.dumps(summary, indent=2, allow_nan=True).encode())
     directions = summary_directions(summary)
-    png = render_png(plot_curve(columns, rows, title=title, directions=directions))  # the file and TensorBoard share it
-    atomic_write(out_dir / CURVE_FIGURE, png)
+    png = render_png(plot_curve(columns, rows, title=title, directions=directions, only=headline_panels))
+    atomic_write(out_dir / CURVE_FIGURE, png)  # the file and TensorBoard share it
+    atomic_write(out_dir / CURVE_APPENDIX, render_png(plot_curve(columns, rows, title=title, directions=directions)))
     experiment = getattr(logger, "experiment", None)
     if experiment is not None and hasattr(experiment, "add_image"):
         import numpy as np

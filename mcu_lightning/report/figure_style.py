@@ -1,4 +1,5 @@
-"""How every figure of the package looks: one colour per split and per MIA attack, and each metric's better direction.
+"""How every figure of the package looks: one colour per series (split, MIA attack, headline metric, distance), and
+each metric's better direction.
 
 The palette is Okabe & Ito's colour-blind-safe set (Okabe and Ito, 2008, "Color Universal Design"): a split or an
 attack has the same colour in every panel of every figure (``forget`` is always vermillion). Names outside the
@@ -33,9 +34,24 @@ COLORS: dict[str, str] = {
     "zlib": "#56B4E9",
     "min_k": "#000000",
 }
-#: Lines that are the only one of their panel (forget_quality, model_utility).
-SINGLE = "#000000"
-_SPARE = [c for c in OKABE_ITO if c not in COLORS.values()] or list(OKABE_ITO)
+#: Every other series the package draws, from Paul Tol's muted colour-blind-safe set (Tol, 2021, "Colour
+#: Schemes"), so that no two series of one panel share a colour: the headline metrics (alone in their panels, and
+#: lines of the probes' recovery panels) and the distances a probe reports (``base``, ``end0``, ``end1``: the same
+#: colour in the l2 and the cosine panel).
+COLORS.update(
+    {
+        "forget_quality": "#882255",  # wine
+        "model_utility": "#117733",  # green
+        "base": "#332288",  # indigo
+        "end0": "#44AA99",  # teal
+        "end1": "#999933",  # olive
+        "mia": "#000000",  # a suite's single MIA AUC (MU-Bench's), black as the Min-K% attack
+    }
+)
+#: Colours for names outside the table (chosen by a stable hash of the name), each with a line style so that two
+#: such names in one panel still differ when their colours collide.
+_SPARE = ["#88CCEE", "#DDCC77", "#CC6677", "#AA4499", "#F0E442", "#661100"]
+LINESTYLES = ("-", "--", ":", "-.")
 
 #: Figure sizes and resolution: panels readable at print size, PNG at print resolution.
 PANEL_INCHES = (3.0, 2.3)
@@ -66,10 +82,22 @@ MIA_AUC_WITHOUT_ORACLE = toward(0.5)
 
 
 def color(label: str) -> str:
-    """The colour of a split or attack (``forget``, ``min_k``); any other label: a fixed spare colour."""
+    """The colour of a series (``forget``, ``min_k``, ``forget_quality``); any other label: a fixed spare colour."""
     if label in COLORS:
         return COLORS[label]
     return _SPARE[zlib.crc32(label.encode()) % len(_SPARE)]
+
+
+def linestyle(label: str) -> str:
+    """A series' line style: solid for every named series, a fixed one of :data:`LINESTYLES` for the others."""
+    if label in COLORS:
+        return "-"
+    return LINESTYLES[(zlib.crc32(label.encode()) // len(_SPARE)) % len(LINESTYLES)]
+
+
+#: Line styles and markers of the comparison figure's curves (in study order, with the colours), so that two
+#: curves that overlap (a line and a SLERP between near-parallel endpoints) are both seen.
+CURVE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "P"), (":", "X"), ("-.", "*"))
 
 
 def direction(name: str) -> str:

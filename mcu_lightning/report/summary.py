@@ -16,9 +16,11 @@ from mcu_lightning.core.atomic import atomic_copy, atomic_write
 from mcu_lightning.core.direction import arrow, target
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
+    CURVE_APPENDIX,
     CURVE_FIGURE,
     CURVE_METRICS_CSV,
     figure_legend,
+    headline_panels,
     legend_rows,
     panel_figure,
     plot_curve,
@@ -298,16 +300,25 @@ def plot_comparison(
     label with the metric's direction as the suites stated it (``directions``)."""
     from matplotlib.lines import Line2D
 
-    from mcu_lightning.report.figure_style import LABEL_FONT, OKABE_ITO, direction_label
+    from mcu_lightning.report.figure_style import CURVE_STYLES, LABEL_FONT, OKABE_ITO, direction_label
 
     metrics = metrics or ["t"]
-    colors = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(curves)}
-    handles = {name: Line2D([], [], color=c, marker=".", linewidth=1.5) for name, c in colors.items()}
+    styles = {  # colour, line style and marker per curve: overlapping curves (line and SLERP) stay distinguishable
+        name: {
+            "color": OKABE_ITO[i % len(OKABE_ITO)],
+            "linestyle": CURVE_STYLES[i % len(CURVE_STYLES)][0],
+            "marker": CURVE_STYLES[i % len(CURVE_STYLES)][1],
+            "markersize": 4,
+            "markerfacecolor": "none",
+        }
+        for i, name in enumerate(curves)
+    }
+    handles = {name: Line2D([], [], linewidth=1.5, **style) for name, style in styles.items()}
     fig, axes = panel_figure(len(metrics), title, legend_rows(len(handles), ncol_max=4))
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for name, (_, rows) in curves.items():
             if rows and metric in rows[0]:
-                ax.plot([r["t"] for r in rows], [r[metric] for r in rows], marker=".", color=colors[name])
+                ax.plot([r["t"] for r in rows], [r[metric] for r in rows], linewidth=1.5, **styles[name])
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("t", fontsize=LABEL_FONT)
         ax.set_ylabel(direction_label(metric, [metric], {}, directions), fontsize=LABEL_FONT)
@@ -344,12 +355,17 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         figure = folder / CURVE_FIGURE
         spec = curve_specs.get(name, {})
         summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
-        if figure.is_file() and vector is None:  # drawn by the curve's own test; redraw only when needed
+        appendix = folder / CURVE_APPENDIX
+        if figure.is_file() and appendix.is_file() and vector is None:  # drawn by the curve's test; redraw if needed
             atomic_copy(figure, out / f"{name}.png")
+            atomic_copy(appendix, out / f"{name}_all.png")
         else:
             figure_title = curve_title(name, spec.get("endpoints"))
-            drawn = plot_curve(columns, rows, title=figure_title, directions=summary_directions(summary))
+            kept = summary_directions(summary)
+            drawn = plot_curve(columns, rows, title=figure_title, directions=kept, only=headline_panels)
             save_figure(drawn, out / f"{name}.png", vector=vector)
+            drawn = plot_curve(columns, rows, title=figure_title, directions=kept)
+            save_figure(drawn, out / f"{name}_all.png", vector=vector)
         pair = " -> ".join(spec.get("endpoints", [])) or "?"
         lines += [f"## Curve `{name}` ({pair})", ""]
         if summary is None:
@@ -364,7 +380,12 @@ def write_report(root: Path, vector: str | None = None) -> Path:
         winners = [m for m, s in ranked.items() if s.get("direction") != "none" and s.get("interior_beats_endpoints")]
         if winners:
             lines += [f"Interior points beat both endpoints on: {', '.join(winners)}.", ""]
-        lines += [f"![{name}]({name}.png)", ""]
+        lines += [
+            f"![{name}]({name}.png)",
+            "",
+            f"Every metric and probe along t: [{name}_all.png]({name}_all.png).",
+            "",
+        ]
         lines += curve_use_lines(folder, out, name, _fmt)
     if tables:
         union = sorted({c for columns, _ in tables.values() for c in columns})
