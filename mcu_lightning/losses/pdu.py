@@ -11,7 +11,8 @@ loss staying below ``eps``, solved by gradient descent on the Lagrangian and asc
 
 ``R_retain`` is the retain NLL (or KL to the reference), ``lambda`` starts at ``alpha`` and is the retain weight
 (open-unlearning's ``retain_preference``); with ``primal_dual=False`` it stays ``alpha`` and PDU is a plain
-weighted sum. ``lambda`` and the training-forward count are buffers, so a resumed run continues from them.
+weighted sum. ``lambda`` is a buffer, so a resumed run continues from it; under DDP the dual step uses the retain
+loss averaged over the processes, so every process holds the same ``lambda``.
 
 Defaults are open-unlearning's ``configs/trainer/PDU.yaml``: ``gamma=1, alpha=1, dual_step_size=1``, primal-dual
 on, dual updates every step; ``retain_loss_eps`` has no default there (``???``) and none here. Two differences:
@@ -46,6 +47,16 @@ def logit_gap(logits: Tensor) -> Tensor:
     """PDU's per-position forget surrogate ``(max_v z_v - mean_v z_v)^2`` (0 for a uniform distribution)."""
     z = logits.float()
     return (z.max(dim=-1).values - z.mean(dim=-1)) ** 2
+
+
+def process_mean(value: Tensor) -> float:
+    """``value`` averaged over the processes of a ``torch.distributed`` run (itself otherwise), so every process takes
+    the same dual step and the multiplier stays one number (open-unlearning lets each process step on its own)."""
+    value = value.detach().float().clone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(value)
+        value /= torch.distributed.get_world_size()
+    return float(value)
 
 
 class PDU(ForgetRetainLoss):
@@ -109,7 +120,7 @@ class PDU(ForgetRetainLoss):
         weight = float(self.retain_preference)
         out = forget_retain_output(per_sample, self.gamma, slack, weight, {"retain_preference": torch.tensor(weight)})
         if self.primal_dual and self.training and torch.is_grad_enabled() and self._step >= self.dual_warmup_steps:
-            self.retain_preference.fill_(max(0.0, weight + self.dual_step_size * float(slack.detach())))
+            self.retain_preference.fill_(max(0.0, weight + self.dual_step_size * process_mean(slack)))
         return out
 
     def extra_repr(self) -> str:

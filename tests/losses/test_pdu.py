@@ -87,3 +87,25 @@ def test_compat_open_unlearning_reads_the_logits_at_the_answer_positions():
     assert loss(lambda b: logits, batch).logs["forget_loss"].item() == pytest.approx(shifted.item(), rel=1e-5)
     loss.set_compat("open_unlearning")
     assert loss(lambda b: logits, batch).logs["forget_loss"].item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def _dual_worker(rank: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    logits, batch = example()
+    loss = PDU(retain_loss_eps=0.0).train()
+    retain_logits = torch.zeros(1, 3, 3) if rank == 0 else logits  # uniform (R = ln 3) on rank 0, RETAIN on rank 1
+    retain = dict(batch["forget"])
+    loss(lambda b: retain_logits if b is retain else logits, {**batch, "retain": retain})
+    torch.save(loss.retain_preference, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes
+def test_the_dual_step_is_the_same_on_every_ddp_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_dual_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    duals = [float(torch.load(tmp_path / f"rank{rank}.pt")) for rank in (0, 1)]
+    assert duals == pytest.approx([1.0 + (math.log(3) + RETAIN) / 2] * 2, rel=1e-6)
