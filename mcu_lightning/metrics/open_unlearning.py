@@ -54,6 +54,9 @@ _MIA: dict[str, tuple[str, str]] = {
     "mia_loss": ("mia_loss_auc", "loss"),
     "mia_zlib": ("mia_zlib_auc", "mia_zlib"),
     "mia_min_k": ("mia_min_k_auc", "mia_min_k"),
+    "mia_min_k_plus_plus": ("mia_min_k_plus_plus_auc", "mia_min_k_plus_plus"),
+    "mia_gradnorm": ("mia_gradnorm_auc", "mia_gradnorm"),
+    "mia_reference": ("mia_reference_auc", "mia_reference"),
 }
 #: Bare metrics of the forget split (open-unlearning evaluates them on ``{forget_split}_perturbed``).
 _FORGET_METRICS: tuple[str, ...] = ("extraction_strength", "exact_memorization")

@@ -201,10 +201,13 @@ def test_module_hands_the_data_modules_switch_to_loss_and_suite():
 
     loss, suite = GradDiff(retain_loss="kl"), QASuite()
     module = UnlearningModule(tiny_llama(0), loss, suite=suite, export=False)
-    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(compat="open_unlearning", tokenizer=None))
+    strategy = SimpleNamespace(root_device=torch.device("meta"))  # not a CPU run: no thread choice here
+    module._trainer = SimpleNamespace(
+        strategy=strategy, datamodule=SimpleNamespace(compat="open_unlearning", tokenizer=None)
+    )
     module.setup("test")
     assert loss.compat == suite.compat == "open_unlearning"
-    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(tokenizer=None))  # a data module without the switch
+    module._trainer = SimpleNamespace(strategy=strategy, datamodule=SimpleNamespace(tokenizer=None))  # no switch there
     module.setup("test")
     assert loss.compat == suite.compat == "mcu"
 

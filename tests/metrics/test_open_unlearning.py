@@ -136,6 +136,9 @@ def _full(n: int = 6, seed: int = 0) -> EvalResult:
         table.update({c: rng.uniform(0, 1, n).tolist() for c in ("rouge", "rouge1_recall", "rougeL_f1")})
         table.update({c: rng.uniform(0, 1, n).tolist() for c in ("extraction_strength", "exact_memorization")})
         table.update({"mia_min_k": rng.normal(2, 1, n).tolist(), "mia_zlib": rng.uniform(0, 0.1, n).tolist()})
+        table.update(
+            {c: rng.normal(0, 1, n).tolist() for c in ("mia_min_k_plus_plus", "mia_gradnorm", "mia_reference")}
+        )
         per_sample[split] = table
         pert = rng.uniform(0.2, 3.0, (n, K)).tolist()
         pert[1][2] = math.nan
@@ -151,6 +154,7 @@ def _full(n: int = 6, seed: int = 0) -> EvalResult:
     per_sample["forget"]["exact_memorization"][2] = math.nan
     aggregates.update({"forget/extraction_strength": 0.4, "forget/exact_memorization": 0.5})
     aggregates.update({"mia_loss_auc": 0.6, "mia_zlib_auc": 0.55, "mia_min_k_auc": 0.52})
+    aggregates.update({"mia_min_k_plus_plus_auc": 0.51, "mia_gradnorm_auc": 0.49, "mia_reference_auc": 0.58})
     aggregates.update({"forget_quality": 0.03, "model_utility": 0.61, "privleak": -3.0})
     return EvalResult(aggregates=aggregates, per_sample=per_sample, records=records)
 
@@ -162,6 +166,7 @@ def test_every_key_open_unlearning_writes_for_our_metrics():
     expected |= {"forget_Q_A_PARA_Prob", "retain_Q_A_PARA_Prob", "ra_Q_A_Prob_normalised", "wf_Q_A_Prob_normalised"}
     expected |= {"forget_truth_ratio", "retain_Truth_Ratio", "ra_Truth_Ratio", "wf_Truth_Ratio"}
     expected |= {"extraction_strength", "exact_memorization", "mia_loss", "mia_zlib", "mia_min_k"}
+    expected |= {"mia_min_k_plus_plus", "mia_gradnorm", "mia_reference"}
     expected |= {"forget_quality", "model_utility", "privleak"}
     assert set(logs) == expected
     full = _full()
