@@ -52,6 +52,8 @@ TEMPLATE_PREFIX = "template."
 
 
 CURVE_SHAPE_KEY = "mcu_curve_shape"
+#: The state-dict keys of a curve's trainable control points.
+CONTROL_POINTS_PREFIX = "curve.control_points."
 #: What a checkpoint records of the curve's objective to be rebuilt without it: its class, and the parameter names
 #: its ``is_trainable`` refused (RMU's layers decide which tensors are on the curve, so the control points' shapes).
 CURVE_OBJECTIVE_KEY = "mcu_curve_objective"
@@ -253,6 +255,16 @@ class CurveModule(MCUModule):
             )
         state = checkpoint["state_dict"]
         mine = self.state_dict()
+        points = CONTROL_POINTS_PREFIX
+        saved_points = sorted(k for k in state if k.startswith(points))
+        own_points = sorted(k for k in mine if k.startswith(points))
+        if bool(saved_points) != bool(own_points):
+            fixed = getattr(self.curve, "fixed_bends", False)
+            raise CheckpointError(
+                f"the checkpoint holds {len(saved_points)} trained control point(s) and this curve has "
+                f"{len(own_points)}{' (fixed_bends: true)' if fixed else ''}; load it with the settings it was made "
+                f"with ({'without' if saved_points else 'with'} fixed_bends), or start a new run"
+            )
         clash = [
             k for k, v in state.items() if k in mine and not k.startswith(TEMPLATE_PREFIX) and v.shape != mine[k].shape
         ]

@@ -162,6 +162,8 @@ def export_point(
     tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         save_model(model, tmp, tokenizer=tokenizer)
+        if kind == "lora_adapter":
+            resolve_adapter_base(tmp)
         (tmp / EXPORT_JSON).write_text(json.dumps(record, indent=2) + "\n")
         _check_output(folder)
         if folder.exists():
@@ -171,6 +173,17 @@ def export_point(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def resolve_adapter_base(folder: Path) -> None:
+    """Write the adapter's ``base_model_name_or_path`` as an absolute path when it names a local folder (peft keeps
+    it as given, so a relative base would resolve only from the working directory of the export); a Hub name stays."""
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    base = config.get("base_model_name_or_path")
+    if isinstance(base, str) and base and Path(base).exists():
+        config["base_model_name_or_path"] = str(Path(base).resolve())
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def export_cli(argv: Sequence[str]) -> Path:

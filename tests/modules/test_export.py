@@ -196,3 +196,39 @@ def test_an_rmu_curve_checkpoint_rebuilds_with_the_objectives_parameters(tmp_pat
     main(["export", "--ckpt_path", str(ckpt), "--t", str(T), "--output_dir", str(out)])
     with torch.no_grad():
         torch.testing.assert_close(load_model(out).eval()(**batch).logits, module.curve(T, batch))
+
+
+def test_a_factors_lora_export_loads_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The curve names its base relative to where it ran; the exported adapter names it so it loads from anywhere."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    save_model(tiny_causal_lm(seed=0, num_hidden_layers=1), Path("base"), load_tokenizer("fictitious"))
+    adapters = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(load_model("base"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+        adapters.append(str(save_model(peft_model, Path(f"adapter{seed}"))))
+    module = CurveModule(endpoints=adapters, base="base", space="factors", eval_ts=3)
+    _bend(module)
+    ckpt = _save_curve(module, Path("factors.ckpt"))
+    main(["export", "--ckpt_path", str(ckpt), "--t", str(T), "--output_dir", "exported"])
+    monkeypatch.chdir(elsewhere)
+    ids = torch.tensor([[1, 5, 7, 9, 4]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(work / "exported").eval()(**batch).logits, module.curve(T, batch))
+
+
+def test_a_trained_polychain_loaded_with_fixed_bends_is_one_line(tmp_path: Path) -> None:
+    from mcu_lightning.callbacks.checkpoint import CheckpointError
+    from mcu_lightning.curves import PolyChain
+
+    ends = [str(mlp_endpoint(tmp_path / name, seed)) for name, seed in (("a", 0), ("b", 1), ("base", 2))]
+    trained = CurveModule(endpoints=ends[:2], shape=PolyChain(3), init=ends[2])
+    checkpoint = torch.load(_save_curve(trained, tmp_path / "trained.ckpt"), weights_only=False)
+    fixed = CurveModule(endpoints=ends[:2], shape=PolyChain(3), init=ends[2], fixed_bends=True)
+    with pytest.raises(CheckpointError, match=r"holds 1 trained control point\(s\) and this curve has 0 \(fixed_bends"):
+        fixed.on_load_checkpoint(checkpoint)
