@@ -38,6 +38,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from mcu_lightning.callbacks.checkpoint import atomic_write
+from mcu_lightning.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,9 @@ class DivergenceGuard(Callback):
         dirpath: str | None = None,
     ) -> None:
         if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps={check_every_n_steps}; use 1 or more")
+            raise InputError(f"check_every_n_steps={check_every_n_steps}; use 1 or more")
         if max_retain_ratio is not None and max_retain_ratio <= 1:
-            raise ValueError(f"max_retain_ratio={max_retain_ratio} must exceed 1 (a factor over the first retain loss)")
+            raise InputError(f"max_retain_ratio={max_retain_ratio} must exceed 1 (a factor over the first retain loss)")
         self.max_forget_nll = max_forget_nll
         self.max_retain_ratio = max_retain_ratio
         self.check_every_n_steps = check_every_n_steps

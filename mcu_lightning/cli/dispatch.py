@@ -15,8 +15,9 @@ Bad input gets one line on stderr and exit status 2, before any training: every 
 config files and ``--...class_path`` overrides is imported first (an unknown one is named with where it
 sits and the closest known paths, instead of jsonargparse's long dump), and errors raised while the
 module and data are built (an endpoint that does not exist, endpoints of different architectures, a
-reference that cannot be loaded, non-finite weights) are printed as ``error: <message>``. Set
-``MCU_TRACEBACK=1`` to get the traceback instead.
+reference that cannot be loaded, non-finite weights: an ``InputError``, or a file that does not exist) are printed
+as ``error: <message>``. Set ``MCU_TRACEBACK=1`` to get the traceback instead. Any other exception is a bug (ours,
+or in a class the config names): it keeps its traceback, followed by a line saying so (:func:`bug_report`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,29 @@ from typing import Any
 
 import yaml
 
+from mcu_lightning.core.errors import InputError
+
 STUDY_COMMANDS = ("experiment", "grid", "report")
 CONFIG_FLAGS = ("--config", "-c")
-#: Exceptions raised while building the module and data that are the user's input, not a bug.
-INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
+#: Exceptions raised while building the module and data that are the user's input, not a bug: what the package
+#: declares as such (``InputError``), and a path that does not exist. A ``ValueError``, ``KeyError`` or
+#: ``ImportError`` from elsewhere is a bug and keeps its traceback.
+INPUT_ERRORS = (InputError, FileNotFoundError, NotADirectoryError)
+#: The line printed under the traceback of an exception that is not the user's input.
+BUG_HINT = (
+    "this looks like a bug in mcu-lightning or in a class your config names, not a mistake in your input: "
+    "please report it with the traceback above"
+)
+
+
+def bug_report(err: BaseException, where: str, culprit: BaseException | None = None) -> SystemExit:
+    """Print ``err``'s traceback and :data:`BUG_HINT` naming ``culprit`` (the exception behind ``err`` that was not
+    the user's input; default ``err``); the ``SystemExit(1)`` to raise."""
+    import traceback
+
+    traceback.print_exception(err, file=sys.stderr)
+    print(f"error: {type(culprit or err).__name__} while {where}: {BUG_HINT}", file=sys.stderr)
+    return SystemExit(1)
 
 
 class ConfigError(SystemExit):
@@ -184,8 +204,6 @@ def main(args: Sequence[str] | None = None) -> None:
 
         quiet_third_party()
     if argv and argv[0] in STUDY_COMMANDS:
-        from mcu_lightning.core.errors import InputError
-
         if argv[0] == "experiment":
             check_class_paths(argv[1:])
             from mcu_lightning.study.cli import run_experiment_cli as command
@@ -209,10 +227,9 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def _export(argv: Sequence[str]) -> None:
     """``mcu export``: bad input (a t outside [0, 1], not a curve checkpoint, a used folder) is one line."""
-    from mcu_lightning.core.errors import InputError
     from mcu_lightning.modules.export import export_cli
 
-    with one_line_errors((InputError, *INPUT_ERRORS), _folded):
+    with one_line_errors(INPUT_ERRORS, _folded):
         export_cli(argv)
 
 

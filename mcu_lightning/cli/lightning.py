@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,26 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from mcu_lightning.cli.dispatch import INPUT_ERRORS, one_line_errors
+from mcu_lightning.cli.dispatch import INPUT_ERRORS, ConfigError, bug_report, one_line_errors
 
 
 class MCUCLI(LightningCLI):
     """LightningCLI with the package's defaults (TensorBoard under ``runs/``, configs saved with each run)."""
 
     def instantiate_classes(self) -> None:
-        """Build module, data and trainer; a bad input is one ``error:`` line, not a traceback."""
-        with one_line_errors(INPUT_ERRORS, _one_line):
+        """Build module, data and trainer; a bad input (an ``InputError``, a missing file, jsonargparse's own
+        rejection of the config) is one ``error:`` line; anything else keeps its traceback, with a line saying it
+        looks like a bug (``MCU_TRACEBACK=1``: every exception as raised)."""
+        try:
             super().instantiate_classes()
+        except Exception as err:
+            if os.environ.get("MCU_TRACEBACK"):
+                raise
+            cause = _input_cause(err)
+            if cause is None:
+                culprit = next(e for e in _chain(err) if not _raised_in_parser(e))
+                raise bug_report(err, "building the module, data or trainer", culprit) from err
+            raise ConfigError(_one_line(cause)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
@@ -80,16 +91,29 @@ def _raised_in_parser(err: BaseException) -> bool:
     return tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    """The outermost input error of the chain that our code (not the config parser) raised."""
-    seen: set[int] = set()
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and what it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
     current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, INPUT_ERRORS) and not _raised_in_parser(current):
-            return current
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
         current = current.__cause__ or current.__context__
-    return err
+    return seen
+
+
+def _input_cause(err: BaseException) -> BaseException | None:
+    """The user's input error behind ``err``: the outermost exception of its chain raised outside the config parser
+    when that is an input error (``INPUT_ERRORS``), or ``err`` itself when jsonargparse alone raised the whole chain
+    (its own rejection of the config); ``None`` when code outside the parser raised anything else (a bug)."""
+    ours = [e for e in _chain(err) if not _raised_in_parser(e)]
+    if not ours:
+        return err
+    return ours[0] if isinstance(ours[0], INPUT_ERRORS) else None
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The input error of the chain that our code (not the config parser) raised, else ``err``."""
+    return _input_cause(err) or err
 
 
 def _one_line(err: BaseException) -> str:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mcu_lightning.core.direction import NAMED, is_direction, target
+from mcu_lightning.core.errors import InputError
 
 
 def _prepare(ts: Sequence[float], values: Sequence[float], higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -35,13 +36,13 @@ def _prepare(ts: Sequence[float], values: Sequence[float], higher_is_better: boo
     t = np.asarray(ts, dtype=np.float64)
     m = np.asarray(values, dtype=np.float64)
     if t.ndim != 1 or t.shape != m.shape:
-        raise ValueError(f"ts and values must be 1-D of equal length, got {t.shape} and {m.shape}")
+        raise InputError(f"ts and values must be 1-D of equal length, got {t.shape} and {m.shape}")
     if t.size < 2 or t[0] != 0.0 or t[-1] != 1.0:
-        raise ValueError(f"ts must start at 0 and end at 1 (both endpoints evaluated), got {t.tolist()}")
+        raise InputError(f"ts must start at 0 and end at 1 (both endpoints evaluated), got {t.tolist()}")
     if np.any(np.diff(t) <= 0):
-        raise ValueError(f"ts must be strictly increasing, got {t.tolist()}")
+        raise InputError(f"ts must be strictly increasing, got {t.tolist()}")
     if np.isnan(m[0]) or np.isnan(m[-1]):
-        raise ValueError(f"the metric is NaN at an endpoint (m(0)={m[0]}, m(1)={m[-1]}); a barrier needs both")
+        raise InputError(f"the metric is NaN at an endpoint (m(0)={m[0]}, m(1)={m[-1]}); a barrier needs both")
     keep = ~np.isnan(m)
     t, m = t[keep], m[keep]
     return t, (-m if higher_is_better else m)
@@ -114,7 +115,7 @@ def as_direction(direction: str | bool | None) -> str:
     if isinstance(direction, bool):
         return "higher" if direction else "lower"
     if not is_direction(direction):
-        raise ValueError(
+        raise InputError(
             f"direction must be one of {DIRECTIONS}, 'toward <x>' (or a bool higher_is_better), got {direction!r}"
         )
     return direction

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape, as_t
 from mcu_lightning.curves.template import TemplateCurve, functional_forward
@@ -76,7 +77,7 @@ def _check_finite(state: Mapping[str, Tensor], names: Sequence[str], label: str)
     for name in names:
         tensor = state[name]
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"endpoint {label} has non-finite values (NaN or inf) in '{name}'")
+            raise InputError(f"endpoint {label} has non-finite values (NaN or inf) in '{name}'")
 
 
 def _common_dtype(dtypes: Sequence[torch.dtype], floor: torch.dtype | None = None) -> torch.dtype:
@@ -143,7 +144,7 @@ class Curve(TemplateCurve):
     ) -> None:
         super().__init__(template)
         if len(endpoints) != 2:
-            raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
+            raise InputError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
         self.include = include
         self._selection = f"include={include!r}" + (" and the objective's is_trainable" if trainable else "")
@@ -154,11 +155,11 @@ class Curve(TemplateCurve):
         self._check_names(states, labels, named, "parameter")
         on_curve = [name for name in named if include is None or re.search(include, name)]
         if not on_curve:
-            raise ValueError(f"include={include!r} matches no parameter of the template (e.g. '{next(iter(named))}')")
+            raise InputError(f"include={include!r} matches no parameter of the template (e.g. '{next(iter(named))}')")
         if trainable is not None:
             kept = [name for name in on_curve if trainable(name)]
             if not kept:
-                raise ValueError(
+                raise InputError(
                     f"the curve objective trains none of the parameters include={include!r} selects (e.g. "
                     f"'{on_curve[0]}'); widen the objective's trainable pattern or include"
                 )
@@ -168,7 +169,7 @@ class Curve(TemplateCurve):
             _check_finite(state, on_curve, label)
         self._check_off_curve(states, labels, off_curve)
         if all(torch.equal(states[0][name], states[1][name]) for name in on_curve):
-            raise ValueError(f"a curve needs two different endpoints; {labels[0]} and {labels[1]} are identical")
+            raise InputError(f"a curve needs two different endpoints; {labels[0]} and {labels[1]} are identical")
 
         # the curve's parameters, flat: one buffer per endpoint (own dtype), one fp32 Parameter per control point
         self.names = on_curve
@@ -200,19 +201,19 @@ class Curve(TemplateCurve):
             present = [name in state for state in states]
             if not all(present):
                 if not any(present):
-                    raise ValueError(
+                    raise InputError(
                         f"endpoints {labels[0]} and {labels[1]} both lack {kind} '{name}' of the template; "
                         "are they models of the template's architecture?"
                     )
                 have, lack = (0, 1) if present[0] else (1, 0)
-                raise ValueError(f"endpoint {labels[lack]} lacks {kind} '{name}' that endpoint {labels[have]} has")
+                raise InputError(f"endpoint {labels[lack]} lacks {kind} '{name}' that endpoint {labels[have]} has")
             shapes = [tuple(state[name].shape) for state in states]
             if shapes[0] != shapes[1]:
-                raise ValueError(
+                raise InputError(
                     f"{kind} '{name}' has shape {shapes[0]} in endpoint {labels[0]} but {shapes[1]} in {labels[1]}"
                 )
             if shapes[0] != tuple(reference.shape):
-                raise ValueError(
+                raise InputError(
                     f"{kind} '{name}' has shape {shapes[0]} in the endpoints "
                     f"but {tuple(reference.shape)} in the template"
                 )
@@ -220,7 +221,7 @@ class Curve(TemplateCurve):
     def _check_off_curve(self, states: list[dict[str, Tensor]], labels: list[str], off_curve: list[str]) -> None:
         for name in off_curve:
             if not torch.equal(states[0][name], states[1][name]):
-                raise ValueError(
+                raise InputError(
                     f"parameter '{name}' is off the curve ({self._selection}) but differs between endpoints "
                     f"{labels[0]} and {labels[1]}; parameters off the curve must agree (widen include)"
                 )
@@ -237,9 +238,9 @@ class Curve(TemplateCurve):
         label = f"init {_label(init, 0)}" if not isinstance(init, Mapping) else "init state dict"
         for name in on_curve:
             if name not in state:
-                raise ValueError(f"{label} lacks parameter '{name}' that the endpoints have")
+                raise InputError(f"{label} lacks parameter '{name}' that the endpoints have")
             if tuple(state[name].shape) != tuple(named[name].shape):
-                raise ValueError(
+                raise InputError(
                     f"parameter '{name}' has shape {tuple(state[name].shape)} in {label} "
                     f"but {tuple(named[name].shape)} in the endpoints"
                 )
@@ -361,7 +362,7 @@ class Curve(TemplateCurve):
         else:
             missing = [name for name in self._buffer_order if name not in buffers]
             if missing:
-                raise ValueError(f"buffers lacks '{missing[0]}' of the template; pass every buffer of buffers_at(t)")
+                raise InputError(f"buffers lacks '{missing[0]}' of the template; pass every buffer of buffers_at(t)")
             values += [buffers[name] for name in self._buffer_order]
         return functional_forward(self._template, self._reparametrization, values, batch)
 
@@ -382,7 +383,7 @@ class Curve(TemplateCurve):
         one of the plane through the bends), the moving buffers at ``buffers_t`` and the off-curve tensors into
         ``model``, as :meth:`write_to` does for ``theta(t)``; returns it."""
         if flat.shape != self._start.shape:
-            raise ValueError(f"write_flat: a flat vector of {self._start.numel()} values, got {tuple(flat.shape)}")
+            raise InputError(f"write_flat: a flat vector of {self._start.numel()} values, got {tuple(flat.shape)}")
         t = as_t(buffers_t)
         plan = self._write_plan(model)
         sources = [*flat.split(self._sizes)]
@@ -404,14 +405,14 @@ class Curve(TemplateCurve):
         try:
             slots = Reparametrization(model, names)
         except ValueError as error:
-            raise ValueError(f"write_to: {error}; is the model of the template's architecture?") from error
+            raise InputError(f"write_to: {error}; is the model of the template's architecture?") from error
         moving = len(self._shapes) + len(self._buffer_shapes)
         fixed = [*self._fixed_params.values(), *self._fixed_buffers.values()]
         shapes = [*self._shapes, *self._buffer_shapes, *(source.shape for source in fixed)]
         plan = _WritePlan(model, slots, self._start)
         for i, (name, target, shape) in enumerate(zip(names, slots.current(), shapes, strict=True)):
             if target.shape != shape:
-                raise ValueError(
+                raise InputError(
                     f"write_to: '{name}' has shape {tuple(target.shape)} in the model, {tuple(shape)} on the curve"
                 )
             contiguous = target.is_contiguous()
@@ -432,7 +433,7 @@ class Curve(TemplateCurve):
         """``sum_i ||theta(t_{i+1}) - theta(t_i)||_2`` over the curve's parameters (a discretised arc length)."""
         ts = list(ts)
         if len(ts) < 2:
-            raise ValueError(f"path_length needs at least two t values, got {ts}")
+            raise InputError(f"path_length needs at least two t values, got {ts}")
         total, previous = 0.0, self.flat_params(ts[0]).float()
         for t in ts[1:]:
             current = self.flat_params(t).float()

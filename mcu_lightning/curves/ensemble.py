@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import kv_cache_off, logits_of
 from mcu_lightning.curves.batchnorm import _batchnorms, has_batchnorm, recompute_batchnorm
 from mcu_lightning.models.io import load_state_dict
@@ -35,15 +36,15 @@ def ensemble_ts(points: int | Sequence[float]) -> list[float]:
     """``points`` evenly spaced t on [0, 1], endpoints included (``i / (K - 1)``), or the given values, checked."""
     if isinstance(points, int):
         if points < 2:
-            raise ValueError(
+            raise InputError(
                 f"points={points}: K evenly spaced points need K >= 2 (both endpoints); give ts=[t] for one point"
             )
         return [i / (points - 1) for i in range(points)]
     ts = [float(t) for t in points]
     if not ts:
-        raise ValueError("an ensemble needs at least one t")
+        raise InputError("an ensemble needs at least one t")
     if any(not 0.0 <= t <= 1.0 for t in ts):
-        raise ValueError(f"ensemble ts {ts} have values outside [0, 1]; t parametrises the curve from 0 to 1")
+        raise InputError(f"ensemble ts {ts} have values outside [0, 1]; t parametrises the curve from 0 to 1")
     return ts
 
 
@@ -67,7 +68,7 @@ class CurvePoint(Member):
             raise TypeError(f"a curve point needs a curve with write_to(model, t), got {type(curve).__name__}")
         self.curve, self.t = curve, float(t)
         if not 0.0 <= self.t <= 1.0:
-            raise ValueError(f"t={t} is outside [0, 1]")
+            raise InputError(f"t={t} is outside [0, 1]")
         self.bn_batches = list(bn_batches)
         self.label = f"t={self.t:g}"
         self._bn: tuple[tuple[int, ...], list[Tensor]] | None = None
@@ -77,7 +78,7 @@ class CurvePoint(Member):
 
     def activate(self, working: nn.Module | None) -> nn.Module:
         if working is None:
-            raise ValueError("a curve point needs a working copy to write theta(t) into")
+            raise InputError("a curve point needs a working copy to write theta(t) into")
         self.curve.write_to(working, self.t)
         if has_batchnorm(working):
             buffers = [b for _, m in _batchnorms(working) for b in (m.running_mean, m.running_var)]
@@ -86,7 +87,7 @@ class CurvePoint(Member):
                     torch._foreach_copy_(buffers, self._bn[1])
             else:
                 if not self.bn_batches:
-                    raise ValueError(
+                    raise InputError(
                         f"the model has BatchNorm: give the ensemble retain batches (bn_batches) to recompute its "
                         f"statistics at {self.label}"
                     )
@@ -117,10 +118,10 @@ class StateMember(Member):
             if name not in self.state:
                 if tensor.data_ptr() in present:
                     continue  # tied to a tensor the state has
-                raise ValueError(f"member {self.label} lacks '{name}' of the working copy; is it of its architecture?")
+                raise InputError(f"member {self.label} lacks '{name}' of the working copy; is it of its architecture?")
             source = self.state[name]
             if tuple(source.shape) != tuple(tensor.shape):
-                raise ValueError(
+                raise InputError(
                     f"member {self.label}: '{name}' has shape {tuple(source.shape)}, {tuple(tensor.shape)} in the "
                     "working copy"
                 )
@@ -131,7 +132,7 @@ class StateMember(Member):
 
     def activate(self, working: nn.Module | None) -> nn.Module:
         if working is None:
-            raise ValueError(f"member {self.label} is a state dict and needs a working copy to be written into")
+            raise InputError(f"member {self.label} is a state dict and needs a working copy to be written into")
         targets, sources = self._targets(working)
         with torch.no_grad():
             torch._foreach_copy_(targets, sources)
@@ -180,11 +181,11 @@ class Ensemble(nn.Module):
     def __init__(self, members: Sequence[Member | MemberSource], working: nn.Module | None = None) -> None:
         super().__init__()
         if not members:
-            raise ValueError("an ensemble needs at least one member")
+            raise InputError("an ensemble needs at least one member")
         self.members = [as_member(m) for m in members]
         needs_working = [m.label for m in self.members if not isinstance(m, ModuleMember)]
         if needs_working and working is None:
-            raise ValueError(f"members {needs_working} are written into a working copy: pass working=<a model>")
+            raise InputError(f"members {needs_working} are written into a working copy: pass working=<a model>")
         object.__setattr__(self, "working", working)  # not a submodule: the ensemble owns no parameters
 
     @classmethod
@@ -204,7 +205,7 @@ class Ensemble(nn.Module):
         batches = list(bn_batches)
         points = [CurvePoint(curve, t, batches) for t in ensemble_ts(ts)]
         if has_batchnorm(working) and not batches:
-            raise ValueError("the model has BatchNorm: pass bn_batches (retain batches) to recompute it at each t")
+            raise InputError("the model has BatchNorm: pass bn_batches (retain batches) to recompute it at each t")
         return cls([*points, *extra], working=working)
 
     @classmethod
@@ -264,7 +265,7 @@ class Ensemble(nn.Module):
         the members take it); the tokens are the same as with a cache up to rounding.
         """
         if do_sample:
-            raise ValueError("Ensemble.generate is greedy only (do_sample=False)")
+            raise InputError("Ensemble.generate is greedy only (do_sample=False)")
         first = self._first_model()
         config = getattr(first, "generation_config", None) or getattr(first, "config", None)
         if eos_token_id is None:

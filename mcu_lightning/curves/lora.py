@@ -39,6 +39,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
@@ -54,7 +55,7 @@ def _lora_config(folder: str | os.PathLike) -> Any:
 
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
-        raise ValueError(
+        raise InputError(
             f"'{folder}' is not a peft adapter folder (no adapter_config.json); save it with save_pretrained"
         )
     return LoraConfig.from_pretrained(str(folder))
@@ -72,7 +73,7 @@ def check_same_config(first: Any, second: Any, labels: Sequence[str]) -> None:
     a, b = _config_key(first), _config_key(second)
     diffs = [f"{name}: {a[name]!r} vs {b[name]!r}" for name in _CONFIG_FIELDS if a[name] != b[name]]
     if diffs:
-        raise ValueError(
+        raise InputError(
             f"LoRA adapters {labels[0]} and {labels[1]} have different configs ({'; '.join(diffs)}); "
             "a LoRA-space curve needs adapters of one config (same r, lora_alpha, target_modules)"
         )
@@ -88,7 +89,7 @@ def _adapter_param_names(model: nn.Module, adapter_name: str) -> list[str]:
         if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
             names += [by_id[id(module.lora_A[adapter_name].weight)], by_id[id(module.lora_B[adapter_name].weight)]]
     if not names:
-        raise ValueError(f"the model has no LoRA adapter named '{adapter_name}'; wrap it with apply_lora first")
+        raise InputError(f"the model has no LoRA adapter named '{adapter_name}'; wrap it with apply_lora first")
     return names
 
 
@@ -126,10 +127,10 @@ def load_adapter_state(folder: str | os.PathLike, model: nn.Module, adapter_name
         missing = [key for key in result.missing_keys if key in params]
         if missing or result.unexpected_keys:
             problem = f"lacks '{missing[0]}'" if missing else f"has unexpected tensor '{result.unexpected_keys[0]}'"
-            raise ValueError(f"adapter folder '{folder}' {problem}; is it an adapter of this base model?")
+            raise InputError(f"adapter folder '{folder}' {problem}; is it an adapter of this base model?")
         return {name: param.detach().clone() for name, param in params.items()}
     except RuntimeError as error:  # shape mismatch from load_state_dict
-        raise ValueError(f"adapter folder '{folder}' does not fit the model's adapter: {error}") from error
+        raise InputError(f"adapter folder '{folder}' does not fit the model's adapter: {error}") from error
     finally:
         with torch.no_grad():
             for name, param in params.items():
@@ -163,7 +164,7 @@ class LoraDeltaCurve(TemplateCurve):
         from peft.tuners.lora import LoraLayer
 
         if len(endpoints) != 2:
-            raise ValueError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
+            raise InputError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
         self.shape = shape if shape is not None else Bezier(3)
         names = _adapter_param_names(template, adapter_name)
         self.a_names, self.b_names = names[0::2], names[1::2]
@@ -171,20 +172,20 @@ class LoraDeltaCurve(TemplateCurve):
         for i, state in enumerate(endpoints):
             for name in names:
                 if name not in state:
-                    raise ValueError(f"endpoint #{i} lacks LoRA factor '{name}' of the template")
+                    raise InputError(f"endpoint #{i} lacks LoRA factor '{name}' of the template")
         start, end = ({name: state[name].detach() for name in names} for state in endpoints)
         if all(torch.equal(start[name], end[name]) for name in names):
-            raise ValueError("a curve needs two different endpoints; the two adapters are identical")
+            raise InputError("a curve needs two different endpoints; the two adapters are identical")
         n = self.shape.num_bends
         r = start[self.a_names[0]].shape[0]
         init_state = None if isinstance(init, str) and init == "linear" else init
         if init_state is None and not (isinstance(init, str) and init == "linear"):
-            raise ValueError(f"init must be 'linear' or an adapter state dict, got {init!r}")
+            raise InputError(f"init must be 'linear' or an adapter state dict, got {init!r}")
         r_c = 2 * r if init_state is None else init_state[self.a_names[0]].shape[0]
         self.ranks = [r] + [r_c] * (n - 2) + [r]
         template_rank = template.get_parameter(self.a_names[0]).shape[0]
         if template_rank != sum(self.ranks):
-            raise ValueError(
+            raise InputError(
                 f"the delta-space template's adapter has rank {template_rank} but {n} bends of ranks {self.ranks} need "
                 f"{sum(self.ranks)}; wrap the base with r={sum(self.ranks)} (lora_curve does this)"
             )
@@ -212,7 +213,7 @@ class LoraDeltaCurve(TemplateCurve):
         self.control_points = nn.ParameterList(bends)
         self._sizes = [self._factor_sizes(start, rank) for rank in self.ranks]
         if not all(torch.isfinite(p).all() for p in (self._start, self._end, *bends)):
-            raise ValueError("an endpoint or init adapter has non-finite values (NaN or inf)")
+            raise InputError("an endpoint or init adapter has non-finite values (NaN or inf)")
 
     def _factor_sizes(self, start: Mapping[str, Tensor], rank: int) -> list[int]:
         sizes = []
@@ -266,11 +267,11 @@ class LoraDeltaCurve(TemplateCurve):
             try:
                 target = model.get_parameter(name)
             except AttributeError as error:
-                raise ValueError(
+                raise InputError(
                     f"write_to: the model has no LoRA factor '{name}'; is it the delta template?"
                 ) from error
             if target.shape != value.shape:
-                raise ValueError(
+                raise InputError(
                     f"write_to: '{name}' has shape {tuple(target.shape)}, {tuple(value.shape)} on the curve"
                 )
             target.copy_(value)
@@ -285,7 +286,7 @@ class LoraDeltaCurve(TemplateCurve):
         """
         ts = [float(t) for t in ts]
         if len(ts) < 2:
-            raise ValueError(f"path_length needs at least two t values, got {ts}")
+            raise InputError(f"path_length needs at least two t values, got {ts}")
         bends = [self.factors(k) for k in range(self.num_bends)]
         grams = []
         for a, b in zip(self.a_names, self.b_names, strict=True):
@@ -308,7 +309,7 @@ def _base_module(base: nn.Module | str | os.PathLike, dtype: torch.dtype | None)
     if isinstance(base, nn.Module):
         return base
     if (Path(base) / "adapter_config.json").exists():
-        raise ValueError(f"'{base}' is an adapter folder; pass the base model it was trained on")
+        raise InputError(f"'{base}' is an adapter folder; pass the base model it was trained on")
     return load_model(base, dtype=dtype)
 
 
@@ -329,9 +330,9 @@ def lora_curve(
     from peft import get_peft_model
 
     if len(adapter_folders) != 2:
-        raise ValueError(f"a curve needs exactly two adapter folders, got {len(adapter_folders)}")
+        raise InputError(f"a curve needs exactly two adapter folders, got {len(adapter_folders)}")
     if space not in ("factors", "delta"):
-        raise ValueError(f"space must be 'factors' or 'delta', got {space!r}")
+        raise InputError(f"space must be 'factors' or 'delta', got {space!r}")
     first, second = (_lora_config(folder) for folder in adapter_folders)
     check_same_config(first, second, [f"'{folder}'" for folder in adapter_folders])
     config = copy.deepcopy(first)
@@ -349,12 +350,12 @@ def lora_curve(
         return Curve(model, states, shape, init_arg, include=include, trainable=trainable)
     rejected = [name for name in states[0] if trainable is not None and not trainable(name)]
     if rejected:
-        raise ValueError(
+        raise InputError(
             f"the curve objective does not train adapter tensor '{rejected[0]}', but a space='delta' curve moves "
             "every adapter; use space='factors' to restrict the curve to the objective's parameters"
         )
     if _saved_module_param_names(model, "default"):
-        raise ValueError(
+        raise InputError(
             "space='delta' curves LoRA factors only, but these adapters also train modules in full (peft "
             "modules_to_save, e.g. a classification head); use space='factors'"
         )

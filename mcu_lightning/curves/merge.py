@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.curve import _tie_groups
 from mcu_lightning.models.io import load_model, load_state_dict
 
@@ -52,7 +53,7 @@ def task_vectors(
     (float32 or wider). Every endpoint must have exactly the base's tensor names and shapes; else a ValueError
     names the first difference in one line."""
     if not endpoints:
-        raise ValueError("a task-vector merge needs at least one endpoint")
+        raise InputError("a task-vector merge needs at least one endpoint")
     base_state = _state(base)
     names = set(base_state)
     floating = [name for name, tensor in base_state.items() if tensor.is_floating_point()]
@@ -61,14 +62,14 @@ def task_vectors(
         state, label = _state(source), _label(source, index)
         missing = [name for name in base_state if name not in state]
         if missing:
-            raise ValueError(f"merge: {label} lacks '{missing[0]}' that the base has; are they the same architecture?")
+            raise InputError(f"merge: {label} lacks '{missing[0]}' that the base has; are they the same architecture?")
         extra = [name for name in state if name not in names]
         if extra:
-            raise ValueError(f"merge: {label} has '{extra[0]}' that the base lacks; are they the same architecture?")
+            raise InputError(f"merge: {label} has '{extra[0]}' that the base lacks; are they the same architecture?")
         vector = {}
         for name in floating:
             if state[name].shape != base_state[name].shape:
-                raise ValueError(
+                raise InputError(
                     f"merge: '{name}' has shape {tuple(state[name].shape)} in {label} "
                     f"but {tuple(base_state[name].shape)} in the base"
                 )
@@ -100,7 +101,7 @@ def trim(vector: Tensor, density: float) -> Tensor:
     """``vector`` with all but its ``max(1, floor(density * numel))`` largest-magnitude entries set to 0 (TIES's
     trim; ties broken by ``torch.topk``)."""
     if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must lie in (0, 1], got {density}")
+        raise InputError(f"density must lie in (0, 1], got {density}")
     if density == 1.0 or vector.numel() == 0:
         return vector
     k = max(1, int(density * vector.numel()))
@@ -128,7 +129,7 @@ def ties(
     ``scale`` the paper's ``lambda``.
     """
     if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must lie in (0, 1], got {density}")
+        raise InputError(f"density must lie in (0, 1], got {density}")
     base_state, vectors = task_vectors(endpoints, base)
     merged = {name: ties_delta([vector[name] for vector in vectors], density) for name in vectors[0]}
     return _apply(base_state, merged, scale)
@@ -146,7 +147,7 @@ def merged_model(template: nn.Module | str | os.PathLike, state: Mapping[str, Te
     missing, unexpected = model.load_state_dict(dict(state), strict=False)
     missing = [name for name in missing if name not in tied]
     if missing:
-        raise ValueError(f"merged_model: the merged state lacks '{missing[0]}' of the template")
+        raise InputError(f"merged_model: the merged state lacks '{missing[0]}' of the template")
     if unexpected:
-        raise ValueError(f"merged_model: the merged state has '{unexpected[0]}' that the template lacks")
+        raise InputError(f"merged_model: the merged state has '{unexpected[0]}' that the template lacks")
     return model.eval()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.curve import Curve
 
 #: dot products run in float64 over chunks of this many values (no float64 copy of an LLM's weights)
@@ -73,7 +74,7 @@ def plane_basis(curve: Curve, tolerance: float = 1e-6) -> PlaneBasis:
             f"the metric plane needs a Curve (flat parameters with one control point), got {type(curve).__name__}"
         )
     if curve.num_bends != 3:
-        raise ValueError(
+        raise InputError(
             f"the metric plane runs through three bends (endpoints and one control point, Bezier(3)); this curve is "
             f"{curve.shape} with {curve.num_bends} bends"
         )
@@ -91,7 +92,7 @@ def plane_basis(curve: Curve, tolerance: float = 1e-6) -> PlaneBasis:
         scale = max(math.sqrt(_dot(w, w)) for w in (origin, end, theta))
         rounding = 16 * torch.finfo(torch.float32).eps * scale
         if dy <= max(tolerance * dx, rounding):
-            raise ValueError(
+            raise InputError(
                 f"the control point lies on the straight line between the endpoints (distance {dy:.3g} from it, "
                 f"endpoints {dx:.3g} apart), so the three bends span no plane; train the curve first (an "
                 "init='linear' curve starts on the line)"
@@ -107,7 +108,7 @@ def plane_grid(
     """The grid's x and y values: ``points`` evenly spaced over the bends' extent in each direction, widened by
     ``margins`` (left, right, bottom, top) as fractions of that extent (Garipov et al.: 0.2 each)."""
     if points < 2:
-        raise ValueError(f"a plane grid needs at least 2 points a side, got {points}")
+        raise InputError(f"a plane grid needs at least 2 points a side, got {points}")
     left, right, bottom, top = (margins,) * 4 if isinstance(margins, (int, float)) else margins
     xs = [x for x, _ in basis.bends.values()]
     ys = [y for _, y in basis.bends.values()]

@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
+
 #: The (reparametrization, values) of the forward in progress, for activation-checkpoint recomputation.
 _ACTIVE: contextvars.ContextVar[tuple[Reparametrization, Sequence[Tensor]] | None] = contextvars.ContextVar(
     "active_reparametrization", default=None
@@ -50,7 +52,7 @@ class Reparametrization:
                 if container is None and owner is not None and key in owner._buffers:
                     container = owner._buffers
                 if container is None:
-                    raise ValueError(f"{type(module).__name__} has no parameter or buffer '{alias}'")
+                    raise InputError(f"{type(module).__name__} has no parameter or buffer '{alias}'")
                 self._slots.append((container, key, index))
                 if alias == name:
                     self._first.append((container, key))
@@ -63,7 +65,7 @@ class Reparametrization:
     def applied(self, values: Sequence[Tensor]) -> Iterator[None]:
         """``values[i]`` in the slot(s) of ``names[i]`` while the block runs; the originals back afterwards."""
         if len(values) != len(self.names):
-            raise ValueError(f"{len(self.names)} names but {len(values)} values")
+            raise InputError(f"{len(self.names)} names but {len(values)} values")
         saved: list[tuple[dict, str, Tensor]] = []
         try:
             for container, key, index in self._slots:

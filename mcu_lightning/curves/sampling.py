@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from mcu_lightning.core.errors import InputError
+
 
 class TSampler:
     """Base class of ``t`` samplers: :meth:`sample` draws one ``t`` in [0, 1] per training batch."""
@@ -29,7 +31,7 @@ class ClippedNormal(TSampler):
 
     def __init__(self, mean: float = 0.5, std: float = 0.1) -> None:
         if std < 0:
-            raise ValueError(f"std must be >= 0, got {std}")
+            raise InputError(f"std must be >= 0, got {std}")
         self.mean = float(mean)
         self.std = float(std)
 
@@ -48,7 +50,7 @@ class Stratified(TSampler):
 
     def __init__(self, num_strata: int = 8) -> None:
         if num_strata < 1:
-            raise ValueError(f"num_strata must be >= 1, got {num_strata}")
+            raise InputError(f"num_strata must be >= 1, got {num_strata}")
         self.num_strata = int(num_strata)
         self._order: list[int] = []
 
@@ -68,9 +70,9 @@ def t_grid(points: int | Sequence[float] = 31) -> list[float]:
     values, checked to lie in [0, 1]."""
     if isinstance(points, int):
         if points < 2:
-            raise ValueError(f"eval_ts={points}: a curve grid needs at least 2 points (both endpoints)")
+            raise InputError(f"eval_ts={points}: a curve grid needs at least 2 points (both endpoints)")
         return [i / (points - 1) for i in range(points)]
     ts = [float(t) for t in points]
     if any(not 0.0 <= t <= 1.0 for t in ts):
-        raise ValueError(f"eval_ts {ts} has values outside [0, 1]; t parametrises the curve from 0 to 1")
+        raise InputError(f"eval_ts {ts} has values outside [0, 1]; t parametrises the curve from 0 to 1")
     return ts

@@ -11,16 +11,18 @@ import math
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
+
 
 def as_t(t: float | Tensor) -> float:
     """``t`` as a Python float in [0, 1], or a clear error."""
     if isinstance(t, Tensor):
         if t.numel() != 1:
-            raise ValueError(f"t must be a scalar, got a tensor of shape {tuple(t.shape)}")
+            raise InputError(f"t must be a scalar, got a tensor of shape {tuple(t.shape)}")
         t = t.item()
     t = float(t)
     if not 0.0 <= t <= 1.0:  # also rejects NaN
-        raise ValueError(f"t must lie in [0, 1], got {t}")
+        raise InputError(f"t must lie in [0, 1], got {t}")
     return t
 
 
@@ -33,7 +35,7 @@ class CurveShape:
 
     def __init__(self, num_bends: int) -> None:
         if int(num_bends) != num_bends or num_bends < 2:
-            raise ValueError(f"a curve needs num_bends >= 2 (its two endpoints), got {num_bends}")
+            raise InputError(f"a curve needs num_bends >= 2 (its two endpoints), got {num_bends}")
         self.num_bends = int(num_bends)
 
     def coefficients(self, t: float | Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.curve import Curve, Source
 from mcu_lightning.curves.shapes import CurveShape, as_t
 
@@ -39,7 +40,7 @@ class Slerp(CurveShape):
         super().__init__(num_bends=2)
 
     def _weights(self, t: float) -> list[float]:
-        raise ValueError("Slerp() weights each tensor by its own angle: build a SlerpCurve, not a Curve")
+        raise InputError("Slerp() weights each tensor by its own angle: build a SlerpCurve, not a Curve")
 
     def __repr__(self) -> str:
         return "Slerp()"

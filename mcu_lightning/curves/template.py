@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import logits_of, model_inputs
 from mcu_lightning.curves.reparametrize import Reparametrization, checkpoint_context
 
@@ -33,7 +34,7 @@ def enable_gradient_checkpointing(template: nn.Module) -> None:
     """Activation checkpointing on a Hugging Face template that a curve runs through (non-reentrant, exact)."""
     enable = getattr(template, "gradient_checkpointing_enable", None)
     if enable is None:
-        raise ValueError(
+        raise InputError(
             f"{type(template).__name__} has no gradient_checkpointing_enable; activation checkpointing for curves "
             "is supported on Hugging Face models"
         )

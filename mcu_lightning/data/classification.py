@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.data.qa import pad_sequences, padding_mask
 
 IMAGE_COLUMNS = ("image", "img", "pixel_values")
@@ -38,7 +39,7 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, inputs: Tensor | list[list[int]], labels: Tensor, source_index: Tensor | None = None) -> None:
         if len(inputs) != len(labels):
-            raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
+            raise InputError(f"{len(inputs)} inputs but {len(labels)} labels")
         self.inputs = inputs
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.source_index = torch.arange(len(labels)) if source_index is None else source_index
@@ -74,9 +75,9 @@ class ClassificationCollator:
         std: Sequence[float] | None = None,
     ) -> None:
         if (mean is None) != (std is None):
-            raise ValueError("image normalisation needs both image_mean and image_std (or neither)")
+            raise InputError("image normalisation needs both image_mean and image_std (or neither)")
         if std is not None and any(v <= 0 for v in std):
-            raise ValueError(f"image_std must be positive, got {list(std)}")
+            raise InputError(f"image_std must be positive, got {list(std)}")
         self.pad_token_id = pad_token_id
         self.image_size = image_size
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float).view(-1, 1, 1)
@@ -89,7 +90,7 @@ class ClassificationCollator:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         if self.mean is not None:
             if self.mean.shape[0] != x.shape[1]:
-                raise ValueError(
+                raise InputError(
                     f"image_mean/image_std have {self.mean.shape[0]} channels but the images have {x.shape[1]}"
                 )
             x = (x - self.mean) / self.std
@@ -120,7 +121,7 @@ class ClassificationParts:
 
 def _split_train_test(num: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction={test_fraction} must lie in (0, 1)")
+        raise InputError(f"test_fraction={test_fraction} must lie in (0, 1)")
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(test_fraction * num))
     return perm[n_test:].sort().values, perm[:n_test].sort().values
@@ -183,7 +184,7 @@ def hf_to_dataset(
         inputs: Tensor | list[list[int]] = images_to_tensor(data[image_col], image_size)
     elif text_col is not None:
         if tokenizer is None:
-            raise ValueError(f"text column '{text_col}' needs a tokenizer; pass tokenizer=<path or Hub name>")
+            raise InputError(f"text column '{text_col}' needs a tokenizer; pass tokenizer=<path or Hub name>")
         inputs = tokenizer(list(data[text_col]), truncation=True, max_length=max_length)["input_ids"]
     else:
         raise KeyError(f"no image column {IMAGE_COLUMNS} nor text column {TEXT_COLUMNS} in fields {names}")
@@ -232,20 +233,20 @@ def select_forget(
             raise FileNotFoundError(f"forget index file '{path}' does not exist; give a JSON list of train indices")
         forget = torch.tensor(sorted(set(json.loads(path.read_text()))), dtype=torch.long)
         if forget.numel() == 0:
-            raise ValueError(f"forget index file '{path}' is empty; an empty forget set has nothing to unlearn")
+            raise InputError(f"forget index file '{path}' is empty; an empty forget set has nothing to unlearn")
         if forget.min() < 0 or forget.max() >= num_train:
-            raise ValueError(f"forget index file '{path}' has indices outside [0, {num_train}) of the train part")
+            raise InputError(f"forget index file '{path}' has indices outside [0, {num_train}) of the train part")
     else:
         if not 0 < fraction < 1:
-            raise ValueError(f"forget_fraction={fraction} must lie in (0, 1), e.g. 0.1 for 10 % of the train part")
+            raise InputError(f"forget_fraction={fraction} must lie in (0, 1), e.g. 0.1 for 10 % of the train part")
         count = max(1, round(fraction * num_train))
         if count >= num_train:
-            raise ValueError(f"forget_fraction={fraction} leaves no retain samples out of {num_train}")
+            raise InputError(f"forget_fraction={fraction} leaves no retain samples out of {num_train}")
         perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
         forget = perm[:count].sort().values
     mask = torch.ones(num_train, dtype=torch.bool)
     mask[forget] = False
     retain = mask.nonzero().flatten()
     if retain.numel() == 0:
-        raise ValueError("the forget set covers the whole train part; nothing is left to retain")
+        raise InputError("the forget set covers the whole train part; nothing is left to retain")
     return forget, retain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.data.classification import (
     ClassificationCollator,
     ClassificationDataset,
@@ -59,17 +60,17 @@ class ClassificationDataModule(UnlearningDataModule):
             batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
         )
         if forget_index_file is None and not 0 < forget_fraction < 1:
-            raise ValueError(f"forget_fraction={forget_fraction} must lie in (0, 1), e.g. 0.1 for 10 %")
+            raise InputError(f"forget_fraction={forget_fraction} must lie in (0, 1), e.g. 0.1 for 10 %")
         if finetune_split is not None and finetune_split not in FINETUNE_SPLITS:
-            raise ValueError(f"finetune_split={finetune_split!r}; use one of {FINETUNE_SPLITS}")
+            raise InputError(f"finetune_split={finetune_split!r}; use one of {FINETUNE_SPLITS}")
         self.save_hyperparameters(ignore=["curriculum"])
         self.dataset_name = dataset
         self.forget_fraction, self.forget_index_file = forget_fraction, forget_index_file
         self.test_fraction, self.image_size = test_fraction, image_size
         if processor is not None and (image_mean is not None or image_std is not None):
-            raise ValueError("give either processor (its image_mean/image_std are used) or image_mean/image_std")
+            raise InputError("give either processor (its image_mean/image_std are used) or image_mean/image_std")
         if (image_mean is None) != (image_std is None):
-            raise ValueError("image normalisation needs both image_mean and image_std (or neither)")
+            raise InputError("image normalisation needs both image_mean and image_std (or neither)")
         self.image_mean, self.image_std, self.processor = image_mean, image_std, processor
         self.tokenizer_name, self.max_length = tokenizer, max_length
         self.data_seed = data_seed
@@ -127,7 +128,7 @@ class ClassificationDataModule(UnlearningDataModule):
             processor = AutoImageProcessor.from_pretrained(self.processor)
             mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
             if mean is None or std is None:
-                raise ValueError(f"processor {self.processor!r} has no image_mean/image_std; pass them directly")
+                raise InputError(f"processor {self.processor!r} has no image_mean/image_std; pass them directly")
             self.image_mean, self.image_std = list(mean), list(std)
         return self.image_mean, self.image_std
 

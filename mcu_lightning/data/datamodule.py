@@ -30,6 +30,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.per_sample import ScoresSamples
 from mcu_lightning.data.samplers import CurriculumSampler, LinearPacing, Pacing
 
@@ -63,9 +64,9 @@ class ForgetRetainSampler(Sampler[tuple[int, int]]):
         self, num_forget: int, num_retain: int | None, forget_sampler: Sampler[int] | None = None, seed: int = 0
     ) -> None:
         if num_forget < 1:
-            raise ValueError("the forget set is empty; nothing to unlearn")
+            raise InputError("the forget set is empty; nothing to unlearn")
         if num_retain is not None and num_retain < 1:
-            raise ValueError("the retain set is empty; pass use_retain=False to train on the forget set alone")
+            raise InputError("the retain set is empty; pass use_retain=False to train on the forget set alone")
         self.num_forget, self.num_retain = num_forget, num_retain
         self.forget_sampler = forget_sampler
         self.seed = seed
@@ -108,7 +109,7 @@ class EpochRandomSampler(Sampler[int]):
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
         if num_samples < 1:
-            raise ValueError("the fine-tuning split is empty; nothing to train on")
+            raise InputError("the fine-tuning split is empty; nothing to train on")
         self.num_samples, self.seed, self.epoch = num_samples, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -231,9 +232,9 @@ class UnlearningDataModule(L.LightningDataModule):
         self.eval_splits = list(eval_splits) if eval_splits is not None else list(self.default_eval_splits)
         unknown = [s for s in self.eval_splits if s not in self.default_eval_splits]
         if unknown:
-            raise ValueError(f"unknown eval splits {unknown}; choose from {list(self.default_eval_splits)}")
+            raise InputError(f"unknown eval splits {unknown}; choose from {list(self.default_eval_splits)}")
         if curriculum is not None and not (curriculum.scoring in SCORINGS or Path(curriculum.scoring).suffix):
-            raise ValueError(f"curriculum scoring {curriculum.scoring!r}: use 'loss', 'length' or a score file path")
+            raise InputError(f"curriculum scoring {curriculum.scoring!r}: use 'loss', 'length' or a score file path")
         self.forget_dataset: Dataset | None = None
         self.retain_dataset: Dataset | None = None
         self.finetune_dataset: Dataset | None = None
@@ -264,7 +265,7 @@ class UnlearningDataModule(L.LightningDataModule):
             else:
                 self.forget_dataset, self.retain_dataset = self.load_forget_retain()
                 if len(self.forget_dataset) == 0:
-                    raise ValueError("the forget set is empty; nothing to unlearn")
+                    raise InputError("the forget set is empty; nothing to unlearn")
                 if self.curriculum is not None:
                     self.forget_sampler = self.build_curriculum(self.curriculum)
         for split in self.eval_splits:

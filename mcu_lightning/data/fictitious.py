@@ -26,6 +26,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from mcu_lightning.core.cache import cache_root
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.data.tofu import FORGET_PERCENTS, TOFU_CONFIGS
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -242,11 +243,11 @@ def generate_fictitious(seed: int = 0, num_people: int = 40) -> dict[str, list[d
     the first people of ``retain90`` (as many as ``forget10``), so it is a subset of every retain split.
     """
     if num_people < 2:
-        raise ValueError(f"num_people={num_people} leaves no retain set; use at least 2 (default 40)")
+        raise InputError(f"num_people={num_people} leaves no retain set; use at least 2 (default 40)")
     rng = random.Random(seed)
     sizes = split_sizes(num_people)
     if sizes[10] >= num_people:
-        raise ValueError(f"num_people={num_people} is too small: forget10 would hold everyone; use at least 11")
+        raise InputError(f"num_people={num_people} is too small: forget10 would hold everyone; use at least 11")
     people = make_people(num_people + sizes[10], rng)
     trained, holdout = people[:num_people], people[num_people:]
     rows = {p.name: person_rows(p, people, rng) for p in people}

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.data.templates import TemplateSpec, resolve_template
 
@@ -43,7 +44,7 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerB
     """Give a tokenizer without a pad token ``pad = eos`` (in place); raise if it has neither."""
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token is None:
-            raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first")
+            raise InputError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -76,7 +77,7 @@ class QATokenizer:
         self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, template: TemplateSpec | None = None
     ) -> None:
         if max_length < 2:
-            raise ValueError(f"max_length={max_length} leaves no room for a prompt and an answer; use at least 2")
+            raise InputError(f"max_length={max_length} leaves no room for a prompt and an answer; use at least 2")
         self.tokenizer = ensure_pad_token(tokenizer)
         self.max_length = max_length
         self.template = resolve_template(template)
@@ -107,7 +108,7 @@ class QATokenizer:
     def encode(self, question: str, answer: str) -> tuple[list[int], list[int]]:
         prompt_ids, answer_ids = self._untruncated(question, answer)
         if answer and not answer_ids:
-            raise ValueError(f"answer {answer!r} tokenizes to no tokens and the tokenizer has no eos token")
+            raise InputError(f"answer {answer!r} tokenizes to no tokens and the tokenizer has no eos token")
         length = len(prompt_ids) + len(answer_ids)
         self.longest = max(self.longest, length)
         self.truncated += length > self.max_length
@@ -139,20 +140,20 @@ class MissingFieldError(KeyError, ValueError):
 def check_row(row: Any, index: int) -> None:
     """Raise a ``ValueError`` naming row ``index`` and the field when a QA row cannot be trained on."""
     if not isinstance(row, Mapping):
-        raise ValueError(f"QA row {index} is a {type(row).__name__}, not an object with 'question' and 'answer'")
+        raise InputError(f"QA row {index} is a {type(row).__name__}, not an object with 'question' and 'answer'")
     for key in ("question", "answer"):
         if key not in row or row[key] is None:  # None: a JSON-lines reader filled in a field the row lacks
             present = sorted(k for k, v in row.items() if v is not None)
             raise MissingFieldError(f"QA rows need '{key}'; row {index} lacks it (its fields: {present})")
         if not isinstance(row[key], str):
-            raise ValueError(f"QA row {index}: field '{key}' is a {type(row[key]).__name__}, not a string")
+            raise InputError(f"QA row {index}: field '{key}' is a {type(row[key]).__name__}, not a string")
     if not row["answer"].strip():
-        raise ValueError(f"QA row {index}: field 'answer' is empty; drop the row or give it an answer")
+        raise InputError(f"QA row {index}: field 'answer' is empty; drop the row or give it an answer")
     for key in ("paraphrased_answer", "perturbed_answer"):
         if key in row and row[key] is not None:
             values = [row[key]] if isinstance(row[key], str) else row[key]
             if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
-                raise ValueError(f"QA row {index}: field '{key}' must be a non-empty string or list of them")
+                raise InputError(f"QA row {index}: field '{key}' must be a non-empty string or list of them")
 
 
 class QADataset(Dataset):
@@ -183,7 +184,7 @@ class QADataset(Dataset):
         try:
             out = self.encoder.sequence(question, answer)
         except ValueError as err:
-            raise ValueError(f"QA row {index}: field '{field}': {err}") from err
+            raise InputError(f"QA row {index}: field '{field}': {err}") from err
         if self.encoder.truncated > before:
             self.truncated_rows.add(index)
         return out
@@ -276,7 +277,7 @@ def pad_sequences(seqs: Sequence[Sequence[int]], value: int, left: bool = False,
     lengths = [len(s) for s in seqs]
     length = max(lengths, default=0) if length is None else length
     if lengths and max(lengths) > length:
-        raise ValueError(f"a sequence of {max(lengths)} values does not fit length={length}")
+        raise InputError(f"a sequence of {max(lengths)} values does not fit length={length}")
     out = torch.full((len(seqs), length), value, dtype=torch.long)
     out[_positions(lengths, length, left)] = torch.tensor([v for s in seqs for v in s], dtype=torch.long)
     return out

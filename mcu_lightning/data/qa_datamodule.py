@@ -14,6 +14,7 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING, check_compat
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
 from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
 from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
@@ -86,9 +87,9 @@ class QADataModule(UnlearningDataModule):
             batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
         )
         if data not in DATA_SOURCES:
-            raise ValueError(f"data={data!r}; use one of {DATA_SOURCES}")
+            raise InputError(f"data={data!r}; use one of {DATA_SOURCES}")
         if data == "tofu" and tokenizer is None:
-            raise ValueError("data='tofu' needs tokenizer=<path or Hub name of the model's tokenizer>")
+            raise InputError("data='tofu' needs tokenizer=<path or Hub name of the model's tokenizer>")
         self.save_hyperparameters(ignore=["curriculum"])
         self.data = data
         self.forget_split = check_config(forget_split)
@@ -97,7 +98,7 @@ class QADataModule(UnlearningDataModule):
         self.tokenizer_name = tokenizer
         self.max_length = max_length
         if max_rows is not None and max_rows < 1:
-            raise ValueError(f"max_rows={max_rows}; use a positive row count or leave it unset")
+            raise InputError(f"max_rows={max_rows}; use a positive row count or leave it unset")
         self.max_rows = max_rows
         self.template: TemplateSpec | None = resolve_template(template)
         self._truncation_warned = False
@@ -145,10 +146,10 @@ class QADataModule(UnlearningDataModule):
     def load_forget_retain(self) -> tuple[QADataset, QADataset]:
         forget_rows, retain_rows = self.load(self.forget_split), self.load(self.retain_split)
         if len(forget_rows) == 0:
-            raise ValueError(f"forget split {self.forget_split!r} is empty; nothing to unlearn")
+            raise InputError(f"forget split {self.forget_split!r} is empty; nothing to unlearn")
         shared = overlapping(forget_rows["question"], retain_rows["question"])
         if shared:
-            raise ValueError(
+            raise InputError(
                 f"{len(shared)} question(s) of forget split {self.forget_split!r} also appear in retain split "
                 f"{self.retain_split!r}, e.g. {shared[0]!r}; pair matching splits (forget10 with retain90)"
             )

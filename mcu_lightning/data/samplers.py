@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from mcu_lightning.core.errors import InputError
+
 ORDERS = ("easy_first", "hard_first")
 
 
@@ -25,9 +27,9 @@ class Pacing:
 
     def __init__(self, start_fraction: float = 0.2, full_at_epoch: int = 5) -> None:
         if not 0 < start_fraction <= 1:
-            raise ValueError(f"start_fraction={start_fraction} must lie in (0, 1]")
+            raise InputError(f"start_fraction={start_fraction} must lie in (0, 1]")
         if full_at_epoch < 1:
-            raise ValueError(f"full_at_epoch={full_at_epoch} must be at least 1")
+            raise InputError(f"full_at_epoch={full_at_epoch} must be at least 1")
         self.start_fraction = start_fraction
         self.full_at_epoch = full_at_epoch
 
@@ -70,7 +72,7 @@ class StepPacing(Pacing):
         super().__init__(start_fraction, full_at_epoch)
         self.num_steps = full_at_epoch if num_steps is None else num_steps
         if self.num_steps < 1:
-            raise ValueError(f"num_steps={num_steps} must be at least 1")
+            raise InputError(f"num_steps={num_steps} must be at least 1")
 
     def _fraction(self, progress: float) -> float:
         s = self.start_fraction
@@ -95,7 +97,7 @@ def length_scores(dataset: Sequence) -> Tensor:
         elif "input_ids" in item:
             scores.append(_numel(item["input_ids"]))
         else:
-            raise ValueError("scoring='length' needs items with token 'labels' or 'input_ids'; use loss scores")
+            raise InputError("scoring='length' needs items with token 'labels' or 'input_ids'; use loss scores")
     return torch.tensor(scores, dtype=torch.float)
 
 
@@ -140,17 +142,17 @@ class CurriculumSampler(Sampler[int]):
         seed: int = 0,
     ) -> None:
         if order not in ORDERS:
-            raise ValueError(f"order={order!r}; use one of {ORDERS}")
+            raise InputError(f"order={order!r}; use one of {ORDERS}")
         self.num_samples = len(dataset)
         if self.num_samples == 0:
-            raise ValueError("curriculum over an empty dataset; the forget set has no samples")
+            raise InputError("curriculum over an empty dataset; the forget set has no samples")
         if isinstance(scores, str) and scores == "length":
             scores = length_scores(dataset)
         elif isinstance(scores, (str, Path)):
             scores = read_scores(scores)
         scores = torch.as_tensor(scores, dtype=torch.float).flatten()
         if scores.numel() != self.num_samples:
-            raise ValueError(f"got {scores.numel()} curriculum scores for {self.num_samples} samples; give one each")
+            raise InputError(f"got {scores.numel()} curriculum scores for {self.num_samples} samples; give one each")
         self.scores = scores
         key = scores if order == "easy_first" else -scores
         self.ordered = torch.sort(key, stable=True).indices  # easiest first under the chosen order

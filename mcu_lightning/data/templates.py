@@ -40,6 +40,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from mcu_lightning.core.errors import InputError
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -64,7 +66,7 @@ class PromptTemplate:
 
     def _chat(self, tokenizer: PreTrainedTokenizerBase, messages: list, tokenize: bool, generation: bool) -> Any:
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise InputError(
                 "this prompt template has apply_chat_template=true but the tokenizer has no chat_template; "
                 "use the model's own tokenizer or a preset without a chat template (e.g. template: phi_1_5)"
             )
@@ -197,14 +199,14 @@ def resolve_template(spec: TemplateSpec | None) -> PromptTemplate | None:
         return spec
     if isinstance(spec, str):
         if spec not in PRESETS:
-            raise ValueError(f"unknown prompt template {spec!r}; use one of {sorted(PRESETS)} or give its fields")
+            raise InputError(f"unknown prompt template {spec!r}; use one of {sorted(PRESETS)} or give its fields")
         return PRESETS[spec]
     if not isinstance(spec, Mapping):
-        raise ValueError(f"template must be a preset name or a mapping of fields, got {type(spec).__name__}")
+        raise InputError(f"template must be a preset name or a mapping of fields, got {type(spec).__name__}")
     options = dict(spec)
     base = resolve_template(options.pop("preset")) if "preset" in options else PromptTemplate()
     known = {f.name for f in fields(PromptTemplate)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown prompt template fields {unknown}; known: preset, {', '.join(sorted(known))}")
+        raise InputError(f"unknown prompt template fields {unknown}; known: preset, {', '.join(sorted(known))}")
     return PromptTemplate(**{**{f.name: getattr(base, f.name) for f in fields(PromptTemplate)}, **options})

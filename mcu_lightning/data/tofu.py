@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.data.qa import MissingFieldError
 
 TOFU_HUB_NAME = "locuslab/TOFU"
@@ -50,7 +51,7 @@ _FORGET_RE = re.compile(r"^forget(\d\d)$")
 def check_config(name: str, valid: tuple[str, ...] = TOFU_CONFIGS) -> str:
     """Return ``name`` if it is a TOFU configuration, else raise a ``ValueError`` listing the valid ones."""
     if name not in valid:
-        raise ValueError(f"unknown TOFU config {name!r}; valid configs are: {', '.join(valid)}")
+        raise InputError(f"unknown TOFU config {name!r}; valid configs are: {', '.join(valid)}")
     return name
 
 
@@ -59,7 +60,7 @@ def forget_percent(forget_split: str) -> int:
     match = _FORGET_RE.match(forget_split)
     if match is None or int(match.group(1)) not in FORGET_PERCENTS:
         names = ", ".join(f"forget{p:02d}" for p in FORGET_PERCENTS)
-        raise ValueError(f"forget split {forget_split!r} is not one of {names}")
+        raise InputError(f"forget split {forget_split!r} is not one of {names}")
     return int(match.group(1))
 
 
@@ -108,7 +109,7 @@ def check_json_lines(path: Path, name: str = "") -> None:
     """
     text = path.read_text(encoding="utf-8")
     if not text.strip():
-        raise ValueError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
+        raise InputError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
     first: tuple[int, list[str]] | None = None  # the first row's line and fields: every row needs them
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -116,12 +117,12 @@ def check_json_lines(path: Path, name: str = "") -> None:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(
+            raise InputError(
                 f"TOFU file '{path}' line {number}: invalid JSON ({err.msg} at column {err.colno}); "
                 "each line must be one JSON object"
             ) from None
         if not isinstance(row, dict):
-            raise ValueError(f"TOFU file '{path}' line {number}: a {type(row).__name__}, not a JSON object")
+            raise InputError(f"TOFU file '{path}' line {number}: a {type(row).__name__}, not a JSON object")
         if first is None:
             first = (number, [key for key in row if key in REQUIRED_FIELDS or row[key] is not None])
         missing = [key for key in (*REQUIRED_FIELDS, *first[1]) if key not in row]
@@ -142,7 +143,7 @@ def load_tofu_splits(
     """
     names = [part.strip() for part in spec.split("+") if part.strip()]
     if not names:
-        raise ValueError(f"empty split specification {spec!r}; name a TOFU config such as 'full'")
+        raise InputError(f"empty split specification {spec!r}; name a TOFU config such as 'full'")
     parts = [load_tofu_split(name, root) for name in names]
     if max_rows is not None:
         parts = [

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy, call_model, logits_of
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
@@ -50,7 +51,7 @@ def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
         else:
             resettable = [module for module in teacher.modules() if callable(getattr(module, "reset_parameters", None))]
             if not resettable:
-                raise ValueError(
+                raise InputError(
                     f"cannot build a random teacher from {type(model).__name__}: none of its submodules has "
                     "`reset_parameters()`; give the model standard layers (nn.Linear, nn.Conv2d, ...) or subclass "
                     "BadTeaching and override `setup_model`"
@@ -76,7 +77,7 @@ class BadTeaching(UnlearningLoss):
     def __init__(self, alpha: float = 1.0, gamma: float = 1.0, kl_temperature: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if kl_temperature <= 0:
-            raise ValueError(f"BadTeaching kl_temperature must be positive, got {kl_temperature}")
+            raise InputError(f"BadTeaching kl_temperature must be positive, got {kl_temperature}")
         self.alpha = alpha
         self.gamma = gamma
         self.kl_temperature = kl_temperature

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mcu_lightning.core.compat import MCU, check_compat
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 
 #: ``(parameter name, gradient)`` pairs, re-iterable (wrapped losses iterate them too): what ``on_after_backward``
@@ -120,7 +121,7 @@ class UnlearningLoss(nn.Module):
 
     def require_reference(self, reference: Policy | None) -> Policy:
         if reference is None:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} needs a reference model but none was given; "
                 "the module loads one from the starting model when `loss.needs_reference` is true"
             )

@@ -20,6 +20,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
@@ -58,7 +59,7 @@ class CEU(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if ignore_first_n_answer_tokens < 0:
-            raise ValueError(f"CEU: ignore_first_n_answer_tokens must be >= 0, got {ignore_first_n_answer_tokens}")
+            raise InputError(f"CEU: ignore_first_n_answer_tokens must be >= 0, got {ignore_first_n_answer_tokens}")
         self.ignore_first_n_answer_tokens = ignore_first_n_answer_tokens
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
@@ -29,7 +30,7 @@ def check_retain_kind(kind: str | None, owner: str, allow_none: bool = False) ->
         return None
     if not isinstance(kind, str) or kind.lower() not in RETAIN_KINDS:
         allowed = [*RETAIN_KINDS, *([None] if allow_none else [])]
-        raise ValueError(f"{owner}: retain_loss must be one of {allowed}, got {kind!r}")
+        raise InputError(f"{owner}: retain_loss must be one of {allowed}, got {kind!r}")
     return kind.lower()
 
 
@@ -72,13 +73,13 @@ def retain_term(
         return batch_nll(logits, retain_batch["labels"])
     if kind == "kl":
         if reference is None:
-            raise ValueError("the KL retain term needs a reference model; pass `reference` or use kind='nll'")
+            raise InputError("the KL retain term needs a reference model; pass `reference` or use kind='nll'")
         with torch.no_grad():
             ref_logits = policy_logits(reference, retain_batch)
         if compat == OPEN_UNLEARNING:
             return kl_all_positions(logits, ref_logits)
         return kl_to_reference(logits, ref_logits, retain_batch["labels"])
-    raise ValueError(f"retain term kind must be one of {RETAIN_KINDS}, got {kind!r}")
+    raise InputError(f"retain term kind must be one of {RETAIN_KINDS}, got {kind!r}")
 
 
 def optional_retain_term(

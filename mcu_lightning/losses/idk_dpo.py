@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX, sequence_logprob
 from mcu_lightning.losses.base import LossOutput
@@ -99,12 +100,12 @@ class IdkDPO(ForgetRetainLoss):
         gamma: float | None = None,
     ) -> None:
         if beta <= 0:
-            raise ValueError(f"IdkDPO: beta must be positive, got {beta}")
+            raise InputError(f"IdkDPO: beta must be positive, got {beta}")
         super().__init__(2.0 / beta if gamma is None else gamma, alpha, retain_loss)
         self.beta = beta
         self.idk_answers = list(idk_answers) if idk_answers is not None else list(IDK_ANSWERS)
         if not self.idk_answers:
-            raise ValueError("IdkDPO: idk_answers is empty; give at least one answer or leave it None")
+            raise InputError("IdkDPO: idk_answers is empty; give at least one answer or leave it None")
         self._answer_ids: list[Tensor] | None = None
         self._pad_id = 0
 

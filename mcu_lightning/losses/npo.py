@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import sequence_logprob, sequence_nll
 from mcu_lightning.losses.base import LossOutput
@@ -48,7 +49,7 @@ class NPO(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if beta <= 0:
-            raise ValueError(f"NPO: beta must be positive, got {beta}")
+            raise InputError(f"NPO: beta must be positive, got {beta}")
         self.beta = beta
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:

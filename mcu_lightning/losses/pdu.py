@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX, answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
@@ -88,12 +89,12 @@ class PDU(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss, allow_no_retain=False)
         if dual_update_upon != "step":
-            raise ValueError(
+            raise InputError(
                 f"PDU: dual_update_upon must be 'step', got {dual_update_upon!r} (the per-epoch update needs a full "
                 "retain pass, which a loss cannot run; use dual_warmup_steps to delay the per-step updates)"
             )
         if dual_step_size < 0 or dual_warmup_steps < 0 or alpha < 0:
-            raise ValueError("PDU: dual_step_size, dual_warmup_steps and alpha must be >= 0")
+            raise InputError("PDU: dual_step_size, dual_warmup_steps and alpha must be >= 0")
         self.retain_loss_eps = float(retain_loss_eps)
         self.primal_dual = primal_dual
         self.dual_step_size = dual_step_size

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.losses.base import LossOutput
@@ -90,9 +91,9 @@ class RandomLabel(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if mode not in ("shift", "random"):
-            raise ValueError(f"RandomLabel: mode must be 'shift' or 'random', got {mode!r}")
+            raise InputError(f"RandomLabel: mode must be 'shift' or 'random', got {mode!r}")
         if answer_source not in ("forget", "retain"):
-            raise ValueError(f"RandomLabel: answer_source must be 'forget' or 'retain', got {answer_source!r}")
+            raise InputError(f"RandomLabel: answer_source must be 'forget' or 'retain', got {answer_source!r}")
         self.num_classes = num_classes
         self.mode = mode
         self.seed = seed
@@ -102,7 +103,7 @@ class RandomLabel(ForgetRetainLoss):
     def wrong_labels(self, labels: Tensor, num_classes: int) -> Tensor:
         """A wrong class per sample: ``(y + 1) mod C``, or ``(y + k) mod C`` with k uniform in [1, C-1]."""
         if num_classes < 2:
-            raise ValueError(f"RandomLabel needs at least 2 classes to pick a wrong one, got {num_classes}")
+            raise InputError(f"RandomLabel needs at least 2 classes to pick a wrong one, got {num_classes}")
         if self.mode == "shift":
             return (labels + 1) % num_classes
         offset = torch.randint(1, num_classes, labels.shape, generator=self.generator).to(labels.device)
@@ -119,7 +120,7 @@ class RandomLabel(ForgetRetainLoss):
             retain_answers = [answer for _, answer in split_prompt_answer(retain)]
             answers = [retain_answers[i % len(retain_answers)] for i in range(len(pairs))]
         else:
-            raise ValueError(
+            raise InputError(
                 f"RandomLabel(answer_source={self.answer_source!r}) found no other answer for a forget batch of "
                 f"{len(pairs)} sample(s) and no retain part; turn the retain data on or use forget batches of 2 or more"
             )

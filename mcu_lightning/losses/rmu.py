@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import require_split
@@ -63,13 +64,13 @@ def decoder_layer(model: nn.Module, pattern: str | None) -> tuple[str, nn.Module
     if pattern is None:
         layers = sorted((int(m.group(2)), name) for name in named if (m := _LAYER_NAME.search(name)))
         if not layers:
-            raise ValueError("RMU found no 'layers.<i>' blocks in the model; set `layer` to a module name regex")
+            raise InputError("RMU found no 'layers.<i>' blocks in the model; set `layer` to a module name regex")
         name = layers[len(layers) // 2][1]
         return name, named[name]
     matches = [name for name in named if name and re.search(pattern, name)]
     if len(matches) != 1:
         found = "none" if not matches else ", ".join(matches[:4]) + (" ..." if len(matches) > 4 else "")
-        raise ValueError(f"RMU layer={pattern!r} must match exactly one module; it matches {found}")
+        raise InputError(f"RMU layer={pattern!r} must match exactly one module; it matches {found}")
     return matches[0], named[matches[0]]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, WrapperLoss
@@ -37,7 +38,7 @@ def forget_gradient(model: nn.Module, forget_loader: Iterable[Mapping[str, Any]]
     """
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     if not named:
-        raise ValueError(f"SalUn found no trainable parameter in {type(model).__name__}; unfreeze what should unlearn")
+        raise InputError(f"SalUn found no trainable parameter in {type(model).__name__}; unfreeze what should unlearn")
     device = named[0][1].device
     total = {name: torch.zeros_like(param, dtype=torch.float32) for name, param in named}
     seen, was_training = 0, model.training
@@ -54,7 +55,7 @@ def forget_gradient(model: nn.Module, forget_loader: Iterable[Mapping[str, Any]]
             seen += 1
     model.train(was_training)
     if seen == 0:
-        raise ValueError("SalUn needs the forget data to compute weight saliency but the forget loader is empty")
+        raise InputError("SalUn needs the forget data to compute weight saliency but the forget loader is empty")
     return total
 
 
@@ -87,7 +88,7 @@ class SalUn(WrapperLoss):
 
     def __init__(self, loss: UnlearningLoss | None = None, fraction: float = 0.5) -> None:
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"SalUn fraction must lie in [0, 1], got {fraction}")
+            raise InputError(f"SalUn fraction must lie in [0, 1], got {fraction}")
         if loss is None:
             from mcu_lightning.losses.random_label import RandomLabel
 
@@ -104,7 +105,7 @@ class SalUn(WrapperLoss):
         if self._restored and self.masks:
             return
         if forget_loader is None:
-            raise ValueError(
+            raise InputError(
                 "SalUn computes its saliency mask from the forget data; pass `forget_loader` to setup_model"
             )
         gradient = forget_gradient(model, forget_loader)

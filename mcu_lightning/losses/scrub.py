@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy, logits_of
 from mcu_lightning.core.per_sample import IGNORE_INDEX, batch_nll
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
@@ -50,7 +51,7 @@ def distillation_kl(
     if kl.dim() == 1:
         return kl, torch.ones_like(kl)
     if labels is None:
-        raise ValueError("a causal-LM KL needs the sub-batch's `labels` to pick the answer tokens")
+        raise InputError("a causal-LM KL needs the sub-batch's `labels` to pick the answer tokens")
     mask = (labels[:, 1:] != IGNORE_INDEX).to(kl.dtype)
     kl = kl[:, :-1] * mask
     return kl.sum(dim=1), mask.sum(dim=1)
@@ -93,9 +94,9 @@ class SCRUB(UnlearningLoss):
     ) -> None:
         super().__init__()
         if max_every < 1:
-            raise ValueError(f"SCRUB max_every must be >= 1, got {max_every}; use max_steps_until=0 for no max-steps")
+            raise InputError(f"SCRUB max_every must be >= 1, got {max_every}; use max_steps_until=0 for no max-steps")
         if kd_T <= 0:
-            raise ValueError(f"SCRUB kd_T must be positive, got {kd_T}")
+            raise InputError(f"SCRUB kd_T must be positive, got {kd_T}")
         self.alpha = alpha
         self.gamma = gamma
         self.kd_T = kd_T
@@ -134,7 +135,7 @@ class SCRUB(UnlearningLoss):
 
         retain = batch.get("retain")
         if retain is None:
-            raise ValueError(
+            raise InputError(
                 "SCRUB min-steps train on the retain set but the batch has no 'retain' part; "
                 "enable the data module's retain set (or set max_every=1 for forget-only max-steps)"
             )

@@ -18,6 +18,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.losses.base import LossOutput
@@ -51,7 +52,7 @@ class SimNPO(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if beta <= 0:
-            raise ValueError(f"SimNPO: beta must be positive, got {beta}")
+            raise InputError(f"SimNPO: beta must be positive, got {beta}")
         self.beta = beta
         self.delta = delta
 

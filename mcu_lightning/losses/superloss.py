@@ -27,6 +27,7 @@ import torch
 from scipy.special import lambertw
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss, WrapperLoss
 
@@ -65,9 +66,9 @@ class SuperLoss(WrapperLoss):
         self, loss: UnlearningLoss, lam: float = 10.0, tau: float | None = None, momentum: float = 0.9
     ) -> None:
         if lam <= 0:
-            raise ValueError(f"SuperLoss: lam must be positive, got {lam}")
+            raise InputError(f"SuperLoss: lam must be positive, got {lam}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"SuperLoss: momentum must be in [0, 1), got {momentum}")
+            raise InputError(f"SuperLoss: momentum must be in [0, 1), got {momentum}")
         super().__init__(loss)
         self.lam = lam
         self.fixed_tau = tau

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX, answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
@@ -81,7 +82,7 @@ class UNDIAL(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if beta < 0:
-            raise ValueError(f"UNDIAL: beta must be >= 0, got {beta}")
+            raise InputError(f"UNDIAL: beta must be >= 0, got {beta}")
         self.beta = beta
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:

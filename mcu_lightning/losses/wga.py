@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import answer_logprobs, token_shares
 from mcu_lightning.losses.base import LossOutput
@@ -54,7 +55,7 @@ class WGA(ForgetRetainLoss):
     ) -> None:
         super().__init__(gamma, alpha, retain_loss)
         if beta < 0:
-            raise ValueError(f"WGA: beta must be >= 0, got {beta}")
+            raise InputError(f"WGA: beta must be >= 0, got {beta}")
         self.beta = beta
 
     def forward(self, policy: Policy, batch: Mapping[str, Any], reference: Policy | None = None) -> LossOutput:

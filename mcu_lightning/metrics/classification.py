@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mcu_lightning.core.direction import toward
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.metrics.mia import mia_auc
@@ -53,11 +54,11 @@ class ClassificationSuite(MetricSuite):
     ) -> None:
         super().__init__()
         if len(mia_splits) != 2:
-            raise ValueError(f"mia_splits must name (members, non-members), got {mia_splits}")
+            raise InputError(f"mia_splits must name (members, non-members), got {mia_splits}")
         if original_test_acc is not None and not 0.0 <= original_test_acc <= 1.0:
-            raise ValueError(f"original_test_acc={original_test_acc} is not an accuracy; give a value in [0, 1]")
+            raise InputError(f"original_test_acc={original_test_acc} is not an accuracy; give a value in [0, 1]")
         if zrf_draws < 0:
-            raise ValueError(f"zrf_draws={zrf_draws}; give 0 (no ZRF) or a number of random teachers such as 500")
+            raise InputError(f"zrf_draws={zrf_draws}; give 0 (no ZRF) or a number of random teachers such as 500")
         self.oracle = oracle
         self.mia_splits = tuple(mia_splits)
         self.roles = {self.mia_splits[0]: "forget"}  # the test set (the non-members) is utility here
@@ -71,7 +72,7 @@ class ClassificationSuite(MetricSuite):
         logits = call_model(model, batch)
         labels = batch["labels"]
         if logits.dim() != 2:
-            raise ValueError(f"ClassificationSuite needs logits [B, C], got shape {tuple(logits.shape)} on '{split}'")
+            raise InputError(f"ClassificationSuite needs logits [B, C], got shape {tuple(logits.shape)} on '{split}'")
         loss, _ = sequence_nll(logits, labels)
         self.num_classes = logits.size(-1)
         values = {"loss": loss, "correct": (logits.argmax(dim=-1) == labels).double()}

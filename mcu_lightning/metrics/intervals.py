@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from mcu_lightning.core.errors import InputError
+
 #: The method name an interval from two or more runs carries.
 STUDENT_T = "Student t"
 #: The method name of a "interval" from a single run (no spread to estimate).
@@ -76,7 +78,7 @@ def mean_interval(values: Iterable[float], level: float = 0.95) -> Interval:
     ``method = SINGLE_RUN``; none gives an all-nan interval with ``method = NO_RUNS``.
     """
     if not 0 < level < 1:
-        raise ValueError(f"confidence level must lie in (0, 1), got {level}")
+        raise InputError(f"confidence level must lie in (0, 1), got {level}")
     x = np.asarray([float(v) for v in values], dtype=float)
     x = x[np.isfinite(x)]
     n = int(x.size)

@@ -18,6 +18,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model
 from mcu_lightning.metrics.stats import answer_mask_without_eos
 
@@ -60,7 +61,7 @@ def lowest_k_mean(values: Tensor, mask: Tensor, k: float) -> Tensor:
     """Per row, the mean of the ``n_k = max(1, floor(k n))`` smallest of the ``n`` counted ``values`` (``[B, T]``,
     ``mask`` the counted positions); 0 for a row with none (open-unlearning's Min-K% attacks score such a sample 0)."""
     if not 0.0 < k <= 1.0:
-        raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
+        raise InputError(f"min-k fraction must be in (0, 1], got {k}")
     values = torch.where(mask, values.double(), torch.full_like(values, math.inf, dtype=torch.float64))
     lowest, _ = values.sort(dim=1)
     count = mask.sum(dim=1)
@@ -116,7 +117,7 @@ def gradnorm_score(model: nn.Module, batch: Mapping[str, Any], p: float = 2.0) -
     without answer tokens, or a model without parameters (an ensemble).
     """
     if p not in (1, 2, math.inf):
-        raise ValueError(f"GradNorm's p-norm must be 1, 2 or inf, got {p}")
+        raise InputError(f"GradNorm's p-norm must be 1, 2 or inf, got {p}")
     params = [param for param in model.parameters() if param.is_floating_point()]
     frozen = [param for param in params if not param.requires_grad]
     mask = answer_mask_without_eos(batch["labels"])

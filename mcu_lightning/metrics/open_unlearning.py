@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.metrics.suite import EvalResult
 
 EVAL_FILE = "TOFU_EVAL.json"
@@ -274,7 +275,7 @@ def from_open_unlearning(
         table = (records if record else per_sample).setdefault(split, {})
         index, values = scores
         if "index" in table and table["index"] != index:
-            raise ValueError(f"{source}: the {split} metrics of the open-unlearning log disagree on sample indices")
+            raise InputError(f"{source}: the {split} metrics of the open-unlearning log disagree on sample indices")
         table["index"], table[column] = index, values
 
     for split in PREFIXES:
@@ -318,7 +319,7 @@ def from_open_unlearning(
         if name in payload:
             aggregates[name] = _aggregate(payload, name)
     if "forget_truth_ratio" not in payload and "mia_min_k" not in payload:
-        raise ValueError(
+        raise InputError(
             f"{source} is an open-unlearning log without 'forget_truth_ratio' or 'mia_min_k'; an oracle needs the "
             "retain model's TOFU_EVAL.json with them (open-unlearning's TOFU eval writes both)"
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.metrics.open_unlearning import from_open_unlearning, is_open_unlearning
 from mcu_lightning.metrics.suite import EvalResult
 
@@ -40,7 +41,7 @@ def load_oracle(source: OracleSource | None) -> EvalResult | None:
     try:
         payload = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"oracle evaluation file '{path}' is not valid JSON ({err}); rerun the oracle's test") from err
+        raise InputError(f"oracle evaluation file '{path}' is not valid JSON ({err}); rerun the oracle's test") from err
     if is_open_unlearning(payload):
         return from_open_unlearning(payload, source=f"oracle file '{path}'")
     return EvalResult.from_json(path)

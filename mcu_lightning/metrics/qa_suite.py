@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from mcu_lightning.core.compat import OPEN_UNLEARNING
 from mcu_lightning.core.direction import toward
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
@@ -127,17 +128,17 @@ class QASuite(MetricSuite):
     ) -> None:
         super().__init__()
         if len(mia_splits) != 2:
-            raise ValueError(f"mia_splits must name (members, non-members), got {mia_splits}")
+            raise InputError(f"mia_splits must name (members, non-members), got {mia_splits}")
         unknown = [attack for attack in mia_attacks if attack not in MIA_ATTACKS]
         if unknown:
-            raise ValueError(f"unknown MIA attacks {unknown}; known: {list(MIA_ATTACKS)}")
+            raise InputError(f"unknown MIA attacks {unknown}; known: {list(MIA_ATTACKS)}")
         if ("reference" in mia_attacks) != (reference_model is not None):
-            raise ValueError(
+            raise InputError(
                 "the reference attack needs both 'reference' in mia_attacks and reference_model (a model folder; in "
                 f"a study 'oracle' or 'base'), got mia_attacks={list(mia_attacks)}, reference_model={reference_model!r}"
             )
         if gradnorm_p not in (1, 2, math.inf):
-            raise ValueError(f"gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
+            raise InputError(f"gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
         self.mia_attacks = tuple(dict.fromkeys(mia_attacks))
         self.gradnorm_p = gradnorm_p
         self.reference_model = reference_model
@@ -158,16 +159,16 @@ class QASuite(MetricSuite):
             unknown = set(options) - _SPLIT_OPTIONS
             if unknown:
                 known = sorted(_SPLIT_OPTIONS)
-                raise ValueError(f"unknown options {sorted(unknown)} for split '{split}'; known: {known}")
+                raise InputError(f"unknown options {sorted(unknown)} for split '{split}'; known: {known}")
             if "normalised" in options:
                 (self.normalised.add if options["normalised"] else self.normalised.discard)(split)
             if "truth_ratio" in options:
                 if options["truth_ratio"] not in TR_AGGREGATORS:
-                    raise ValueError(f"truth_ratio of split '{split}' must be one of {sorted(TR_AGGREGATORS)}")
+                    raise InputError(f"truth_ratio of split '{split}' must be one of {sorted(TR_AGGREGATORS)}")
                 self.tr_aggregator[split] = options["truth_ratio"]
             if "role" in options:
                 if options["role"] not in ROLES:
-                    raise ValueError(f"role of split '{split}' must be one of {list(ROLES)}, got {options['role']!r}")
+                    raise InputError(f"role of split '{split}' must be one of {list(ROLES)}, got {options['role']!r}")
                 self.roles[split] = options["role"]
         self._oracle_cache: tuple[Any, Any] | None = None
         #: ``mia_<attack>_auc`` -> the AUC it is ranked against (the oracle's, or 0.5), set by each ``compute``.
@@ -383,7 +384,7 @@ class QASuite(MetricSuite):
             from mcu_lightning.models import load_model  # transformers: imported only when a reference is loaded
 
             if self.reference_model in ("oracle", "base"):
-                raise ValueError(
+                raise InputError(
                     f"reference_model '{self.reference_model}' names a study node; outside a study give the model "
                     "folder (e.g. runs/quickstart/oracle/model)"
                 )

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.per_sample import IGNORE_INDEX, sequence_nll, token_nll
 
 #: Guard against division by zero, as open-unlearning adds it (``+ 1e-10``) in ratios.
@@ -81,7 +82,7 @@ def min_k_score(logits: Tensor, labels: Tensor, k: float = 0.4) -> Tensor:
     ``|y|`` counts answer tokens without the EOS; a sample without answer tokens scores 0 (as open-unlearning).
     """
     if not 0.0 < k <= 1.0:
-        raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
+        raise InputError(f"min-k fraction must be in (0, 1], got {k}")
     nll, _ = token_nll(logits, labels)
     mask = answer_mask_without_eos(labels)
     logp = torch.where(mask, -nll.double(), torch.full_like(nll, math.inf, dtype=torch.float64))
@@ -100,7 +101,7 @@ def zlib_score(mean_nll: Tensor, texts: Sequence[str]) -> Tensor:
     ``texts`` are the answers as decoded from the labelled tokens (special tokens skipped).
     """
     if len(texts) != mean_nll.numel():
-        raise ValueError(f"zlib score got {len(texts)} texts for {mean_nll.numel()} samples")
+        raise InputError(f"zlib score got {len(texts)} texts for {mean_nll.numel()} samples")
     sizes = [max(len(zlib.compress(text.encode("utf-8"))), 1) for text in texts]
     return mean_nll.double() / torch.tensor(sizes, dtype=torch.float64, device=mean_nll.device)
 

@@ -25,6 +25,7 @@ from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.compat import MCU, check_compat
 from mcu_lightning.core.direction import ARROWS as NAMED_ARROWS
 from mcu_lightning.core.direction import NAMED
+from mcu_lightning.core.errors import InputError
 
 #: Which way a metric is better in the unlearning reading: ``higher``, ``lower``, ``zero`` (closer to 0 from either
 #: side, privleak), ``toward <x>`` (closer to x from either side: an MIA AUC against the oracle's) or ``none``
@@ -75,7 +76,7 @@ class EvalResult:
         with open(path) as handle:
             payload = json.load(handle)
         if not isinstance(payload, dict) or "aggregates" not in payload:
-            raise ValueError(f"'{path}' is not an EvalResult JSON (no 'aggregates'); write one with EvalResult.to_json")
+            raise InputError(f"'{path}' is not an EvalResult JSON (no 'aggregates'); write one with EvalResult.to_json")
         aggregates = {name: float(value) for name, value in payload["aggregates"].items()}
         per_sample = {
             split: {stat: [float(v) for v in values] for stat, values in table.items()}

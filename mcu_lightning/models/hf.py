@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
 
 FICTITIOUS = "fictitious"
@@ -48,7 +49,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     name = aliases.get(dtype, dtype)
     resolved = getattr(torch, name, None)
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use one of bfloat16, float16, float32")
+        raise InputError(f"unknown dtype {dtype!r}; use one of bfloat16, float16, float32")
     return resolved
 
 
@@ -126,7 +127,7 @@ def tiny_causal_lm(
         vocab_size = vocab_size or len(tok)
         special = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
     if vocab_size is None:
-        raise ValueError("tiny_causal_lm needs a tokenizer or a vocab_size")
+        raise InputError("tiny_causal_lm needs a tokenizer or a vocab_size")
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

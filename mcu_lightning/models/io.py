@@ -22,6 +22,7 @@ from safetensors.torch import save_model as _save_safetensors_from
 from torch import Tensor, nn
 
 from mcu_lightning.core.atomic import file_mode
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
 
 MODEL_JSON = "mcu_model.json"
@@ -46,12 +47,12 @@ def _load_checkpoint(path: Path) -> dict[str, Tensor]:
     """The ``model.`` weights of a Lightning checkpoint of this package's modules, prefix stripped."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"'{path}' is not a Lightning checkpoint (no 'state_dict' entry); {_FORMATS}")
+        raise InputError(f"'{path}' is not a Lightning checkpoint (no 'state_dict' entry); {_FORMATS}")
     state = checkpoint["state_dict"]
     weights = {key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")}
     if not weights:
         prefixes = sorted({key.split(".", 1)[0] for key in state})
-        raise ValueError(
+        raise InputError(
             f"checkpoint '{path}' holds no 'model.' weights (its state_dict prefixes are {prefixes}); "
             "pass the checkpoint of a FineTuneModule/UnlearningModule or the model folder exported next to it"
         )
@@ -80,8 +81,8 @@ def _load_folder(folder: Path) -> dict[str, Tensor]:
             return _load_torch_file(file)
         return _load_index(file, _load_torch_file)
     if (folder / "adapter_config.json").exists():
-        raise ValueError(f"'{folder}' is a peft adapter folder; load it with load_model and pass the state dict")
-    raise ValueError(f"folder '{folder}' holds no model weights (none of {list(_WEIGHT_FILES)}); {_FORMATS}")
+        raise InputError(f"'{folder}' is a peft adapter folder; load it with load_model and pass the state dict")
+    raise InputError(f"folder '{folder}' holds no model weights (none of {list(_WEIGHT_FILES)}); {_FORMATS}")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -101,7 +102,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         return load_file(path)
     if path.suffix in (".bin", ".pt", ".pth"):
         return _load_torch_file(path)
-    raise ValueError(f"'{path}' is not a model: unknown file type '{path.suffix}'; {_FORMATS}")
+    raise InputError(f"'{path}' is not a model: unknown file type '{path.suffix}'; {_FORMATS}")
 
 
 def load_exported(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
@@ -115,17 +116,17 @@ def load_exported(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
         result = set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         if unexpected:
-            raise ValueError(f"adapter '{folder}' has weights the model lacks, first '{unexpected[0]}'")
+            raise InputError(f"adapter '{folder}' has weights the model lacks, first '{unexpected[0]}'")
         return model
     state = load_state_dict(folder)
     own = model.state_dict()
     extra = sorted(set(state) - set(own))
     if extra:
-        raise ValueError(f"'{folder}' has weights the model lacks, first '{extra[0]}'")
+        raise InputError(f"'{folder}' has weights the model lacks, first '{extra[0]}'")
     shared = {p.data_ptr() for name, p in own.items() if name in state}  # tied partners of loaded tensors
     missing = sorted(name for name, p in own.items() if name not in state and p.data_ptr() not in shared)
     if missing:
-        raise ValueError(f"'{folder}' lacks weight '{missing[0]}' of the model")
+        raise InputError(f"'{folder}' lacks weight '{missing[0]}' of the model")
     model.load_state_dict(state, strict=False)
     return model
 
@@ -133,14 +134,14 @@ def load_exported(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
 def _class_path(model: nn.Module) -> str:
     cls = type(model)
     if "<locals>" in cls.__qualname__:
-        raise ValueError(f"cannot save {cls.__qualname__}: a class defined inside a function cannot be re-imported")
+        raise InputError(f"cannot save {cls.__qualname__}: a class defined inside a function cannot be re-imported")
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _write_plain(model: nn.Module, folder: Path) -> None:
     init_args = getattr(model, "init_args", None)
     if not isinstance(init_args, dict):
-        raise ValueError(
+        raise InputError(
             f"cannot save {type(model).__name__}: a plain nn.Module must expose its constructor kwargs as "
             "`self.init_args: dict` so load_model can rebuild it"
         )
@@ -229,7 +230,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: torch.dtype | None = None
     name = resolve_pretrained(os.fspath(path_or_name))  # a named source or a .gguf file: its converted folder
     path = Path(name).expanduser()
     if path.suffix == ".ckpt":
-        raise ValueError(
+        raise InputError(
             f"load_model cannot rebuild an architecture from the Lightning checkpoint '{name}'; pass the model folder "
             "the module exported next to it, or read the weights with load_state_dict"
         )
@@ -237,7 +238,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: torch.dtype | None = None
         if path.is_dir() and (path / MODEL_JSON).exists():
             return _load_plain(path, dtype)
         if not (path.is_dir() and ((path / "config.json").exists() or (path / "adapter_config.json").exists())):
-            raise ValueError(f"'{name}' is not a model folder (no config.json or {MODEL_JSON}); {_FORMATS}")
+            raise InputError(f"'{name}' is not a model folder (no config.json or {MODEL_JSON}); {_FORMATS}")
         return _load_transformers(str(path), dtype)
     if _looks_local(name):
         raise _missing(name)

@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import torch
 
+from mcu_lightning.core.errors import InputError
+
 _OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sophiag": 2, "sgd": 0}
 
 LLAMA_3: dict[str, dict[str, Any]] = {
@@ -127,7 +129,7 @@ def param_count(config: Any) -> int:
     a final ``H`` norm; ``V H`` for ``lm_head`` unless tied to the embeddings. Tied weights count once.
     """
     if _get(config, "model_type", "llama") not in ("llama", "mistral"):
-        raise ValueError(f"param_count knows Llama-style configs, not {_get(config, 'model_type')!r}; pass num_params")
+        raise InputError(f"param_count knows Llama-style configs, not {_get(config, 'model_type')!r}; pass num_params")
     v, h, i = _get(config, "vocab_size"), _get(config, "hidden_size"), _get(config, "intermediate_size")
     layers, heads = _get(config, "num_hidden_layers"), _get(config, "num_attention_heads")
     kv, d = _get(config, "num_key_value_heads") or heads, _head_dim(config)
@@ -150,7 +152,7 @@ def lora_param_count(config: Any, r: int = 8, target_modules: tuple[str, ...] = 
     }  # fmt: skip
     unknown = [name for name in target_modules if name not in shapes]
     if unknown:
-        raise ValueError(f"unknown LoRA target modules {unknown}; use some of {list(shapes)}")
+        raise InputError(f"unknown LoRA target modules {unknown}; use some of {list(shapes)}")
     return _get(config, "num_hidden_layers") * sum(r * sum(shapes[name]) for name in target_modules)
 
 
@@ -179,12 +181,12 @@ def estimate_memory(
     """
     if num_params is None:
         if config is None:
-            raise ValueError("estimate_memory needs num_params or a config")
+            raise InputError("estimate_memory needs num_params or a config")
         num_params = param_count(config)
     if optimizer not in _OPTIMIZER_STATES:
-        raise ValueError(f"unknown optimizer {optimizer!r}; use one of {sorted(_OPTIMIZER_STATES)}")
+        raise InputError(f"unknown optimizer {optimizer!r}; use one of {sorted(_OPTIMIZER_STATES)}")
     if mode not in ("curve", "unlearn", "finetune"):
-        raise ValueError(f"unknown mode {mode!r}; use curve, unlearn or finetune")
+        raise InputError(f"unknown mode {mode!r}; use curve, unlearn or finetune")
     b, states, inner = _bytes(param_dtype), _OPTIMIZER_STATES[optimizer], num_bends - 2
     est = MemoryEstimate(mode=mode, activations=activations_bytes)
     if mode == "curve" and lora_params == 0:

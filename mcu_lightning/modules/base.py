@@ -62,7 +62,7 @@ class MCUModule(LightningModule):
         self.last_test_result: EvalResult | None = None
         self.probes = check_probes(probes or [])
         if self.probes and suite is None:
-            raise ValueError("probes compare against the metric suite's results; set `suite:` next to `probes:`")
+            raise InputError("probes compare against the metric suite's results; set `suite:` next to `probes:`")
         self.lifecycle: LossLifecycle | None = None  # the training loss's hooks; set by the subclass that has one
 
     # -- where things go --------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class MCUModule(LightningModule):
     def configure_optimizers(self) -> Any:
         params = self.trainable_parameters()
         if not params:
-            raise ValueError(f"{type(self).__name__} has no trainable parameters; check `include`/LoRA settings")
+            raise InputError(f"{type(self).__name__} has no trainable parameters; check `include`/LoRA settings")
         try:
             optimizer = self.optimizer_factory(params)
         except ValueError as err:  # torch's own argument checks: "Invalid learning rate: nan"
@@ -285,13 +285,13 @@ class MCUModule(LightningModule):
 def load_frozen(source: str | None, what: str = "reference") -> nn.Module:
     """Load a model that is only read (a reference or a teacher): eval mode, no gradients."""
     if source is None:
-        raise ValueError(f"{what}, but no path was given; set `reference:` to the starting model's folder")
+        raise InputError(f"{what}, but no path was given; set `reference:` to the starting model's folder")
     from mcu_lightning.models.io import load_model
 
     try:
         model = load_model(source)
     except Exception as err:  # one clear line before any training starts
-        raise ValueError(
+        raise InputError(
             f"{what}, but {source!r} could not be loaded ({err}); "
             "pass `reference:` with a save_pretrained folder (e.g. the starting model's)"
         ) from err

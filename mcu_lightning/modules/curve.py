@@ -125,7 +125,7 @@ class CurveModule(MCUModule):
             ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer", "probes"]
         )
         if len(endpoints) != 2:
-            raise ValueError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
+            raise InputError(f"a curve connects exactly two endpoints; got {len(endpoints)}: {endpoints}")
         shape = shape or Bezier(3)
         self.objective = objective if objective is not None else NLL(split="retain")
         self.lifecycle = LossLifecycle(self.objective)
@@ -141,12 +141,12 @@ class CurveModule(MCUModule):
         adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
         slerp = isinstance(shape, Slerp)
         if slerp and init != "linear":
-            raise ValueError(f"shape Slerp() has no interior bends, so init={init!r} has nothing to place; drop init")
+            raise InputError(f"shape Slerp() has no interior bends, so init={init!r} has nothing to place; drop init")
         if any(adapters) and (slerp or fixed_bends):
-            raise ValueError("LoRA-space curves support neither shape Slerp() nor fixed_bends; use full models")
+            raise InputError("LoRA-space curves support neither shape Slerp() nor fixed_bends; use full models")
         if any(adapters):
             if not all(adapters) or base is None:
-                raise ValueError(
+                raise InputError(
                     "LoRA-space curve: both endpoints must be adapter folders and `base:` must name the base model "
                     f"they were trained on (endpoints {endpoints}, base {base!r})"
                 )
@@ -206,20 +206,20 @@ class CurveModule(MCUModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.has_free_points:
-            raise ValueError(
+            raise InputError(
                 f"the curve ({self.curve.shape}{', fixed_bends' if getattr(self.curve, 'fixed_bends', False) else ''}) "
                 "has no free points to fit; evaluate it with test (no fit stage)"
             )
         super().setup(stage)
         strategy = type(self.trainer.strategy).__name__
         if "FSDP" in strategy or "DeepSpeed" in strategy or "ModelParallel" in strategy:
-            raise ValueError(
+            raise InputError(
                 f"CurveModule does not support sharded control points ({strategy}); use strategy=ddp (model "
                 "replicated), a LoRA-space curve, or `include:` to put only some parameters on the curve"
             )
         precision = str(self.trainer.precision)
         if precision.endswith("-true") and precision != "32-true" and precision != "64-true":
-            raise ValueError(
+            raise InputError(
                 f"precision={precision} would cast the fp32 control points; use bf16-mixed (endpoints may stay bf16)"
             )
 
@@ -311,7 +311,7 @@ class CurveModule(MCUModule):
     # -- test: the suite at every t ------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
         if self.suite is None:
-            raise ValueError("CurveModule.test needs a metric suite: set `model.init_args.suite` in the config")
+            raise InputError("CurveModule.test needs a metric suite: set `model.init_args.suite` in the config")
         self.test_batches: list[tuple[str, Mapping[str, Any]]] = []
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:

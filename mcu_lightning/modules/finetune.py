@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.callbacks.guard import DivergenceGuard
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import as_policy
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
@@ -187,7 +188,7 @@ def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
-def check_finite(model: nn.Module, what: str, error: type[Exception] = ValueError) -> None:
+def check_finite(model: nn.Module, what: str, error: type[Exception] = InputError) -> None:
     """Raise ``error`` naming the first floating tensor of ``model`` that holds NaN or inf."""
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

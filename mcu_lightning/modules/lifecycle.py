@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, model_gradients
 
 
@@ -109,7 +110,7 @@ class _Unmappable(Sequence):
         self.kind = kind
 
     def _fail(self) -> None:
-        raise ValueError(
+        raise InputError(
             f"this objective edits gradients by parameter name, but a {self.kind}'s control points are not slices "
             "of named parameters; use space='factors' for a LoRA-space curve"
         )
@@ -140,7 +141,7 @@ class LossLifecycle:
         names = list(names)
         kept = [name for name in names if self.loss.is_trainable(name)]
         if names and not kept:
-            raise ValueError(
+            raise InputError(
                 f"{type(self.loss).__name__} leaves no parameter to train (e.g. '{names[0]}' does not "
                 "match its trainable pattern); widen the pattern"
             )

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.batchnorm import has_batchnorm, recompute_batchnorm
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.plane import curve_projection, plane_basis, plane_grid
@@ -70,7 +71,7 @@ def metric_plane(
     bn = list(bn_batches)
     batchnorm = has_batchnorm(model)
     if batchnorm and not bn:
-        raise ValueError("the model has BatchNorm: pass bn_batches (retain batches) to recompute it at each point")
+        raise InputError("the model has BatchNorm: pass bn_batches (retain batches) to recompute it at each point")
     chosen = list(metrics) if metrics is not None else None
     values: dict[str, list[list[float]]] = {}
     directions: dict[str, str] = {}

@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from mcu_lightning.core.errors import InputError
+
 
 class SophiaG(Optimizer):
     """Sophia with the squared-gradient curvature estimate updated every step (SOUL's form).
@@ -56,11 +58,11 @@ class SophiaG(Optimizer):
         foreach: bool | None = None,
     ) -> None:
         if lr < 0:
-            raise ValueError(f"SophiaG lr must be >= 0, got {lr}")
+            raise InputError(f"SophiaG lr must be >= 0, got {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"SophiaG betas must lie in [0, 1), got {betas}")
+            raise InputError(f"SophiaG betas must lie in [0, 1), got {betas}")
         if rho < 0 or bs <= 0 or weight_decay < 0 or eps < 0:
-            raise ValueError(
+            raise InputError(
                 f"SophiaG needs rho >= 0, bs > 0, weight_decay >= 0, eps >= 0; got rho={rho}, bs={bs}, "
                 f"weight_decay={weight_decay}, eps={eps}"
             )

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 
 PROBE_PREFIX = "probe/"
@@ -46,7 +47,7 @@ class ProbeContext:
         batches = [(s, b) for s, b in self.batches if splits is None or s in splits]
         if not batches:
             have = sorted({s for s, _ in self.batches})
-            raise ValueError(f"no evaluation batches of splits {list(splits or [])}; this evaluation has {have}")
+            raise InputError(f"no evaluation batches of splits {list(splits or [])}; this evaluation has {have}")
         self.suite.reset()
         with torch.no_grad():
             self.suite.update_many(model, batches)
@@ -55,7 +56,7 @@ class ProbeContext:
     def split_loader(self, split: str) -> Any:
         """The data module's evaluation loader of ``split`` (for probes that build their own batches)."""
         if self.datamodule is None or not hasattr(self.datamodule, "eval_dataloader"):
-            raise ValueError(f"this probe reads split '{split}' from the data module, but the test run has none")
+            raise InputError(f"this probe reads split '{split}' from the data module, but the test run has none")
         return self.datamodule.eval_dataloader(split)
 
 
@@ -72,9 +73,9 @@ class Probe:
 
     def __init__(self, name: str, every: int = 1) -> None:
         if not name or "/" in name:
-            raise ValueError(f"probe name {name!r}: give a non-empty name without '/' (it becomes probe/<name>/...)")
+            raise InputError(f"probe name {name!r}: give a non-empty name without '/' (it becomes probe/<name>/...)")
         if every < 1:
-            raise ValueError(f"probe '{name}': every={every}; use 1 (every t) or more (every k-th t)")
+            raise InputError(f"probe '{name}': every={every}; use 1 (every t) or more (every k-th t)")
         self.name = name
         self.every = every
 
@@ -106,7 +107,7 @@ def check_probes(probes: Sequence[Probe]) -> list[Probe]:
     names = [probe.name for probe in probes]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"probe names must be unique (they name the columns probe/<name>/...); repeated: {repeated}")
+        raise InputError(f"probe names must be unique (they name the columns probe/<name>/...); repeated: {repeated}")
     return probes
 
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.probes.base import Probe, ProbeContext, metric_filter, suite_metric_direction, with_recovery
 
@@ -31,11 +32,11 @@ def fake_quantize(weight: Tensor, bits: int, group_size: int | None = None, symm
     """``weight`` rounded to a ``bits``-bit grid per output row (or per ``group_size`` inputs) and dequantized, in
     ``weight``'s dtype (the formulas of the module docstring, computed in float32)."""
     if bits < 2:
-        raise ValueError(f"bits={bits}: round-to-nearest needs at least 2 bits")
+        raise InputError(f"bits={bits}: round-to-nearest needs at least 2 bits")
     rows = weight.reshape(weight.shape[0], -1).float()
     if group_size is not None:
         if rows.shape[1] % group_size:
-            raise ValueError(
+            raise InputError(
                 f"group_size={group_size} does not divide the {rows.shape[1]} inputs of a weight of shape "
                 f"{tuple(weight.shape)}; use a divisor or group_size=None (per output channel)"
             )
@@ -71,7 +72,7 @@ def quantize_weights(
             param.copy_(fake_quantize(param, bits, group_size, symmetric))
         names.append(name)
     if not names:
-        raise ValueError(
+        raise InputError(
             f"quantization found no weight to quantize (include={include!r}); the model has no nn.Linear layers "
             "or the pattern matches no 2-D parameter"
         )
@@ -103,9 +104,9 @@ class Quantize(Probe):
     ) -> None:
         super().__init__(name, every)
         if bits < 2:
-            raise ValueError(f"probe '{name}': bits={bits}; round-to-nearest needs at least 2 bits")
+            raise InputError(f"probe '{name}': bits={bits}; round-to-nearest needs at least 2 bits")
         if group_size is not None and group_size < 1:
-            raise ValueError(f"probe '{name}': group_size={group_size}; give a positive group or None")
+            raise InputError(f"probe '{name}': group_size={group_size}; give a positive group or None")
         self.bits, self.group_size, self.symmetric, self.include = bits, group_size, symmetric, include
         self.splits = list(splits) if splits is not None else None
         self.keep = metric_filter(self.splits, metrics)

@@ -18,6 +18,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.metrics.suite import MetricSuite
@@ -63,11 +64,11 @@ class Relearn(Probe):
     ) -> None:
         super().__init__(name, every)
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"probe '{name}': fraction={fraction}; relearn on a share in (0, 1] of split '{split}'")
+            raise InputError(f"probe '{name}': fraction={fraction}; relearn on a share in (0, 1] of split '{split}'")
         if steps < 1 or batch_size < 1:
-            raise ValueError(f"probe '{name}': steps={steps}, batch_size={batch_size}; both must be at least 1")
+            raise InputError(f"probe '{name}': steps={steps}, batch_size={batch_size}; both must be at least 1")
         if not isinstance(getattr(torch.optim, optimizer, None), type):
-            raise ValueError(f"probe '{name}': optimizer={optimizer!r} is not a torch.optim class (e.g. AdamW, SGD)")
+            raise InputError(f"probe '{name}': optimizer={optimizer!r} is not a torch.optim class (e.g. AdamW, SGD)")
         self.split, self.fraction, self.steps, self.batch_size = split, fraction, steps, batch_size
         self.lr, self.optimizer, self.weight_decay, self.seed = lr, optimizer, weight_decay, seed
         self.eval_splits = list(eval_splits)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import kv_cache_off, logits_of, model_inputs
 from mcu_lightning.core.per_sample import batch_nll
 from mcu_lightning.probes.base import Probe, ProbeContext, detached_batch
@@ -113,14 +114,14 @@ class Sharpness(Probe):
     ) -> None:
         super().__init__(name, every)
         if batches < 1 or iterations < 1 or samples < 1:
-            raise ValueError(f"probe '{name}': batches, iterations and samples must be at least 1")
+            raise InputError(f"probe '{name}': batches, iterations and samples must be at least 1")
         self.split, self.batches, self.iterations, self.samples = split, batches, iterations, samples
         self.include, self.seed = include, seed
 
     def run(self, model: nn.Module, context: ProbeContext) -> dict[str, float]:
         batches = [detached_batch(b) for s, b in context.batches if s == self.split][: self.batches]
         if not batches:
-            raise ValueError(f"probe '{self.name}': the test run has no batches of split '{self.split}'")
+            raise InputError(f"probe '{self.name}': the test run has no batches of split '{self.split}'")
         pattern = re.compile(self.include) if self.include is not None else None
         params = {
             n: p.detach().clone()
@@ -128,7 +129,7 @@ class Sharpness(Probe):
             if p.is_floating_point() and (pattern is None or pattern.search(n))
         }
         if not params:
-            raise ValueError(f"probe '{self.name}': include={self.include!r} matches no floating parameter")
+            raise InputError(f"probe '{self.name}': include={self.include!r} matches no floating parameter")
         was_training = model.training
         model.eval()
         try:

@@ -210,3 +210,24 @@ def test_mcu_test_on_a_curve_prints_its_barrier_summary(tmp_path: Path, two_mode
     row = summary["forget/prob"]
     expected = rf"^forget/prob\s+{row['value_t0']:.4g}\s+{row['value_t1']:.4g}\s+{row['barrier_vs_line']:.4g}"
     assert re.search(expected, out, re.MULTILINE)
+
+
+def test_a_bug_while_building_keeps_its_traceback_and_user_input_stays_one_line(tmp_path: Path, capsys) -> None:
+    """A KeyError in a loss's constructor is a bug, not the user's input: `mcu fit` shows its traceback and says so
+    (exit 1); an InputError from the same place is one `error:` line (exit 2)."""
+    from tests.reliability.helpers import CONFIGS, REPO, mlp_endpoint, one_error_line
+
+    base = mlp_endpoint(tmp_path / "base", 0)
+    args = ["fit", "--config", str(CONFIGS / "unlearn_digits.yaml"), "--model.init_args.model", str(base)]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MCU_TRACEBACK": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcu_lightning.cli", *args, "--model.init_args.loss", "tests.cli.buggy.BuggyLoss"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback (most recent call last)" in proc.stderr and "KeyError: 'num_layers'" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: KeyError while building the module, data or trainer") and "report it" in last
+    line = one_error_line([*args, "--model.init_args.loss", "tests.cli.buggy.RefusingLoss"], capsys)
+    assert line == "error: RefusingLoss: margin=-1.0 must be 0 or more"
