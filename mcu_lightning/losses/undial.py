@@ -56,7 +56,7 @@ def every_position(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tens
     the vocabulary from its end (token ``V - 100``, as PyTorch's negative indexing in its ``compute_undial_loss``)."""
     vocab = logits.size(-1)
     if vocab < -IGNORE_INDEX:
-        raise ValueError(
+        raise InputError(
             f"compat open_unlearning: UNDIAL indexes the label -100 from the vocabulary's end, which needs at least "
             f"100 tokens (open-unlearning's indexing fails on {vocab}); use compat mcu"
         )
