@@ -18,9 +18,10 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -363,3 +364,16 @@ def fictitious_root(cache_dir: str | Path | None = None, seed: int = 0, num_peop
 def fictitious_tokenizer_path(cache_dir: str | Path | None = None, seed: int = 0, num_people: int = 40) -> Path:
     """The tokenizer folder of the cached fictitious set, generating the set first if needed."""
     return prepare_fictitious(fictitious_root(cache_dir, seed, num_people), seed, num_people) / TOKENIZER_DIR
+
+
+def generated_root(init_args: Mapping[str, Any]) -> Path | None:
+    """The folder a data module with these ``init_args`` reads its generated set from (``data: fictitious``, from
+    ``data_root`` or the cache), generated there first if needed; ``None`` for any other data."""
+    if init_args.get("data") != "fictitious":
+        return None
+    seed, people = init_args.get("data_seed", 0), init_args.get("num_people", 40)
+    if init_args.get("data_root"):
+        root = Path(str(init_args["data_root"])).expanduser()
+    else:
+        root = fictitious_root(init_args.get("cache_dir"), seed, people)
+    return prepare_fictitious(root, seed=seed, num_people=people)

@@ -6,10 +6,11 @@ A stage is a pure function of its resolved config section, the stages it reads a
     fingerprint = sha256(canonical_json({kind, config, upstream: {name: fingerprint}, data, version}))
 
 with ``canonical_json`` sorting keys and writing floats by ``repr`` (so ``1e-3`` and ``0.001`` agree and
-``nan`` is a value). ``data`` is the data spec plus the content hash of every local file or folder it names,
-``version`` the package version. A finished stage records the fingerprint, the config it was made from, the
-sha256 of each output file and the output digests of the stages it read (``stage.json``); a rerun reuses it
-only when all of them still hold (``StageRecord.reusable``).
+``nan`` is a value). ``data`` is the data spec plus the content hash of every local file or folder it names
+and of a generated set's cached folder, ``version`` the package version. A finished stage records the
+fingerprint, the config it was made from, the sha256 of each output file and the output digests of the
+stages it read (``stage.json``); a rerun reuses it only when all of them still hold
+(``StageRecord.reusable``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning import __version__
+from mcu_lightning.data.fictitious import generated_root
 
 #: The files a stage's fit makes (its weights): what a retest keeps and what a later stage's fit reads.
 FIT_GLOBS = ("model/**/*", "checkpoints/last.ckpt")
@@ -86,13 +88,20 @@ def path_identity(path: Path) -> dict[str, str]:
 def data_identity(spec: Any) -> dict[str, Any]:
     """The data spec, plus the content of every local file or folder named by a string in it.
 
-    A Hub name stays a name (its revision, if pinned in the spec, is part of the spec); the embedded
-    generators are identified by their arguments and the package version.
+    A Hub name stays a name (its revision, if pinned in the spec, is part of the spec). Generated data
+    (``data: fictitious``) is read from a folder in the cache that anyone can edit or replace: its content is
+    recorded under ``generated``, by the folder's name (``fictitious-seed0-people40``, not where the cache is),
+    and a spec without generated data has no ``generated`` key (its fingerprint is the one it always had).
     """
     local: dict[str, Any] = {}
+    generated: dict[str, Any] = {}
 
     def visit(node: Any) -> None:
         if isinstance(node, Mapping):
+            args = node.get("init_args")
+            root = generated_root(args) if isinstance(args, Mapping) else None
+            if root is not None and not args.get("data_root"):  # a data_root is a local folder: hashed below
+                generated[root.name] = path_identity(root)
             for child in node.values():
                 visit(child)
         elif isinstance(node, (list, tuple)):
@@ -102,7 +111,10 @@ def data_identity(spec: Any) -> dict[str, Any]:
             local[node] = path_identity(Path(node))
 
     visit(spec)
-    return {"spec": spec, "files": local}
+    identity = {"spec": spec, "files": local}
+    if generated:
+        identity["generated"] = generated
+    return identity
 
 
 def fingerprint(kind: str, config: Any, upstream: Mapping[str, str], data: Any) -> str:

@@ -200,7 +200,7 @@ class StudyRunner(StageRunners):
         with self.trainer_call():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
         if self.watch is not None:  # SIGTERM on the last batch: Lightning lets the fit end; test nothing then
-            self.watch.check(f"at the end of the fit in '{directory}'")
+            self.watch.check(self.watch.where)
         if final_checkpoint:  # what later stages read back: the weights at the end of the fit, whatever the cadence
             trainer.save_checkpoint(last, weights_only=False)  # the full state, as ModelCheckpoint writes it
         fit_s = time.perf_counter() - started
@@ -436,10 +436,12 @@ class StudyRunner(StageRunners):
                 for index, stage in enumerate(stages, start=1):
                     if only and stage.name not in only:
                         continue
+                    self.watch.where = f"during {stage.label}"
                     try:
                         self.run_stage(stage, now[stage.name], by_name, index, len(stages))
                     except SIGTERMException:  # Lightning's stop: a SystemExit without a code, i.e. exit 0
-                        raise StudyTerminated(f"during {stage.label}") from None
+                        raise StudyTerminated(self.watch.where) from None
+                    self.watch.where = "between stages"
                     self.watch.check(f"after {stage.label}")
                 self.clock = None
                 report = write_report(self.root)

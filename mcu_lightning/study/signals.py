@@ -47,6 +47,7 @@ class TerminationWatch:
     def __init__(self) -> None:
         self._previous: object = None
         self._in_trainer = False
+        self.where = "between stages"  # the runner sets "during <stage>" while one runs
 
     @property
     def received(self) -> bool:
@@ -76,7 +77,7 @@ class TerminationWatch:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         request_stop()
         if not self._in_trainer:
-            raise StudyTerminated("between stages")
+            raise StudyTerminated(self.where)
 
     def check(self, where: str) -> None:
         """Raise :class:`StudyTerminated` if SIGTERM came (e.g. on a Trainer's last batch, which Lightning lets end)."""

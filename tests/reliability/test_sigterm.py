@@ -136,7 +136,15 @@ def test_sigterm_during_a_curve_test_exits_143(tmp_path: Path) -> None:
     proc = launch(config)
     root = tmp_path / "runs" / "tiny"
     last = root / "curves" / "base-ga" / "checkpoints" / "last.ckpt"
-    status = terminate_when(proc, lambda: curve_step(last) == CURVE_STEPS, tmp_path / "log.txt")  # fit done
+    fitted = time.monotonic() + 1e9
+
+    def testing() -> bool:  # the fit's final checkpoint is there; a moment later the test of 401 points runs
+        nonlocal fitted
+        if curve_step(last) == CURVE_STEPS:
+            fitted = min(fitted, time.monotonic())
+        return time.monotonic() > fitted + 1.0
+
+    status = terminate_when(proc, testing, tmp_path / "log.txt")
     assert status == 143, (tmp_path / "log.txt").read_text()[-2000:]
     stopped_cleanly(root, tmp_path / "log.txt")
     assert not (root / "curves" / "base-ga" / "curve_metrics.csv").exists(), "the test ran to its end"
