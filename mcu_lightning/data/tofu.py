@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import datasets
@@ -111,6 +112,8 @@ def check_json_lines(path: Path, name: str = "") -> None:
     if not text.strip():
         raise InputError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
     first: tuple[int, list[str]] | None = None  # the first row's line and fields: every row needs them
+    seen: dict[str, int] = {}  # each distinct row (canonical JSON) -> the line it first appears on
+    repeats: list[tuple[int, int]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -131,6 +134,28 @@ def check_json_lines(path: Path, name: str = "") -> None:
                 f"TOFU file '{path}' line {number}: field '{missing[0]}' is missing "
                 f"(line {first[0]} has fields {sorted(first[1])}); give every row the same fields"
             )
+        key = json.dumps(row, sort_keys=True)
+        if key in seen:
+            repeats.append((number, seen[key]))
+        seen.setdefault(key, number)
+    if repeats:
+        warn_repeated_rows(path, repeats)
+
+
+def warn_repeated_rows(path: Path, repeats: list[tuple[int, int]]) -> None:
+    """Warn that rows of ``path`` repeat earlier rows exactly (``(line, first line)`` each): every copy counts again.
+
+    A warning, not a refusal: a repeated row may be meant (weighting a fact), and TOFU itself repeats none (it has
+    one question asked twice with two answers, which is not a repeat); but unmeant, it weighs that row double in
+    training and in its split's metrics (forget quality, ROUGE, truth ratio), so the study says so before it runs.
+    """
+    line, original = repeats[0]
+    warnings.warn(
+        f"TOFU file '{path}': {len(repeats)} row(s) repeat an earlier row exactly (line {line} repeats line "
+        f"{original}); each copy counts again in training and in that split's metrics; remove the repeats unless "
+        "you mean to weight those rows",
+        stacklevel=2,
+    )
 
 
 def load_tofu_splits(

@@ -25,7 +25,7 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
     quiet_third_party()
 
     try:
-        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True))  # one line per stage
+        runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True), yes=bool(cfg.get("yes")))
     except (ValueError, FileNotFoundError) as err:
         raise StudyError(str(err)) from err
     try:

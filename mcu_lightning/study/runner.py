@@ -26,6 +26,7 @@ from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.study import uses
 from mcu_lightning.study.build import build
+from mcu_lightning.study.cost import check_cost, evaluation_cost
 from mcu_lightning.study.identity import (
     StageRecord,
     data_identity,
@@ -60,10 +61,12 @@ TEST_METRICS = "test_metrics.json"
 class StudyRunner(StageRunners):
     """Plans the stages of a study and runs those that are not complete."""
 
-    def __init__(self, study: Study, console: Any = None) -> None:
+    def __init__(self, study: Study, console: Any = None, yes: bool = False) -> None:
+        """``yes``: run an evaluation above :data:`~mcu_lightning.study.cost.MAX_PASSES` suite passes too."""
         self.study, self.seed_groups = expand_seeds(study)  # one endpoint, curve, merge per seed
         self.root = Path(study.output_dir) / study.name
         self.console = console
+        self.yes = yes
         self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
         self.watch: TerminationWatch | None = None  # while run() runs: SIGTERM stops the study (exit 143)
         self.retesting: set[str] = set()  # the stages whose evaluation alone changed: only their test reruns
@@ -86,10 +89,12 @@ class StudyRunner(StageRunners):
         return str(self.node_dir("oracle") / TEST_METRICS)
 
     # validation before any training
-    # validation before any training
     def validate(self) -> None:
         validate_study(self.study, self.probes)
-        validate_metrics(self.study, self.suite(with_oracle=False))
+        suite = self.suite(with_oracle=False)
+        validate_metrics(self.study, suite)
+        self.cost = evaluation_cost(self.study, len(self.datamodule().eval_splits), suite)
+        check_cost(self.cost, self.yes)  # eval_ts: 100000 stops here, not after hours
         self.check_data()
 
     def check_data(self) -> None:
@@ -398,6 +403,7 @@ class StudyRunner(StageRunners):
         from mcu_lightning.report.summary import write_report
 
         self.check_writable()
+        self.say(f"evaluation: {self.cost.line()}")
         stages = self.plan()
         with StudyLock(self.root):
             now = self.identities(stages)

@@ -276,6 +276,9 @@ def study_parser() -> ArgumentParser:
         action="store_true",
         help="rerun the stages whose config changed since they ran, and every stage after them",
     )
+    parser.add_argument(
+        "--yes", action="store_true", help="run an evaluation above the bound of suite passes a study makes unasked"
+    )
     return parser
 
 
