@@ -53,8 +53,8 @@ def test_an_edited_cached_set_stops_the_study(tmp_path: Path, monkeypatch: pytes
     for stage in plan:  # as `mcu experiment` leaves them once every stage ran
         stage.directory.mkdir(parents=True, exist_ok=True)
         stage.marker.write_text(json.dumps(runner.identities(plan)[stage.name].fields()))
-    assert runner.changed_stages(plan, runner.identities(plan)) == {}
+    assert runner.changed_stages(plan, runner.identities(plan)) == ({}, {})
     double_first_row(fictitious_root())
-    changed = runner.changed_stages(plan, runner.identities(plan))
+    changed, _ = runner.changed_stages(plan, runner.identities(plan))  # (fit changed, only the test changed)
     assert set(changed) == {stage.name for stage in plan}
     assert any("data generated.fictitious-seed0-people40.forget10.json" in r for r in changed["oracle"])
