@@ -211,7 +211,12 @@ def main(args: Sequence[str] | None = None) -> None:
             check_class_paths(argv[1:])
             from mcu_lightning.study.cli import run_grid_cli as command
         else:
-            from mcu_lightning.report.cli import report_cli as command
+            from functools import partial
+
+            from mcu_lightning.report.cli import report_cli
+            from mcu_lightning.study.status import stage_states
+
+            command = partial(report_cli, stage_states=stage_states)  # the plan's stages, checked as experiment does
         with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0])), one_line_errors(InputError):
             command(argv[1:])  # bad input found before any stage ran (StudyError is one)
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from mcu_lightning.report.curve import (
     summary_directions,
 )
 from mcu_lightning.report.figure_style import curve_title
+from mcu_lightning.report.stages import StageState, current_folders, incomplete_lines, shown
 from mcu_lightning.report.uses import curve_use_lines, use_nodes
 
 REPORT_DIR = "report"
@@ -71,15 +73,19 @@ def _aggregates(path: Path) -> dict[str, float]:
     }
 
 
-def _directions(root: Path) -> dict[str, str]:
+def _directions(root: Path, allowed: set[str] | None = None) -> dict[str, str]:
     """Each metric's direction as the suites stated it (``directions`` of the saved test metrics and of the curves'
     barrier summaries); a metric no file states has none here and gets no arrow."""
     out: dict[str, str] = {}
     for path in sorted(root.glob("**/" + TEST_METRICS)):
+        if not shown(root, path.parent, allowed):
+            continue
         data = json.loads(path.read_text())
         if isinstance(data, dict) and isinstance(data.get("directions"), dict):
             out.update(data["directions"])
     for path in sorted(root.glob("curves/*/" + BARRIER_JSON)):
+        if not shown(root, path.parent, allowed):
+            continue
         for name, summary in json.loads(path.read_text()).get("metrics", {}).items():
             if isinstance(summary, dict) and "direction" in summary:
                 out.setdefault(name, summary["direction"])
@@ -148,22 +154,28 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _nodes(root: Path) -> dict[str, dict[str, float]]:
+def _nodes(root: Path, allowed: set[str] | None = None) -> dict[str, dict[str, float]]:
     """Test metrics of base, oracle, every endpoint, then the merges and the curves' ensembles, in that order."""
-    nodes = {name: _aggregates(root / name / TEST_METRICS) for name in ("base", "oracle")}
+    nodes = {
+        name: _aggregates(root / name / TEST_METRICS)
+        for name in ("base", "oracle")
+        if shown(root, root / name, allowed)
+    }
     endpoints = root / "endpoints"
     if endpoints.is_dir():
-        for folder in sorted(p for p in endpoints.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in endpoints.iterdir() if p.is_dir() and shown(root, p, allowed)):
             nodes[folder.name] = _aggregates(folder / TEST_METRICS)
-    nodes.update(use_nodes(root, _aggregates))
+    nodes.update(use_nodes(root, _aggregates, allowed))
     return {name: values for name, values in nodes.items() if values}
 
 
-def _curves(root: Path) -> dict[str, Path]:
+def _curves(root: Path, allowed: set[str] | None = None) -> dict[str, Path]:
     curves = root / "curves"
     if not curves.is_dir():
         return {}
-    return {p.name: p for p in sorted(curves.iterdir()) if (p / CURVE_METRICS_CSV).is_file()}
+    return {
+        p.name: p for p in sorted(curves.iterdir()) if (p / CURVE_METRICS_CSV).is_file() and shown(root, p, allowed)
+    }
 
 
 def main_metrics(columns: list[str]) -> list[str]:
@@ -327,20 +339,25 @@ def plot_comparison(
     return fig
 
 
-def write_report(root: Path, vector: str | None = None) -> Path:
+def write_report(root: Path, vector: str | None = None, stages: Sequence[StageState] | None = None) -> Path:
     """Write ``root/report/`` from the saved stage outputs and return the summary's path; ``vector`` (``pdf`` or
-    ``svg``): every figure also as a vector file (the curves' figures are then redrawn from their CSV)."""
+    ``svg``): every figure also as a vector file (the curves' figures are then redrawn from their CSV).
+
+    ``stages``: the study's planned stages with their states (``mcu_lightning.study.status``): only the complete
+    ones are shown, the others are named in the summary's first lines; ``None`` shows every stage folder found.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no study at '{root}'; pass runs/<name> of a study that has run")
     out = root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     study = json.loads((root / "study.json").read_text()) if (root / "study.json").is_file() else {}
-    nodes = _nodes(root)
-    curve_dirs = _curves(root)
+    allowed = current_folders(stages)
+    nodes = _nodes(root, allowed)
+    curve_dirs = _curves(root, allowed)
     tables: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
-    lines = [f"# MCU study: {study.get('name', root.name)}", ""]
-    directions = _directions(root)
+    lines = [f"# MCU study: {study.get('name', root.name)}", "", *incomplete_lines(stages)]
+    directions = _directions(root, allowed)
     if nodes:
         lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes, directions), ""]
         lines += [DIRECTION_NOTE, ""]
@@ -386,7 +403,7 @@ def write_report(root: Path, vector: str | None = None) -> Path:
             f"Every metric and probe along t: [{name}_all.png]({name}_all.png).",
             "",
         ]
-        lines += curve_use_lines(folder, out, name, _fmt)
+        lines += curve_use_lines(folder, out, name, _fmt, allowed)
     if tables:
         union = sorted({c for columns, _ in tables.values() for c in columns})
         title = f"curves of {study.get('name', root.name)}"

@@ -8,31 +8,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mcu_lightning.core.atomic import atomic_copy
+from mcu_lightning.report.stages import shown
 
 TEST_METRICS = "test_metrics.json"
 BEST_FILE = "best.json"
 PLANE_DIR = "plane"
 
 
-def use_nodes(root: Path, aggregates: Callable[[Path], dict[str, float]]) -> dict[str, dict[str, float]]:
+def use_nodes(
+    root: Path, aggregates: Callable[[Path], dict[str, float]], allowed: set[str] | None = None
+) -> dict[str, dict[str, float]]:
     """Rows for the endpoint table: ``merge <name>`` (``merges/<name>/``) and ``<curve> ensemble <name>``
     (``curves/<curve>/ensemble-<name>/``), each from its test metrics."""
     rows: dict[str, dict[str, float]] = {}
     merges = root / "merges"
     if merges.is_dir():
-        for folder in sorted(p for p in merges.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in merges.iterdir() if p.is_dir() and shown(root, p, allowed)):
             rows[f"merge {folder.name}"] = aggregates(folder / TEST_METRICS)
     for path in sorted(root.glob(f"curves/*/ensemble-*/{TEST_METRICS}")):
+        if not shown(root, path.parent, allowed):
+            continue
         curve, ensemble = path.parent.parent.name, path.parent.name.removeprefix("ensemble-")
         rows[f"{curve} ensemble {ensemble}"] = aggregates(path)
     return {name: values for name, values in rows.items() if values}
 
 
-def curve_use_lines(folder: Path, out: Path, name: str, fmt: Callable[[object], str]) -> list[str]:
+def curve_use_lines(
+    folder: Path, out: Path, name: str, fmt: Callable[[object], str], allowed: set[str] | None = None
+) -> list[str]:
     """Summary lines of one curve's exported best points and metric plane; the plane's figures are copied to
-    ``out/<name>/`` and linked."""
+    ``out/<name>/`` and linked (``allowed``: the folders of the study's complete stages; ``None``: all)."""
+    root = folder.parent.parent
     lines: list[str] = []
     for path in sorted(folder.glob(f"best-*/{BEST_FILE}")):
+        if not shown(root, path.parent, allowed):
+            continue
         best = json.loads(path.read_text())
         where = path.parent.relative_to(folder.parent.parent) / best.get("folder", "model")
         lines.append(
@@ -40,7 +50,8 @@ def curve_use_lines(folder: Path, out: Path, name: str, fmt: Callable[[object], 
             f"exported to `{where.as_posix()}`."
         )
     lines += [""] if lines else []
-    figures = sorted((folder / PLANE_DIR).glob("plane_*.png"))
+    plane = folder / PLANE_DIR
+    figures = sorted(plane.glob("plane_*.png")) if shown(root, plane, allowed) else []
     if figures:
         (out / name).mkdir(parents=True, exist_ok=True)
         lines += [

@@ -52,6 +52,7 @@ from mcu_lightning.study.seeds import expand_seeds
 from mcu_lightning.study.signals import StudyTerminated, TerminationWatch
 from mcu_lightning.study.stage import Stage
 from mcu_lightning.study.stages import StageRunners
+from mcu_lightning.study.status import PLAN_KEY, STUDY_JSON, plan_entries, stage_states
 from mcu_lightning.study.validate import validate_metrics, validate_study
 
 MODEL_DIR = "model"
@@ -434,7 +435,8 @@ class StudyRunner(StageRunners):
             written = asdict(self.study)
             if self.seed_groups:  # which stages are one endpoint or curve run with several seeds (the report's means)
                 written["seed_groups"] = self.seed_groups.as_json()
-            atomic_write(self.root / "study.json", json.dumps(written, indent=2, default=str).encode())
+            written[PLAN_KEY] = plan_entries(self.root, stages, now)  # what `mcu report` checks the folders against
+            atomic_write(self.root / STUDY_JSON, json.dumps(written, indent=2, default=str).encode())
             by_name = {stage.name: stage for stage in stages}
             only = [name for group in only for name in self.seed_groups.stages(group)] if only else only
             self.clock = StudyClock(total=len(stages))
@@ -450,7 +452,7 @@ class StudyRunner(StageRunners):
                     self.watch.where = "between stages"
                     self.watch.check(f"after {stage.label}")
                 self.clock = None
-                report = write_report(self.root)
+                report = write_report(self.root, stages=stage_states(self.root))
                 self.watch.check("while the report was written")
             self.watch = None
         self.say(f"report: {report}")

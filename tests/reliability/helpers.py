@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from mcu_lightning.models.io import save_model
@@ -112,3 +114,45 @@ def one_error_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, lines
     return lines[0]
+
+
+def adamw(lr: float) -> dict[str, Any]:
+    return {"class_path": "torch.optim.AdamW", "init_args": {"lr": lr}}
+
+
+def tiny_study(folder: Path, eval_ts: int = 3, curve_steps: int = 3) -> Path:
+    """A digits study small enough for a subprocess test: an MLP base and oracle, GradAscent, a curve from the base."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mlp = {"class_path": "mcu_lightning.models.MLP", "init_args": {"in_features": 64, "hidden": 16, "depth": 1}}
+    raw = {
+        "name": "tiny",
+        "output_dir": "runs",
+        "seed": 0,
+        "progress": False,
+        "checkpoint_every_n_steps": 5,
+        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
+        "data": {
+            "class_path": "mcu_lightning.data.ClassificationDataModule",
+            "init_args": {"dataset": "digits", "image_size": 8, "forget_fraction": 0.1, "batch_size": 64},
+        },
+        "base": {"model": mlp, "split": "full", "train": {"max_steps": 3, "optimizer": adamw(0.003)}},
+        "oracle": {"split": "retain"},
+        "endpoints": [
+            {
+                "name": "ga",
+                "loss": {"class_path": "mcu_lightning.losses.GradAscent"},
+                "train": {"max_steps": 2, "optimizer": adamw(5e-4)},
+            }
+        ],
+        "curves": [
+            {
+                "name": "base-ga",
+                "endpoints": ["base", "ga"],
+                "train": {"max_steps": curve_steps, "optimizer": adamw(1e-3)},
+            }
+        ],
+        "evaluation": {"suite": {"class_path": "mcu_lightning.metrics.ClassificationSuite"}, "eval_ts": eval_ts},
+    }
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

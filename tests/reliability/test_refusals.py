@@ -102,7 +102,7 @@ def test_traceback_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_report_on_a_folder_without_a_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "somewhere").mkdir()
     line = _fail(["report", str(tmp_path / "somewhere")], capsys)
-    assert "holds no study" in line and "runs/<name>" in line
+    assert "is not one study's folder (it has no study.json)" in line and "runs/<name>" in line
     assert not (tmp_path / "somewhere" / "report").exists()
 
 

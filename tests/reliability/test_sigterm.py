@@ -17,54 +17,11 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 
-from tests.reliability.helpers import REPO
+from tests.reliability.helpers import REPO, tiny_study
 
 pytestmark = pytest.mark.slow
 CURVE_STEPS = 150
-
-
-def adamw(lr: float) -> dict[str, Any]:
-    return {"class_path": "torch.optim.AdamW", "init_args": {"lr": lr}}
-
-
-def tiny_study(folder: Path, eval_ts: int = 3) -> Path:
-    """A digits study small enough for a subprocess test: an MLP base and oracle, GradAscent, a curve from the base."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mlp = {"class_path": "mcu_lightning.models.MLP", "init_args": {"in_features": 64, "hidden": 16, "depth": 1}}
-    raw = {
-        "name": "tiny",
-        "output_dir": "runs",
-        "seed": 0,
-        "progress": False,
-        "checkpoint_every_n_steps": 5,
-        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
-        "data": {
-            "class_path": "mcu_lightning.data.ClassificationDataModule",
-            "init_args": {"dataset": "digits", "image_size": 8, "forget_fraction": 0.1, "batch_size": 64},
-        },
-        "base": {"model": mlp, "split": "full", "train": {"max_steps": 3, "optimizer": adamw(0.003)}},
-        "oracle": {"split": "retain"},
-        "endpoints": [
-            {
-                "name": "ga",
-                "loss": {"class_path": "mcu_lightning.losses.GradAscent"},
-                "train": {"max_steps": 2, "optimizer": adamw(5e-4)},
-            }
-        ],
-        "curves": [
-            {
-                "name": "base-ga",
-                "endpoints": ["base", "ga"],
-                "train": {"max_steps": CURVE_STEPS, "optimizer": adamw(1e-3)},
-            }
-        ],
-        "evaluation": {"suite": {"class_path": "mcu_lightning.metrics.ClassificationSuite"}, "eval_ts": eval_ts},
-    }
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def launch(config: Path) -> subprocess.Popen:
@@ -109,7 +66,10 @@ def stopped_cleanly(root: Path, log: Path) -> None:
 
 
 def test_sigterm_during_a_fit_exits_143_and_the_rerun_resumes_exactly(tmp_path: Path) -> None:
-    stopped, reference = tiny_study(tmp_path / "stopped"), tiny_study(tmp_path / "reference")
+    stopped, reference = (
+        tiny_study(tmp_path / "stopped", curve_steps=CURVE_STEPS),
+        tiny_study(tmp_path / "reference", curve_steps=CURVE_STEPS),
+    )
     uninterrupted = launch(reference)  # on the other core
     proc = launch(stopped)
     root = stopped.parent / "runs" / "tiny"
@@ -132,7 +92,7 @@ def test_sigterm_during_a_fit_exits_143_and_the_rerun_resumes_exactly(tmp_path: 
 
 
 def test_sigterm_during_a_curve_test_exits_143(tmp_path: Path) -> None:
-    config = tiny_study(tmp_path, eval_ts=401)  # a long test: hundreds of points of t
+    config = tiny_study(tmp_path, eval_ts=401, curve_steps=CURVE_STEPS)  # a long test: hundreds of points of t
     proc = launch(config)
     root = tmp_path / "runs" / "tiny"
     last = root / "curves" / "base-ga" / "checkpoints" / "last.ckpt"

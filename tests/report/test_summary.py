@@ -18,6 +18,7 @@ from mcu_lightning.cli import main
 from mcu_lightning.metrics import QASuite
 from mcu_lightning.report.curve import barrier_summaries, write_csv
 from mcu_lightning.report.summary import write_report
+from mcu_lightning.study.identity import output_hashes, outputs_digest
 
 DIRECTION = QASuite().direction
 
@@ -53,8 +54,25 @@ def run_dir(tmp_path: Path) -> Path:
         "endpoints": [{"name": "a", "loss": graddiff}, {"name": "b", "loss": graddiff}],
         "curves": [{"name": "a-b", "endpoints": ["a", "b"], "objective": "endpoint", "t_sampler": sampler}],
     }
+    plan = [("oracle", "oracle", []), ("base", "base", ["oracle"]), ("endpoints/a", "endpoint", ["base", "oracle"])]
+    plan += [("endpoints/b", "endpoint", ["base", "oracle"]), ("curves/a-b", "curve", ["a", "b", "base", "oracle"])]
+    study["stages"] = record_stages(root, plan)
     (root / "study.json").write_text(json.dumps(study))
     return root
+
+
+def record_stages(root: Path, plan: list[tuple[str, str, list[str]]]) -> list[dict[str, object]]:
+    """``stage.json`` for each ``(folder, kind, depends)`` as a finished `mcu experiment` leaves it, and the plan
+    entries ``study.json`` records (``mcu report`` checks the one against the other)."""
+    entries, outputs = [], {}
+    for folder, kind, depends in plan:
+        name = Path(folder).name
+        outputs[name] = output_hashes(root / folder)
+        inputs = {dep: outputs_digest(outputs[dep]) for dep in depends}
+        record = {"fingerprint": f"fit-{name}", "test_fingerprint": f"test-{name}", "outputs": outputs[name]}
+        (root / folder / "stage.json").write_text(json.dumps({**record, "inputs": inputs}))
+        entries.append({"name": name, "kind": kind, "folder": folder, "depends": depends, **record})
+    return entries
 
 
 def test_barrier_numbers_follow_the_formulas(run_dir: Path) -> None:
