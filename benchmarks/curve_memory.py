@@ -23,10 +23,10 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from benchmarks._common import image_batch, lm_batch, parser, perturbed, setup, write_json
+from benchmarks._common import add_model_arg, build_lm, image_batch, lm_batch, parser, perturbed, setup, write_json
 from benchmarks.curve_step import loss_of
 from mcu_lightning.curves import Bezier, Curve
-from mcu_lightning.models import SmallConvNet, call_model, tiny_causal_lm
+from mcu_lightning.models import SmallConvNet, call_model
 from mcu_lightning.models.memory import estimate_memory
 
 
@@ -143,19 +143,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--vocab-size", type=int, default=512)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
+    add_model_arg(p)
     args = p.parse_args(argv)
     device = setup(args)
-    lm = tiny_causal_lm(
-        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-        intermediate_size=2 * args.hidden_size, num_hidden_layers=args.layers,
-        max_position_embeddings=max(128, args.seq_len),
-    ).to(device)  # fmt: skip
+    lm = build_lm(args, device, args.layers)
     cases = [
         ("conv", SmallConvNet(image_size=args.image_size, in_channels=3).to(device),
          image_batch(args.batch_size, 3, args.image_size, device), f"conv batch {args.batch_size}"),
         ("lm", lm, lm_batch(args.vocab_size, args.lm_batch_size, args.seq_len, device),
          f"lm batch {args.lm_batch_size} seq {args.seq_len}"),
     ]  # fmt: skip
+    if args.model:  # a real LM: its case only
+        cases = cases[1:]
     rows = []
     for kind, model, batch, label in cases:
         n = sum(p.numel() for p in model.parameters())

@@ -26,10 +26,20 @@ from lightning.pytorch import Callback, Trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
-from benchmarks._common import lm_batch, median, paired_ratio, parser, setup, synchronize, write_json
+from benchmarks._common import (
+    add_model_arg,
+    build_lm,
+    lm_batch,
+    median,
+    paired_ratio,
+    parser,
+    setup,
+    synchronize,
+    write_json,
+)
 from mcu_lightning.core.forward import kv_cache_off
 from mcu_lightning.losses import NPO, GradDiff
-from mcu_lightning.models import as_policy, call_model, tiny_causal_lm
+from mcu_lightning.models import as_policy, call_model
 from mcu_lightning.modules import UnlearningModule
 
 
@@ -142,13 +152,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--vocab-size", type=int, default=512)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
+    add_model_arg(p)
     args = p.parse_args(argv)
     device = setup(args)
-    model = tiny_causal_lm(
-        tokenizer=None, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-        intermediate_size=2 * args.hidden_size, num_hidden_layers=args.layers,
-        max_position_embeddings=max(128, args.seq_len),
-    )  # fmt: skip
+    model = build_lm(args, torch.device("cpu"), args.layers)
     data = batches(args, device)
     count = tokens_per_step(data)
     rows = []

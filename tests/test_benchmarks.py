@@ -274,3 +274,26 @@ def test_during_training_prints_the_extra_seconds_per_epoch(tmp_path, capsys):
     assert "evaluation during training: +" in capsys.readouterr().out
     assert _rows(out, "during_training") == [row]
     assert len(row["eval_s"]) == len(row["train_s"]) == 2 and all(map(_positive, row["eval_s"] + row["train_s"]))
+
+
+def test_the_lm_benchmarks_take_a_real_model_by_flag(tmp_path):
+    """``--model`` times the given causal LM (here a saved folder; `smollm2-135m-instruct` at real size) alone,
+    with its own vocabulary, in the four benchmarks the issue names."""
+    from mcu_lightning.models import tiny_causal_lm
+
+    folder = tmp_path / "lm"
+    tiny_causal_lm(tokenizer=None, vocab_size=96, hidden_size=16, intermediate_size=32).save_pretrained(folder)
+    model = ["--model", str(folder), "--seq-len", "16"]
+    fast = ["--repeats", "1", "--warmup", "1"]
+    rows = curve_step.main([*fast, *model, "--lm-batch-sizes", "2", "--out", str(tmp_path / "s.json")])
+    assert [r["model"] for r in rows] == ["lm"] and rows[0]["params"] == sum(
+        p.numel()
+        for p in tiny_causal_lm(tokenizer=None, vocab_size=96, hidden_size=16, intermediate_size=32).parameters()
+    )
+    rows = curve_eval.main([*fast, *model, "--points", "2", "--eval-batches", "1", "--out", str(tmp_path / "e.json")])
+    assert len(rows) >= 1 and all("conv" not in r["case"] for r in rows)
+    rows = curve_memory.main([*model, "--out", str(tmp_path / "m.json")])
+    assert [r["case"].split()[0] for r in rows] == ["lm"]
+    args = ["--steps", "3", "--repeats", "1", "--warmup", "1", "--batch-size", "2", *model]
+    rows = unlearn_step.main([*args, "--out", str(tmp_path / "u.json")])
+    assert rows and json.loads((tmp_path / "u.json").read_text())["args"]["model"] == str(folder)
