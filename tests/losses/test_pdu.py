@@ -106,6 +106,7 @@ def _dual_worker(rank: int, init_file: str, out: str) -> None:
 def test_the_dual_step_is_the_same_on_every_ddp_process(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_dual_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    # fork: the workers need nothing the test process has not imported (spawn would re-import torch twice)
+    mp.start_processes(_dual_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork")
     duals = [float(torch.load(tmp_path / f"rank{rank}.pt")) for rank in (0, 1)]
     assert duals == pytest.approx([1.0 + (math.log(3) + RETAIN) / 2] * 2, rel=1e-6)
