@@ -170,3 +170,13 @@ def test_curve_training_names_the_curves_first_endpoint_and_its_sampler() -> Non
         {"endpoints": ["a", "b"], "objective": {"class_path": "m.NLL", "init_args": {"split": "retain"}}}, {}
     )
     assert nll.startswith("Fitted on NLL(split=retain) at theta(t)")
+
+
+def test_the_report_says_what_each_mia_auc_is_ranked_against() -> None:
+    from mcu_lightning.report.summary import mia_note
+
+    directions = {"mia_min_k_auc": "toward 0.62", "mia_loss_auc": "toward 0.5", "forget/prob": "lower"}
+    note = mia_note(directions, {"oracle": {"mia_min_k_auc": 0.62}})
+    assert "mia_min_k_auc by its distance from the oracle's AUC, 0.62" in note
+    assert "mia_loss_auc by its distance from 0.5 (no oracle AUC), 0.5" in note
+    assert mia_note({"forget/prob": "lower"}, {}) == ""
