@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mcu_lightning.cli import main
 from mcu_lightning.curves import Bezier, Curve
 from mcu_lightning.data import QADataModule
-from mcu_lightning.losses import NPO, GradDiff
+from mcu_lightning.losses import CEU, NPO, PDU, UNDIAL, WGA, GradDiff, SatImp
 from mcu_lightning.models import load_model, load_state_dict, tiny_causal_lm
 from mcu_lightning.models.hf import LoraSpec
 from mcu_lightning.modules import FineTuneModule, UnlearningModule
@@ -131,6 +131,34 @@ def test_unlearning_raises_forget_nll_and_keeps_retain(
     assert not any("reference" in key for key in state), "the reference model must not be checkpointed"
     model_keys = {f"model.{k}" for k in module.model.state_dict()}
     assert model_keys <= set(state) and all(k.startswith(("model.", "loss.")) for k in state)
+
+
+@torch.no_grad()
+def forget_probability(model: torch.nn.Module) -> float:
+    """Mean answer probability per sample on the forget split, ``exp(-mean answer NLL)`` (the TOFU ``forget/prob``)."""
+    from mcu_lightning.core.forward import call_model
+    from mcu_lightning.core.per_sample import mean_nll
+
+    data = qa_data()
+    data.setup("test")
+    model.eval()
+    nll = [mean_nll(call_model(model, batch), batch["labels"]) for batch in data.eval_dataloader("forget")]
+    return torch.exp(-torch.cat(nll)).mean().item()
+
+
+#: SatImp without its retain term: at its defaults (gamma 0.1, alpha 1) on a base that knows the forget answers
+#: (p ~ 1, weights p^5 (1 - p) ~ 0) the retain NLL's step outweighs the forget term's and raises them in one step.
+OPEN_UNLEARNING_METHODS = [UNDIAL(), CEU(), SatImp(retain_loss=None), WGA(), PDU(retain_loss_eps=0.05)]
+
+
+@pytest.mark.parametrize("loss", OPEN_UNLEARNING_METHODS, ids=lambda loss: type(loss).__name__)
+def test_one_step_of_open_unlearnings_methods_lowers_the_forget_probability(
+    loss: Any, tiny_base: Path, tmp_path: Path
+) -> None:
+    module = unlearn(tiny_base, loss, tmp_path)
+    quiet_trainer(tmp_path, max_steps=1).fit(module, datamodule=qa_data())
+    before, after = forget_probability(load_model(tiny_base)), forget_probability(load_model(tmp_path / "model"))
+    assert after < before, (before, after)
 
 
 def test_reference_model_is_frozen_and_untouched(tiny_base: Path, tmp_path: Path) -> None:
