@@ -9,6 +9,10 @@ Gradient ascent reweighted per answer token by saturation (``p^beta1``: tokens s
 The loss is ``gamma * forget term + alpha * retain term``. Defaults ``beta1=5, beta2=1, gamma=0.1, alpha=1``,
 retain NLL, are open-unlearning's shipped ``configs/trainer/SatImp.yaml`` (its class defaults, ``gamma=1,
 alpha=0.1``, are overridden there); open-unlearning computes the same quantity.
+
+On a model that knows the forget answers (``p_t -> 1``) the weights ``p^5 (1 - p)`` vanish, so at these defaults
+SatImp moves slowly there: on the quickstart base (forget probability 0.995) its shipped config leaves 0.993 after
+5 epochs, where WGA reaches 0.15.
 """
 
 from __future__ import annotations
