@@ -8,7 +8,10 @@ on its own copy of it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mcu_lightning.cli import main
 from tests.reliability.helpers import REPO, run_cli, tiny_study
 
 pytestmark = pytest.mark.slow
@@ -37,10 +41,27 @@ def runs(finished: Path, tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
-def report(runs: Path, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
-    done = run_cli(["report", "runs/tiny", *extra], cwd=runs.parent)
+class Done:
+    """What ``mcu report`` did in this process: its exit status and stderr."""
+
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+
+
+def report(runs: Path, *extra: str, folder: str = "runs/tiny") -> tuple[Done, str]:
+    """``mcu report runs/tiny EXTRA`` run from the folder holding ``runs`` (in this process: no start-up cost)."""
+    cwd, err = os.getcwd(), io.StringIO()
+    os.chdir(runs.parent)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            main(["report", folder, *extra])
+        code = 0
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    finally:
+        os.chdir(cwd)
     summary = runs / "tiny" / "report" / "summary.md"
-    return done, summary.read_text() if summary.is_file() else ""
+    return Done(code, err.getvalue()), summary.read_text() if summary.is_file() else ""
 
 
 def test_a_complete_study_reports_every_stage_and_exits_0(runs: Path) -> None:
@@ -86,7 +107,7 @@ def test_an_edited_test_metrics_file_is_stale(runs: Path) -> None:
 
 
 def test_a_parent_of_studies_is_refused(runs: Path) -> None:
-    done = run_cli(["report", "runs"], cwd=runs.parent)
+    done, _ = report(runs, folder="runs")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "error: 'runs' is not one study's folder (it has no study.json); it holds the studies runs/tiny: "
