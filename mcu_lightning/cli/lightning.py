@@ -127,6 +127,8 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class
     import argparse
     import sys
 
+    import mcu_lightning.data
+    import mcu_lightning.modules  # noqa: F401  (--help lists the package's modules and data modules as subclasses)
     from mcu_lightning.cli.dispatch import parse_error_line
 
     argv = list(args) if args is not None else sys.argv[1:]

@@ -279,7 +279,9 @@ def study_parser() -> ArgumentParser:
     parser.add_argument(
         "--yes", action="store_true", help="run an evaluation above the bound of suite passes a study makes unasked"
     )
-    return parser
+    from mcu_lightning.study.help import describe
+
+    return describe(parser)
 
 
 def _keep_specs(built: Any, parsed: Any) -> Any:

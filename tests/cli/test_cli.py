@@ -31,7 +31,13 @@ def _exit_code(args: list[str]) -> int:
     ("args", "expected"),
     [
         (["--help"], ["fit", "validate", "test", "predict", "experiment", "report"]),
-        (["fit", "--help"], ["--model", "--data", "--trainer", "--print_config"]),
+        (
+            ["fit", "--help"],
+            [
+                *("--model", "--data", "--trainer", "--print_config", "mcu_lightning.UnlearningModule"),
+                *("mcu_lightning.CurveModule", "mcu_lightning.FineTuneModule", "mcu_lightning.QADataModule"),
+            ],
+        ),
         (["experiment", "--help"], ["--endpoints", "--curves", "--only", "--print_config"]),
         (["report", "--help"], ["run_dir"]),
         (["grid", "--help"], ["--forget_splits", "--contrasts", "--seeds", "--splits", "--print_config"]),
@@ -231,3 +237,15 @@ def test_a_bug_while_building_keeps_its_traceback_and_user_input_stays_one_line(
     assert last.startswith("error: KeyError while building the module, data or trainer") and "report it" in last
     line = one_error_line([*args, "--model.init_args.loss", "tests.cli.buggy.RefusingLoss"], capsys)
     assert line == "error: RefusingLoss: margin=-1.0 must be 0 or more"
+
+
+def test_experiment_help_describes_every_study_field_under_whole_headings() -> None:
+    """No option shows only its type (`--data DATA (required, type: dict[str, Any])`), no heading is a docstring's
+    first line cut mid-sentence."""
+    from mcu_lightning.study.help import GROUP_TITLES
+    from mcu_lightning.study.schema import study_parser
+
+    parser = study_parser()
+    bare = [a.dest for a in parser._actions if not (a.help or "").strip() or a.help == "Path to a configuration file."]
+    assert bare == [], f"options without a description: {bare}"
+    assert {key: group.title for key, group in parser.groups.items()} == GROUP_TITLES
