@@ -5,7 +5,7 @@ An unlearning epoch runs once over the forget set; each forget item gets a retai
 ``{"forget": sub_batch, "retain": sub_batch}`` (``retain`` absent when ``use_retain=False``). With
 ``finetune_split`` set, batches are ``{"train": sub_batch}`` over that split instead. The forget order can
 come from a ``CurriculumSampler``. Evaluation loaders are named by split (``eval_splits``); validation and
-test return them as a list in that order. Samplers depend only on ``seed`` and the epoch, so under DDP
+test return them as a dict by split name, in that order (Lightning's ``dataloader_idx``). Samplers depend only on ``seed`` and the epoch, so under DDP
 Lightning's ``DistributedSamplerWrapper`` shards the same draw on every rank.
 
 Mid-epoch resume is exact: Lightning 2.6 restores a training loader's position only when the loader
@@ -293,11 +293,13 @@ class UnlearningDataModule(L.LightningDataModule):
             self.eval_datasets[split] = self.load_eval(split)
         return self._loader(self.eval_datasets[split], self.eval_batch_size, None, self.eval_collate_fn())
 
-    def val_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader(split) for split in self.eval_splits]
+    def val_dataloader(self) -> dict[str, DataLoader]:
+        """The evaluation loaders by split name, in ``eval_splits`` order (Lightning's ``dataloader_idx``)."""
+        return {split: self.eval_dataloader(split) for split in self.eval_splits}
 
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader(split) for split in self.eval_splits]
+    def test_dataloader(self) -> dict[str, DataLoader]:
+        """The evaluation loaders by split name (``dm.test_dataloader()["forget"]``), in ``eval_splits`` order."""
+        return {split: self.eval_dataloader(split) for split in self.eval_splits}
 
     def forget_dataloader(self, batch_size: int | None = None) -> DataLoader:
         """The forget set in order, as plain sub-batches (for loss hooks such as a saliency mask)."""

@@ -40,7 +40,11 @@ def test_datamodule_batches_and_sizes():
     assert set(batch) == {"forget", "retain"}
     assert batch["forget"]["inputs"].shape == (16, 1, 8, 8) and batch["forget"]["labels"].dtype == torch.long
     assert set(batch["retain"]) == {"inputs", "labels", "index"}
-    assert [len(dl.dataset) for dl in dm.val_dataloader()] == [144, 1294, 359]
+    assert {name: len(dl.dataset) for name, dl in dm.test_dataloader().items()} == {
+        "forget": 144,
+        "retain": 1294,
+        "test": 359,
+    }  # the evaluation loaders by name, in eval_splits order
     ft = ClassificationDataModule(finetune_split="full", batch_size=64)
     ft.setup("fit")
     assert sum(len(b["train"]["labels"]) for b in ft.train_dataloader()) == 1438

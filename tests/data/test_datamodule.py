@@ -70,11 +70,11 @@ def test_eval_loaders_follow_eval_splits(cache):
     dm = _setup(_module(cache, eval_batch_size=64))
     assert dm.eval_splits == ["forget", "retain", "holdout", "real_authors", "world_facts"]
     loaders = dm.val_dataloader()
-    assert len(loaders) == 5 and len(dm.test_dataloader()) == 5
-    forget = next(iter(loaders[0]))
+    assert list(loaders) == dm.eval_splits and list(dm.test_dataloader()) == dm.eval_splits  # named, in order
+    forget = next(iter(loaders["forget"]))
     assert forget["perturbed_input_ids"].shape[:2] == (14, 5) and "paraphrased_labels" in forget
-    assert next(iter(loaders[2]))["index"].tolist() == list(range(14))  # holdout10: 2 people
-    assert next(iter(loaders[4]))["perturbed_input_ids"].shape[:2] == (12, 3)
+    assert next(iter(loaders["holdout"]))["index"].tolist() == list(range(14))  # holdout10: 2 people
+    assert next(iter(loaders["world_facts"]))["perturbed_input_ids"].shape[:2] == (12, 3)
     with pytest.raises(ValueError, match="unknown eval splits"):
         _module(cache, eval_splits=["forget", "valid"])
 
