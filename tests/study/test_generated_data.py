@@ -35,11 +35,8 @@ def test_generated_data_is_hashed_by_content(tmp_path: Path, monkeypatch: pytest
     assert any(line.startswith(f"data generated.{root.name}.forget10.json ") for line in changes), changes
     monkeypatch.setenv("MCU_CACHE", str(tmp_path / "elsewhere"))  # the same set generated in another cache
     assert data_identity(FICTITIOUS) == before
-
-
-def test_other_data_keeps_its_identity() -> None:
     digits = {"class_path": "mcu_lightning.data.ClassificationDataModule", "init_args": {"dataset": "digits"}}
-    assert data_identity(digits) == {"spec": digits, "files": {}}
+    assert data_identity(digits) == {"spec": digits, "files": {}}, "other data keeps the identity it had"
 
 
 @pytest.mark.slow
