@@ -120,13 +120,27 @@ def _config_sources(argv: Sequence[str]) -> Iterator[tuple[str, Any]]:
             path = Path(value)
             if not path.is_file():
                 raise ConfigError(f"config file '{value}' does not exist")
-            content = yaml.safe_load(path.read_text())
+            content = read_yaml(path)
             if not isinstance(content, dict):  # jsonargparse would say only "Unexpected config:"
                 what = "is empty" if content is None else f"holds a {type(content).__name__}, not keys and values"
                 raise ConfigError(f"config file '{value}' {what}; write the settings as key: value lines")
             yield "", content
         elif flag.startswith("--") and flag.endswith(".class_path"):
             yield flag[2 : -len(".class_path")], {"class_path": value}
+
+
+def read_yaml(path: Path) -> Any:
+    """A config file's content; a YAML syntax error or bytes that are not UTF-8 are one line naming file and line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"config file '{path}'{where} is not valid YAML: {' '.join(str(problem).split())}") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(f"config file '{path}' line {line}: byte {err.object[err.start]:#04x} is not UTF-8") from None
 
 
 def check_class_paths(argv: Sequence[str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace
 
 from mcu_lightning.core.errors import InputError
 
@@ -307,8 +307,14 @@ def _keep_specs(built: Any, parsed: Any) -> Any:
 
 
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
+    """The study of ``args``; a key the schema does not have, or a value of the wrong type, is one line."""
     parser = study_parser()
-    cfg = parser.parse_args(list(args))
+    parser.exit_on_error = False
+    try:
+        cfg = parser.parse_args(list(args))
+    except ArgumentError as err:  # jsonargparse's usage dump and indented error, folded into one line
+        problem = " ".join(str(err).split())
+        raise StudyError(f"{problem} (mcu experiment --help lists every key)") from None
     init = parser.instantiate(cfg)
     study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
     if cfg.get("smoke"):
@@ -350,3 +356,20 @@ def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.superloss:
         return {"class_path": "mcu_lightning.losses.SuperLoss", "init_args": {"loss": endpoint.loss}}
     return endpoint.loss
+
+
+def curve_objective_spec(curve: CurveSpec, endpoints: Sequence[Endpoint]) -> Any:
+    """The curve's objective as a class spec (``endpoint``: its first unlearning endpoint's loss as trained;
+    ``retain_nll``: NLL on the retain set)."""
+    if curve.objective == "retain_nll":
+        return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
+    if curve.objective == "endpoint":
+        by_name = {e.name: e for e in endpoints}  # the curve's first unlearning endpoint, in its order
+        first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
+        if first is None:
+            raise StudyError(
+                f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint among {curve.endpoints}; "
+                "use retain_nll or a loss spec"
+            )
+        return endpoint_loss_spec(first)
+    return curve.objective

@@ -17,6 +17,7 @@ from mcu_lightning.study.schema import (
     Endpoint,
     StudyError,
     Training,
+    curve_objective_spec,
     endpoint_loss_spec,
     is_path,
     path_shape,
@@ -136,16 +137,8 @@ class StageRunners:
         )
 
     def curve_objective_spec(self, curve: CurveSpec) -> Any:
-        """The objective as a class spec (``endpoint``: the first unlearning endpoint's loss; ``retain_nll``: NLL)."""
-        if curve.objective == "retain_nll":
-            return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
-        if curve.objective == "endpoint":
-            by_name = {e.name: e for e in self.study.endpoints}  # the curve's first unlearning endpoint, in its order
-            first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
-            if first is None:
-                raise ValueError(f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint")
-            return endpoint_loss_spec(first)
-        return curve.objective
+        """The objective as a class spec (:func:`~mcu_lightning.study.schema.curve_objective_spec`)."""
+        return curve_objective_spec(curve, self.study.endpoints)
 
     def curve_objective(self, curve: CurveSpec) -> Any:
         from mcu_lightning.losses.base import UnlearningLoss

@@ -7,19 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning.study.build import check_class_path
+from mcu_lightning.study.build import check_class_path, check_optimizer
 from mcu_lightning.study.schema import (
     BUILTIN_NODES,
     MERGE_METHODS,
     PATHS,
     CurveSpec,
     Study,
+    StudyError,
     Training,
     check_positive,
     check_training,
     is_path,
     shape_bends,
 )
+from mcu_lightning.study.specs import check_specs
 
 #: A curve's ``train`` as left unset (its default): ignored on a training-free path.
 DEFAULT_CURVE_TRAIN = CurveSpec(name="", endpoints=[]).train
@@ -29,7 +31,12 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
     """Raise ``ValueError`` naming the first problem of ``study`` and its fix (``probes`` builds its probes)."""
     if study.base.path is None and study.base.model is None:
         raise ValueError("base: give `path` (an existing model) or `model` (a class spec to train on `full`)")
+    check_name(study.name, "study")  # runs/<name>/
     names = [endpoint.name for endpoint in study.endpoints]
+    for name in names:
+        check_name(name, f"endpoint {name!r}")  # endpoints/<name>/
+    for curve in study.curves:
+        check_name(curve.name, f"curve {curve.name!r}")  # curves/<name>/ and report/<name>/
     check_unique(names, "endpoint")
     reserved = set(names) & set(BUILTIN_NODES)
     if reserved:
@@ -49,7 +56,7 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
         for node in curve.endpoints:
             if node not in known:
                 raise ValueError(
-                    f"curve '{curve.name}' names endpoint '{node}' that is not defined; "
+                    f"curve '{curve.name}' names endpoint {node!r} that is not defined; "
                     f"defined: {', '.join(sorted(known))}"
                 )
         if curve.endpoints[0] == curve.endpoints[1]:
@@ -68,7 +75,6 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
             )
         if curve.space not in ("factors", "delta"):
             raise ValueError(f"curve '{curve.name}': space={curve.space!r}; use factors or delta")
-    validate_uses(study)
     for path, what in ((study.base.path, "base.path"), (study.oracle.path, "oracle.path")):
         if path is not None and not Path(path).exists() and "/" in path and path.startswith((".", "/")):
             raise ValueError(f"{what} '{path}' does not exist; give a save_pretrained folder or a Hub name")
@@ -96,9 +102,23 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
             raise ValueError(f"trainer.{key} would be ignored: give each stage its length (e.g. curves[].train.{key})")
     for key in ("batch_size", "eval_batch_size"):
         check_positive((study.data.get("init_args") or {}).get(key), f"data.init_args.{key}")
-    if study.evaluation.eval_ts is not None and isinstance(study.evaluation.eval_ts, int):
-        check_positive(study.evaluation.eval_ts, "evaluation.eval_ts")
+    check_eval_ts(study.evaluation.eval_ts)
     check_positive(study.checkpoint_every_n_steps, "checkpoint_every_n_steps")
+    check_specs(study)  # every class spec against its class: unknown init_args, Trainer keys, refused values
+    for training, what in trainings(study):
+        check_optimizer(training.optimizer, f"{what}.optimizer")
+    validate_uses(study)
+
+
+def check_eval_ts(eval_ts: Any) -> None:
+    """The curves' t grid as ``CurveModule`` makes it (``t_grid``): at least both endpoints."""
+    from mcu_lightning.curves.sampling import t_grid
+
+    check_positive(eval_ts, "evaluation.eval_ts")
+    try:
+        t_grid(eval_ts)
+    except ValueError as err:
+        raise StudyError(f"evaluation.{err}") from err
 
 
 def trainings(study: Study) -> list[tuple[Training, str]]:
@@ -134,7 +154,7 @@ def validate_uses(study: Study) -> None:
             raise ValueError(f"{what}: ensemble names must be unique; got {uses}")
         for ensemble in curve.ensembles:
             label = f"{what} ensemble '{ensemble.name}'"
-            check_name(ensemble.name, label)
+            check_name(ensemble.name, f"{what} ensemble {ensemble.name!r}")
             if (ensemble.points is None) == (ensemble.ts is None):
                 raise ValueError(f"{label}: give either points (K evenly spaced t) or ts (a list of t), not both")
             if ensemble.points is not None and (
@@ -161,7 +181,7 @@ def validate_uses(study: Study) -> None:
     check_unique(merge_names, "merge")
     for merge in study.merges:
         what = f"merge '{merge.name}'"
-        check_name(merge.name, what)
+        check_name(merge.name, f"merge {merge.name!r}")
         if merge.method not in MERGE_METHODS:
             raise ValueError(f"{what}: method={merge.method!r}; use one of {', '.join(MERGE_METHODS)}")
         if len(merge.endpoints) < 1:
@@ -170,7 +190,7 @@ def validate_uses(study: Study) -> None:
         for node in merge.endpoints:
             if node not in loras:
                 raise ValueError(
-                    f"{what} names endpoint '{node}' that is not an unlearning endpoint; defined: {sorted(loras)}"
+                    f"{what} names endpoint {node!r} that is not an unlearning endpoint; defined: {sorted(loras)}"
                 )
             if loras[node]:
                 raise ValueError(f"{what}: endpoint '{node}' is a LoRA adapter; merges take full-weight endpoints")
@@ -190,10 +210,26 @@ def check_unique(names: list[str], what: str) -> None:
         raise ValueError(f"{what} names must be unique; repeated: {sorted(repeated)}")
 
 
+#: The longest name in bytes: a folder name is at most 255 bytes on common file systems, and a name also makes
+#: longer ones (``ensemble-<name>``, ``<curve>.png``, ``.<file>.<random>.tmp`` while written).
+MAX_NAME_BYTES = 120
+
+
 def check_name(name: str, what: str) -> None:
-    """A name that becomes a folder: letters, digits, ``-``, ``_`` and ``.``."""
-    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        raise ValueError(f"{what}: the name {name!r} becomes a folder; use letters, digits, '-', '_' or '.'")
+    """A name that becomes a folder must be one safe path component: letters (any script), digits, ``-``, ``_``
+    and ``.``, not starting with ``.`` (so never ``.`` or ``..``), at most :data:`MAX_NAME_BYTES` bytes in UTF-8.
+    No ``/`` or ``\\`` (they nest folders or climb out of the study), no spaces or control characters."""
+    safe = isinstance(name, str) and bool(name) and not name.startswith(".")
+    if not safe or not all(c.isalnum() or c in "-_." for c in name):
+        raise StudyError(
+            f"{what}: the name {name!r} becomes a folder; use letters, digits, '-', '_' or '.' "
+            "(no '/', spaces or control characters, not starting with '.')"
+        )
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise StudyError(
+            f"{what}: the name {name[:20]!r}... is {len(name.encode())} bytes; a folder name needs at most "
+            f"{MAX_NAME_BYTES}"
+        )
 
 
 def validate_metrics(study: Study, suite: Any) -> None:
