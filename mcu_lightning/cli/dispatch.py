@@ -90,6 +90,21 @@ def one_line_errors(
         raise ConfigError(line(err)) from err
 
 
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """A full or read-only disk met by any writer (a folder made, TensorBoard's event file, a checkpoint) is one
+    line naming the file and the fix (``core.storage``); other ``OSError`` keep their traceback."""
+    try:
+        yield
+    except OSError as err:
+        from mcu_lightning.core.storage import storage_error
+
+        disk = storage_error(err)
+        if disk is None or os.environ.get("MCU_TRACEBACK"):
+            raise
+        raise ConfigError(_folded(disk)) from err
+
+
 def _flags(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
     """``(flag, value)`` for every ``--flag value`` and ``--flag=value`` of ``argv``."""
     items = list(argv)
@@ -231,17 +246,20 @@ def main(args: Sequence[str] | None = None) -> None:
             from mcu_lightning.study.status import stage_states
 
             command = partial(report_cli, stage_states=stage_states)  # the plan's stages, checked as experiment does
-        with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0])), one_line_errors(InputError):
+        parse_errors = one_line_errors(argparse.ArgumentError, parse_error_line(argv[0]))
+        with disk_errors(), parse_errors, one_line_errors(InputError):
             command(argv[1:])  # bad input found before any stage ran (StudyError is one)
         return
     if argv[0] == "export":
-        _export(argv[1:])
+        with disk_errors():
+            _export(argv[1:])
         return
     check_class_paths(argv)
     check_ckpt_path(argv)
     from mcu_lightning.cli.lightning import lightning_cli
 
-    lightning_cli(args)  # None: LightningCLI reads sys.argv itself
+    with disk_errors():
+        lightning_cli(args)  # None: LightningCLI reads sys.argv itself
 
 
 def _export(argv: Sequence[str]) -> None:

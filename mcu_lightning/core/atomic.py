@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from mcu_lightning.core.storage import storage_error
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -27,11 +29,15 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
 
     The destination holds either its previous content or all of ``data``, never a prefix: an exception (or a
     kill) before the rename leaves it untouched, and the temporary file is removed on exceptions. The file gets
-    the usual ``0o666 & ~umask`` permissions (``mkstemp`` alone would leave it owner-only).
+    the usual ``0o666 & ~umask`` permissions (``mkstemp`` alone would leave it owner-only). A full or read-only
+    disk raises :class:`~mcu_lightning.core.storage.StorageError` naming ``path`` and the fix.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # a read-only or full disk: one line naming the file (see core.storage)
+        raise (storage_error(err, path) or err) from err
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -39,8 +45,11 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        disk = storage_error(err, path) if isinstance(err, OSError) else None
+        if disk is not None:
+            raise disk from err
         raise
     return path
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -30,6 +29,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import CustomTimeColumn, ProcessingSpeedColumn
 from rich.text import Text
+
+from mcu_lightning.core.storage import read_json
 
 #: INFO lines (logger, message start) that describe the library, not the run; every other line still prints
 #: (a resume's "Restored all states ...", any warning).
@@ -256,7 +257,7 @@ def stage_headline(kind: str, directory: Path, names: Sequence[str]) -> str:
         path = directory / "barrier_summary.json"
         if not path.is_file():
             return ""
-        metrics = json.loads(path.read_text()).get("metrics", {})
+        metrics = read_json(path).get("metrics", {})
         rows = [(n, metrics[n]) for n in names if math.isfinite(metrics.get(n, {}).get("barrier_vs_line", math.nan))]
         shown = [  # a barrier of 0 sits nowhere: its t is only where the search began
             f"{n} {row['barrier_vs_line']:.3g} (t={row['t_barrier_vs_line']:.2f})"
@@ -268,7 +269,7 @@ def stage_headline(kind: str, directory: Path, names: Sequence[str]) -> str:
     path = directory / "test_metrics.json"
     if not path.is_file():
         return ""
-    data = json.loads(path.read_text())
+    data = read_json(path)
     aggregates = {k: v for k, v in data.get("aggregates", {}).items() if isinstance(v, (int, float))}
     return headline(aggregates, names)
 

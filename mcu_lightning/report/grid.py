@@ -24,7 +24,6 @@ forget split (mean over seeds) with its 95 % band.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.storage import read_json
 from mcu_lightning.metrics.intervals import Interval, mean_interval
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
@@ -81,7 +81,7 @@ def read_runs(grid_root: Path, entry: dict[str, Any], contrast: str) -> list[Run
     runs = []
     for seed, name in entry["curves"].get(contrast, {}).items():
         folder = grid_root / entry["root"] / CURVES_DIR / name
-        summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
+        summary = read_json(folder / BARRIER_JSON) if (folder / BARRIER_JSON).is_file() else None
         rows = read_csv(folder / CURVE_METRICS_CSV)[1] if (folder / CURVE_METRICS_CSV).is_file() else []
         runs.append(Run(int(seed), summary, rows))
     return runs
@@ -326,7 +326,7 @@ def _times(manifest: dict[str, Any]) -> list[str]:
 def write_grid_report(grid_root: Path, vector: str | None = None) -> Path:
     """Write ``<grid_root>/report/grid.md`` and a figure per headline metric; return the markdown's path."""
     grid_root = Path(grid_root)
-    manifest = json.loads((grid_root / GRID_JSON).read_text())
+    manifest = read_json(grid_root / GRID_JSON)
     out = grid_root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     splits = list(manifest["studies"])

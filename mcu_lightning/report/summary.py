@@ -7,7 +7,6 @@ endpoints' metrics next to the base and the oracle.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from mcu_lightning.core.atomic import atomic_copy, atomic_write
 from mcu_lightning.core.direction import arrow, target
+from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
     CURVE_APPENDIX,
@@ -65,7 +65,7 @@ MAIN_METRICS = (
 def _aggregates(path: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    data = read_json(path)
     return {
         k: float(v) if v is not None else math.nan
         for k, v in data.get("aggregates", data).items()
@@ -80,13 +80,13 @@ def _directions(root: Path, allowed: set[str] | None = None) -> dict[str, str]:
     for path in sorted(root.glob("**/" + TEST_METRICS)):
         if not shown(root, path.parent, allowed):
             continue
-        data = json.loads(path.read_text())
+        data = read_json(path)
         if isinstance(data, dict) and isinstance(data.get("directions"), dict):
             out.update(data["directions"])
     for path in sorted(root.glob("curves/*/" + BARRIER_JSON)):
         if not shown(root, path.parent, allowed):
             continue
-        for name, summary in json.loads(path.read_text()).get("metrics", {}).items():
+        for name, summary in read_json(path).get("metrics", {}).items():
             if isinstance(summary, dict) and "direction" in summary:
                 out.setdefault(name, summary["direction"])
     return out
@@ -351,7 +351,7 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
         raise FileNotFoundError(f"no study at '{root}'; pass runs/<name> of a study that has run")
     out = root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    study = json.loads((root / "study.json").read_text()) if (root / "study.json").is_file() else {}
+    study = read_json(root / "study.json") if (root / "study.json").is_file() else {}
     allowed = current_folders(stages)
     nodes = _nodes(root, allowed)
     curve_dirs = _curves(root, allowed)
@@ -371,7 +371,7 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
         atomic_copy(folder / CURVE_METRICS_CSV, out / name / CURVE_METRICS_CSV)
         figure = folder / CURVE_FIGURE
         spec = curve_specs.get(name, {})
-        summary = json.loads((folder / BARRIER_JSON).read_text()) if (folder / BARRIER_JSON).is_file() else None
+        summary = read_json(folder / BARRIER_JSON) if (folder / BARRIER_JSON).is_file() else None
         appendix = folder / CURVE_APPENDIX
         if figure.is_file() and appendix.is_file() and vector is None:  # drawn by the curve's test; redraw if needed
             atomic_copy(figure, out / f"{name}.png")

@@ -3,11 +3,11 @@ plane figures and exported best points of each curve's section (folders written 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from mcu_lightning.core.atomic import atomic_copy
+from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.stages import shown
 
 TEST_METRICS = "test_metrics.json"
@@ -43,7 +43,7 @@ def curve_use_lines(
     for path in sorted(folder.glob(f"best-*/{BEST_FILE}")):
         if not shown(root, path.parent, allowed):
             continue
-        best = json.loads(path.read_text())
+        best = read_json(path)
         where = path.parent.relative_to(folder.parent.parent) / best.get("folder", "model")
         lines.append(
             f"Best interior by {best['metric']} ({best['direction']}): t={fmt(best['t'])} ({fmt(best['value'])}), "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from mcu_lightning.core.errors import InputError
 
@@ -307,14 +307,8 @@ def _keep_specs(built: Any, parsed: Any) -> Any:
 
 
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
-    """The study of ``args``; a key the schema does not have, or a value of the wrong type, is one line."""
     parser = study_parser()
-    parser.exit_on_error = False
-    try:
-        cfg = parser.parse_args(list(args))
-    except ArgumentError as err:  # jsonargparse's usage dump and indented error, folded into one line
-        problem = " ".join(str(err).split())
-        raise StudyError(f"{problem} (mcu experiment --help lists every key)") from None
+    cfg = parser.parse_args(list(args))
     init = parser.instantiate(cfg)
     study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
     if cfg.get("smoke"):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.direction import is_direction, ranking_key
+from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.uses import BEST_FILE, PLANE_DIR
 from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
 
@@ -167,7 +168,7 @@ def run_export_best(runner: StudyRunner, curve: CurveSpec, metric: str) -> dict[
     from mcu_lightning.report.curve import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
 
     folder = runner.curve_dir(curve)
-    summary = json.loads((folder / BARRIER_JSON).read_text())
+    summary = read_json(folder / BARRIER_JSON)
     direction = summary.get("metrics", {}).get(metric, {}).get("direction", "none")
     if direction == "none" or not is_direction(direction):
         raise StudyError(

@@ -25,6 +25,11 @@ DIRECTION = QASuite().direction
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
+    return toy_study_folder(tmp_path)
+
+
+def toy_study_folder(tmp_path: Path) -> Path:
+    """A finished study's folder written by hand: base, oracle, endpoints a and b, and the curve a-b."""
     root = tmp_path / "runs" / "toy"
     nodes = {
         root / "base": {"forget/prob": 0.9, "retain/prob": 0.9},
