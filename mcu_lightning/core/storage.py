@@ -5,7 +5,8 @@ writes) is the user's setup, not a bug: :func:`storage_error` turns the ``OSErro
 (an :class:`~mcu_lightning.core.errors.InputError`, so ``mcu`` prints it as one ``error:`` line). Every writer goes
 through :func:`~mcu_lightning.core.atomic.atomic_write`, which leaves the file whole or absent, and a stage records
 itself complete only after its files are written, so the stage that failed runs again on the next run.
-:func:`read_json` names a damaged JSON file instead of raising ``JSONDecodeError``.
+:func:`read_json` names a damaged JSON file instead of raising ``JSONDecodeError``, and :func:`read_utf8` the line of a
+byte that is not UTF-8.
 """
 
 from __future__ import annotations
@@ -52,13 +53,29 @@ def storage_error(err: OSError, path: str | os.PathLike | None = None) -> Storag
     return error
 
 
+def read_utf8(path: str | os.PathLike, what: str = "file") -> str:
+    """The text of ``path``; a byte that is not UTF-8 is one line naming the file, line and column (Python's own
+    error names only a byte offset)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise InputError(
+            f"{what} '{path}' line {line} column {column}: byte {raw[err.start]:#04x} is not UTF-8 ({err.reason}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON content of ``path``; a damaged file (cut off, not JSON, not UTF-8) is one line naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f"line {err.lineno} column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else err
+        return json.loads(read_utf8(path))
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}: {err.msg}"
         raise InputError(
             f"'{path}' is damaged ({where}); rerun `mcu experiment` with the study's config (a stage whose output "
             "changed runs again) or restore the file"

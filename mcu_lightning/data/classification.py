@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.storage import read_utf8
 from mcu_lightning.data.qa import pad_sequences, padding_mask
 
 IMAGE_COLUMNS = ("image", "img", "pixel_values")
@@ -231,7 +232,7 @@ def select_forget(
         path = Path(index_file)
         if not path.is_file():
             raise FileNotFoundError(f"forget index file '{path}' does not exist; give a JSON list of train indices")
-        forget = torch.tensor(sorted(set(json.loads(path.read_text()))), dtype=torch.long)
+        forget = torch.tensor(sorted(set(json.loads(read_utf8(path, "forget index file")))), dtype=torch.long)
         if forget.numel() == 0:
             raise InputError(f"forget index file '{path}' is empty; an empty forget set has nothing to unlearn")
         if forget.min() < 0 or forget.max() >= num_train:

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.storage import read_utf8
 
 ORDERS = ("easy_first", "hard_first")
 
@@ -116,7 +117,7 @@ def read_scores(path: str | Path) -> Tensor:
         raise FileNotFoundError(f"curriculum score file '{path}' does not exist")
     if path.suffix == ".pt":
         return torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True), dtype=torch.float)
-    text = path.read_text()
+    text = read_utf8(path, "curriculum score file")
     values = json.loads(text) if path.suffix == ".json" else [float(v) for v in text.split()]
     return torch.as_tensor(values, dtype=torch.float)
 

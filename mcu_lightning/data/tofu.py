@@ -15,6 +15,7 @@ from pathlib import Path
 import datasets
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.storage import read_utf8
 from mcu_lightning.data.qa import MissingFieldError
 
 TOFU_HUB_NAME = "locuslab/TOFU"
@@ -108,7 +109,7 @@ def check_json_lines(path: Path, name: str = "") -> None:
     A row that lacks ``question``, ``answer`` or a field the first row has is a ``MissingFieldError`` (a
     missing field, not a wrong type).
     """
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "TOFU file")
     if not text.strip():
         raise InputError(f"TOFU file '{path}' is empty; config {name!r} needs one JSON object per line")
     first: tuple[int, list[str]] | None = None  # the first row's line and fields: every row needs them

@@ -166,7 +166,7 @@ def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from mcu_lightning.report.figure_style import PANEL_INCHES
+    from mcu_lightning.report.figure_style import PANEL_INCHES, drawable
 
     nrows, ncols = _grid(count)
     width, height = PANEL_INCHES
@@ -184,7 +184,8 @@ def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
         hspace=gap_y / height,
     )
     if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.15 / fig_h, va="top")
+        text, families = drawable(title)  # a CJK name: a font that has it, or its code points (no missing glyphs)
+        fig.suptitle(text, fontsize=11, y=1 - 0.15 / fig_h, va="top", fontfamily=families)
     for ax in list(axes.flat)[count:]:
         ax.axis("off")
     return fig, axes
@@ -192,16 +193,18 @@ def panel_figure(count: int, title: str, legend_rows: int) -> tuple[Any, Any]:
 
 def figure_legend(fig: Any, handles: dict[str, Any], ncol_max: int = 8) -> None:
     """One legend for the whole figure, under the panels (colours are fixed per label, so one serves all)."""
-    from mcu_lightning.report.figure_style import LEGEND_FONT
+    from mcu_lightning.report.figure_style import LEGEND_FONT, drawable
 
     if handles:
+        labels = [drawable(label) for label in handles]  # curve names in the study figure: any script
+        families = list(dict.fromkeys(family for _, fonts in labels for family in fonts))
         fig.legend(
             list(handles.values()),
-            list(handles),
+            [text for text, _ in labels],
             loc="lower center",
             bbox_to_anchor=(0.5, 0.0),
             ncol=min(ncol_max, len(handles)),
-            fontsize=LEGEND_FONT,
+            prop={"family": families, "size": LEGEND_FONT},
             frameon=False,
         )
 

@@ -14,6 +14,7 @@ forgetting). The figures read the suites' own statement (``MetricSuite.direction
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterable, Mapping
 
@@ -153,3 +154,53 @@ def curve_title(name: str, endpoints: Iterable[str] | None) -> str:
     """``graddiff-npo: graddiff (t=0) → npo (t=1)``, or the bare name when the endpoints are unknown."""
     ends = [model_name(e) for e in endpoints or []]
     return f"{name}: {ends[0]} (t=0) → {ends[1]} (t=1)" if len(ends) == 2 else name
+
+
+def drawable(text: str) -> tuple[str, list[str]]:
+    """``text`` as a figure can draw it, and the font families to draw it with.
+
+    Matplotlib's default font (DejaVu Sans) has no CJK glyphs: a curve named ``遗忘`` would be drawn as empty boxes
+    with a "Glyph ... missing" warning. Characters the default font lacks are drawn with the first installed font
+    that has them (e.g. Noto Sans CJK, passed to matplotlib as a fallback family); a character no installed font
+    has is written as its code point (``\\u9057``), so the title still tells the curves apart.
+    """
+    fonts = _fonts()
+    default_family, default_chars = fonts[0]
+    families = [default_family]
+    out = []
+    for char in text:
+        code = ord(char)
+        if code in default_chars or char.isspace():
+            out.append(char)
+            continue
+        family = next((name for name, chars in fonts[1:] if code in chars), None)
+        if family is None:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+            continue
+        if family not in families:
+            families.append(family)
+        out.append(char)
+    return "".join(out), families
+
+
+#: Fonts that map every character to a box ("Last Resort"): they would "have" every glyph and draw none.
+LAST_RESORT = "Last Resort"
+
+
+@functools.cache
+def _fonts() -> list[tuple[str, frozenset[int]]]:
+    """``(family, code points)`` of the default sans-serif font, then of every other installed font."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    default = font_manager.findfont(font_manager.FontProperties())
+    paths = [default, *sorted({entry.fname for entry in font_manager.fontManager.ttflist} - {default})]
+    found = []
+    for path in paths:
+        try:
+            font = FT2Font(path)
+        except (OSError, RuntimeError, ValueError):  # a font file matplotlib cannot read: skip it
+            continue
+        if not font.family_name.startswith(LAST_RESORT):
+            found.append((font.family_name, frozenset(font.get_charmap())))
+    return found

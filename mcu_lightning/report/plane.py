@@ -12,7 +12,7 @@ from typing import Any
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.direction import arrow as direction_arrow
 from mcu_lightning.report.curve import render_png, write_csv
-from mcu_lightning.report.figure_style import direction
+from mcu_lightning.report.figure_style import direction, drawable
 
 PLANE_CSV = "plane_metrics.csv"
 PLANE_JSON = "plane.json"
@@ -60,7 +60,8 @@ def plot_plane(plane: Any, metric: str, title: str = "", better: str | None = No
     arrow = direction_arrow(better) if better != "none" else ""
     ax.set_title(f"{metric} ({arrow} better)" if arrow else metric, fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=9)
+        text, families = drawable(title)
+        fig.suptitle(text, fontsize=9, fontfamily=families)
     ax.set_xlabel("x along w1 - w0", fontsize=LABEL_FONT)
     ax.set_ylabel("y towards the control point", fontsize=LABEL_FONT)
     ax.tick_params(labelsize=LABEL_FONT)
