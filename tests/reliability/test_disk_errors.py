@@ -109,7 +109,7 @@ def test_report_on_a_full_disk_is_one_line_and_leaves_no_partial_file(
     assert f"cannot write '{root / 'report'}" in line
     assert "No space left on device; free space on that disk (or set output_dir to a folder on another one)" in line
     assert _leftovers(root) == []
-    for copy in (root / "report").rglob("curve_metrics.csv"):  # whole or absent
+    for copy in (root / "report").rglob("curve_metrics.csv"):  # whole or absent (atomic_copy)
         assert copy.read_bytes() == (root / "curves" / copy.parent.name / copy.name).read_bytes()
     assert not (root / "report" / "summary.md").exists()  # written last: the report is not claimed complete
 
