@@ -97,6 +97,10 @@ def check_class_path(spec: Any, what: str) -> None:
     from mcu_lightning.core.registry import resolve_class_path
 
     if isinstance(spec, dict) and "class_path" in spec:
+        if not isinstance(spec["class_path"], str):
+            raise StudyError(
+                f"{what}: class_path={spec['class_path']!r}; give a dotted name (e.g. mcu_lightning.losses.NPO)"
+            )
         resolve_class_path(spec["class_path"], what)
         for value in (spec.get("init_args") or {}).values():
             check_class_path(value, what)

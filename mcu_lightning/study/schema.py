@@ -309,7 +309,10 @@ def _keep_specs(built: Any, parsed: Any) -> Any:
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
     parser = study_parser()
     cfg = parser.parse_args(list(args))
-    init = parser.instantiate(cfg)
+    try:
+        init = parser.instantiate(cfg)
+    except TypeError as err:  # a section of the wrong shape (a list where the schema has keys) that parsing let by
+        raise StudyError(f"the study does not fit its schema: {' '.join(str(err).split())}") from err
     study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
     if cfg.get("smoke"):
         from mcu_lightning.study.smoke import smoke
@@ -337,6 +340,8 @@ def check_training(training: Training, what: str) -> None:
         )
     check_positive(training.batch_size, f"{what}.batch_size")
     args = (training.optimizer or {}).get("init_args") or {}
+    if not isinstance(args, dict):
+        raise ValueError(f"{what}.optimizer.init_args={args!r} must be a mapping of the optimizer's arguments")
     if "lr" in args:
         lr = args["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:

@@ -111,14 +111,10 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
 
 
 def check_eval_ts(eval_ts: Any) -> None:
-    """The curves' t grid as ``CurveModule`` makes it (``t_grid``): at least both endpoints."""
-    from mcu_lightning.curves.sampling import t_grid
-
+    """The curves' t grid (``t_grid``): a whole number of points, at least both endpoints."""
     check_positive(eval_ts, "evaluation.eval_ts")
-    try:
-        t_grid(eval_ts)
-    except ValueError as err:
-        raise StudyError(f"evaluation.{err}") from err
+    if eval_ts < 2:
+        raise StudyError(f"evaluation.eval_ts={eval_ts}: a curve grid needs at least 2 points (both endpoints)")
 
 
 def trainings(study: Study) -> list[tuple[Training, str]]:
@@ -216,13 +212,13 @@ MAX_NAME_BYTES = 120
 
 
 def check_name(name: str, what: str) -> None:
-    """A name that becomes a folder must be one safe path component: letters (any script), digits, ``-``, ``_``
-    and ``.``, not starting with ``.`` (so never ``.`` or ``..``), at most :data:`MAX_NAME_BYTES` bytes in UTF-8.
+    """A name that becomes a folder must be one safe path component: letters (any script), digits, ``-``, ``_``,
+    ``+`` and ``.``, not starting with ``.`` (so never ``.`` or ``..``), at most :data:`MAX_NAME_BYTES` bytes in UTF-8.
     No ``/`` or ``\\`` (they nest folders or climb out of the study), no spaces or control characters."""
     safe = isinstance(name, str) and bool(name) and not name.startswith(".")
-    if not safe or not all(c.isalnum() or c in "-_." for c in name):
+    if not safe or not all(c.isalnum() or c in "-_.+" for c in name):
         raise StudyError(
-            f"{what}: the name {name!r} becomes a folder; use letters, digits, '-', '_' or '.' "
+            f"{what}: the name {name!r} becomes a folder; use letters, digits, '-', '_', '+' or '.' "
             "(no '/', spaces or control characters, not starting with '.')"
         )
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:

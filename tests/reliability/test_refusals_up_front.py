@@ -64,7 +64,7 @@ def test_names_must_be_safe_folder_names(case: str, tmp_path: Path, capsys: pyte
     key, name, expected = BAD_NAMES[case]
     line = _refused(tmp_path, _set(key, name), capsys)
     assert expected in line
-    assert "use letters, digits, '-', '_' or '.'" in line or "bytes" in line
+    assert "use letters, digits, '-', '_', '+' or '.'" in line or "bytes" in line
 
 
 def test_names_in_any_script_are_folder_names(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_a_name_climbing_out_is_refused_by_the_cli(tmp_path: Path) -> None:
     result = run_cli(["experiment", "--config", str(config), "--progress", "false"], cwd=tmp_path, timeout=240)
     assert result.returncode == 2, result.stderr[-2000:]
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        "error: endpoint '../../pwn': the name '../../pwn' becomes a folder; use letters, digits, '-', '_' or '.' "
+        "error: endpoint '../../pwn': the name '../../pwn' becomes a folder; use letters, digits, '-', '_', '+' or '.' "
         "(no '/', spaces or control characters, not starting with '.')"
     ]
     assert not (tmp_path / "pwn").exists() and not (tmp_path / "runs").exists()
