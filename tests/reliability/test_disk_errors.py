@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.core.storage import StorageError
+from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.storage import StorageError, read_json
 from tests.reliability.helpers import one_error_line
 from tests.report.test_summary import toy_study_folder
 
@@ -137,8 +138,12 @@ def test_damaged_test_metrics_is_one_line_naming_the_file(run_dir: Path, capsys:
     damaged = run_dir / "endpoints" / "a" / "test_metrics.json"
     damaged.write_text(damaged.read_text()[:25])  # cut off, as by a copy that ran out of space
     line = one_error_line(["report", str(run_dir)], capsys)
-    assert line.startswith(f"error: '{damaged}' is damaged (line 1 column ")
-    assert "rerun `mcu experiment` with the study's config" in line
+    assert "endpoint 'a' stale (its outputs test_metrics.json changed or are gone" in line
+    assert "run `mcu experiment` with the study's config" in line
+    with pytest.raises(InputError) as info:  # any reader of the file: its name, where it breaks, the fix
+        read_json(damaged)
+    assert str(info.value).startswith(f"'{damaged}' is damaged (line 1 column ")
+    assert "rerun `mcu experiment` with the study's config" in str(info.value)
 
 
 def test_a_stage_stopped_by_a_full_disk_stays_incomplete_and_runs_again(
