@@ -7,13 +7,23 @@ from collections.abc import Sequence
 import torch
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.streams import stream_generator
 
 
 class TSampler:
-    """Base class of ``t`` samplers: :meth:`sample` draws one ``t`` in [0, 1] per training batch."""
+    """Base class of ``t`` samplers: :meth:`sample` draws one ``t`` in [0, 1] per training batch.
+
+    A curve fit calls :meth:`draw` with the run's seed and the draw's index, so that every t depends on its key
+    alone (a resumed fit draws the same sequence); samplers whose draws are independent only implement
+    :meth:`sample`, which :meth:`draw` calls with the draw's own generator.
+    """
 
     def sample(self, generator: torch.Generator | None = None) -> float:
         raise NotImplementedError
+
+    def draw(self, seed: int, index: int, generator: torch.Generator) -> float:
+        """The ``index``-th t of a fit seeded ``seed``; ``generator`` is that draw's own stream."""
+        return self.sample(generator)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -46,6 +56,11 @@ class ClippedNormal(TSampler):
 class Stratified(TSampler):
     """Stratified uniform: [0, 1] cut into ``num_strata`` equal strata, visited once per cycle in a shuffled order,
     with ``t`` uniform inside the stratum. Covers the curve evenly with fewer steps than :class:`Uniform`.
+
+    In a fit (:meth:`draw`) draw ``i`` is position ``i mod K`` of cycle ``i // K`` (``K = num_strata``); the cycle's
+    order is a permutation from stream ``stratified-order`` at (seed, cycle), so the stratum depends on (seed, i)
+    alone and a resumed fit continues the same cycle. :meth:`sample` without an index keeps the cycle in Python
+    state instead (for interactive use; it does not survive a checkpoint).
     """
 
     def __init__(self, num_strata: int = 8) -> None:
@@ -60,6 +75,12 @@ class Stratified(TSampler):
         stratum = self._order.pop()
         jitter = torch.rand((), generator=generator).item()
         return (stratum + jitter) / self.num_strata
+
+    def draw(self, seed: int, index: int, generator: torch.Generator) -> float:
+        cycle, position = divmod(int(index), self.num_strata)
+        order = torch.randperm(self.num_strata, generator=stream_generator(seed, "stratified-order", cycle))
+        jitter = torch.rand((), generator=generator).item()
+        return (int(order[position]) + jitter) / self.num_strata
 
     def __repr__(self) -> str:
         return f"Stratified(num_strata={self.num_strata})"

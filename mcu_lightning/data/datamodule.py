@@ -1,18 +1,20 @@
 """The data seam of DESIGN.md: forget/retain training pairs plus named evaluation splits.
 
 An unlearning epoch runs once over the forget set; each forget item gets a retain partner drawn from
-``seed + epoch`` (distinct partners while the retain set is large enough), and a training batch is
+(seed, epoch) (distinct partners while the retain set is large enough), and a training batch is
 ``{"forget": sub_batch, "retain": sub_batch}`` (``retain`` absent when ``use_retain=False``). With
 ``finetune_split`` set, batches are ``{"train": sub_batch}`` over that split instead. The forget order can
 come from a ``CurriculumSampler``. Evaluation loaders are named by split (``eval_splits``); validation and
-test return them as a dict by split name, in that order (Lightning's ``dataloader_idx``). Samplers depend only on ``seed`` and the epoch, so under DDP
+test return them as a dict by split name, in that order (Lightning's ``dataloader_idx``). Samplers depend only on
+``seed`` and the epoch (each draws from its own stream, :func:`~mcu_lightning.core.streams.stream_generator`
+``(seed, name, epoch)``, so two seeds share no order), so under DDP
 Lightning's ``DistributedSamplerWrapper`` shards the same draw on every rank.
 
 Mid-epoch resume is exact: Lightning 2.6 restores a training loader's position only when the loader
 itself is ``_Stateful`` (``state_dict``/``load_state_dict``; a plain ``DataLoader`` restarts the epoch from
 its first batch and warns). ``ResumableDataLoader`` records how many batches of the current epoch it has
 handed out and, after ``load_state_dict``, skips that many at the next ``iter``; since every sampler here
-draws from ``seed + epoch`` (the trainer restores the epoch), the resumed run sees exactly the remaining
+draws from (seed, stream, epoch) (the trainer restores the epoch), the resumed run sees exactly the remaining
 batches of the uninterrupted run.
 """
 
@@ -32,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.per_sample import ScoresSamples
+from mcu_lightning.core.streams import stream_generator
 from mcu_lightning.data.samplers import CurriculumSampler, LinearPacing, Pacing
 
 SCORINGS = ("loss", "length")
@@ -54,8 +57,8 @@ class Curriculum:
 class ForgetRetainSampler(Sampler[tuple[int, int]]):
     """Yields ``(forget_index, retain_index)`` pairs, one per forget item (``retain_index = -1`` without retain).
 
-    The forget order comes from ``forget_sampler`` (e.g. a ``CurriculumSampler``) or a permutation seeded
-    with ``seed + epoch``; partners come from a second generator seeded with ``seed + epoch``, so each
+    The forget order comes from ``forget_sampler`` (e.g. a ``CurriculumSampler``) or a permutation from stream
+    ``forget-order`` at (seed, epoch); partners come from stream ``retain-partners`` at (seed, epoch), so each
     forget item's partner is reproducible and changes between epochs. ``set_epoch`` reaches the inner
     sampler.
     """
@@ -82,7 +85,7 @@ class ForgetRetainSampler(Sampler[tuple[int, int]]):
         if self.num_retain is None:
             return torch.full((self.num_forget,), -1, dtype=torch.long)
         epoch = self.epoch if epoch is None else epoch
-        generator = torch.Generator().manual_seed(self.seed + epoch + 7919)  # distinct stream from the order
+        generator = stream_generator(self.seed, "retain-partners", epoch)
         rounds = math.ceil(self.num_forget / self.num_retain)
         perms = [torch.randperm(self.num_retain, generator=generator) for _ in range(rounds)]
         return torch.cat(perms)[: self.num_forget]
@@ -91,7 +94,7 @@ class ForgetRetainSampler(Sampler[tuple[int, int]]):
         if self.forget_sampler is not None:
             order = list(self.forget_sampler)
         else:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = stream_generator(self.seed, "forget-order", self.epoch)
             order = torch.randperm(self.num_forget, generator=generator).tolist()
         partners = self.partners().tolist()
         return iter([(i, partners[i]) for i in order])
@@ -101,7 +104,8 @@ class ForgetRetainSampler(Sampler[tuple[int, int]]):
 
 
 class EpochRandomSampler(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from ``seed + epoch``: the same order after a restart at any epoch.
+    """A permutation of ``range(n)`` from stream ``data-order`` at (seed, epoch): the same order after a restart at
+    any epoch, and unrelated orders for different seeds.
 
     ``RandomSampler`` with a seeded generator draws epoch e's order from the generator state left by the
     epochs before it, so a run resumed at epoch e (a fresh generator) would see a different order.
@@ -116,7 +120,7 @@ class EpochRandomSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = stream_generator(self.seed, "data-order", self.epoch)
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
 
     def __len__(self) -> int:

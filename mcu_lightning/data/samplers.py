@@ -19,6 +19,7 @@ from torch.utils.data import Sampler
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.storage import read_utf8
+from mcu_lightning.core.streams import stream_generator
 
 ORDERS = ("easy_first", "hard_first")
 
@@ -128,10 +129,10 @@ class CurriculumSampler(Sampler[int]):
     ``scores``: one difficulty per sample (low = easy, e.g. the loss under the starting model), a path to
     a score file, or ``"length"``. ``order="easy_first"`` sorts by ascending score, ``"hard_first"`` by
     descending (ties broken by index). At epoch e the pool is the first ``ceil(pacing.fraction(e) * N)``
-    samples; it is shuffled by a generator seeded with ``seed + epoch`` and repeated to fill a constant
-    length N, so every epoch has the same number of steps. Call ``set_epoch`` each epoch (Lightning does,
-    also through its ``DistributedSamplerWrapper``, which needs every rank to draw the same list: the
-    draw depends only on ``seed`` and ``epoch``).
+    samples; it is shuffled by stream ``curriculum`` at (seed, epoch) (:mod:`mcu_lightning.core.streams`) and
+    repeated to fill a constant length N, so every epoch has the same number of steps. Call ``set_epoch`` each
+    epoch (Lightning does, also through its ``DistributedSamplerWrapper``, which needs every rank to draw the same
+    list: the draw depends only on ``seed`` and ``epoch``).
     """
 
     def __init__(
@@ -175,7 +176,7 @@ class CurriculumSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         pool = self.visible()
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = stream_generator(self.seed, "curriculum", self.epoch)
         repeats = math.ceil(self.num_samples / len(pool))
         draws = torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(repeats)])
         return iter(draws[: self.num_samples].tolist())

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
+from mcu_lightning.core.streams import stream_seed
 
 FICTITIOUS = "fictitious"
 
@@ -70,8 +71,12 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
-    """Wrap ``model`` in peft LoRA adapters; only the adapters stay trainable."""
+def apply_lora(model: nn.Module, lora: LoraSpec, seed: int | None = None) -> nn.Module:
+    """Wrap ``model`` in peft LoRA adapters; only the adapters stay trainable.
+
+    ``seed``: draw the adapters' random initialisation (peft's Kaiming-uniform ``A``) from stream ``lora-init`` of
+    that seed (:mod:`mcu_lightning.core.streams`) without touching the caller's RNG; ``None``: the global RNG.
+    """
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -81,7 +86,11 @@ def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
         target_modules=list(lora.target_modules),
         modules_to_save=list(lora.modules_to_save) if lora.modules_to_save else None,
     )
-    return get_peft_model(model, config)
+    if seed is None:
+        return get_peft_model(model, config)
+    with torch.random.fork_rng():
+        torch.manual_seed(stream_seed(seed, "lora-init"))
+        return get_peft_model(model, config)
 
 
 def causal_lm(

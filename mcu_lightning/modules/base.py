@@ -244,7 +244,8 @@ class MCUModule(LightningModule):
         wanted = any(probe.needs_references for probe in self.probes)
         references = self.probe_references() if wanted else {}
         datamodule = self._trainer.datamodule if self._trainer is not None else None
-        return ProbeContext(self.suite, self.test_batches, before, datamodule, references)
+        seed = int(getattr(datamodule, "seed", 0) or 0)  # the run's seed: the probes' streams derive from it
+        return ProbeContext(self.suite, self.test_batches, before, datamodule, references, seed)
 
     def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
         """Reference weights by name for probes that measure against them (``base``: the model before unlearning)."""

@@ -24,6 +24,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import frozen_policy
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.core.termination import stop_requested
+from mcu_lightning.core.streams import stream_generator
 from mcu_lightning.curves import (
     Bezier,
     Curve,
@@ -82,7 +83,7 @@ class CurveModule(MCUModule):
         eval_ts: the test grid: a number of evenly spaced points, or the values.
         val_ts: interior t at which validation logs the split losses.
         bn_batches: batches of retain data for the BatchNorm recompute at each t (all when None).
-        seed: seeds the t sequence (step-indexed, so a resumed run draws the same t).
+        seed: seeds the t sequence (keyed by (seed, draw index), so a resumed run draws the same t).
         base: for LoRA-adapter endpoints (folders with ``adapter_config.json``): the shared base model.
         space: LoRA-space curves only: ``"factors"`` interpolates A and B separately (the MCU authors' choice;
             B(t)A(t) is then not the straight line in delta-W), ``"delta"`` is exact in delta-W (concatenated ranks).
@@ -195,14 +196,19 @@ class CurveModule(MCUModule):
         return self.curve.has_free_points
 
     def sample_t(self, batch_idx: int = 0) -> float:
-        """The t of this batch from a generator seeded by (seed, step, batch[, rank]).
+        """The t of this batch: draw ``i = (step * A + batch_idx mod A) * R + rank`` of the fit (``A`` batches
+        accumulated per step; ``R`` ranks with ``t_per_rank``, else 1 and every rank draws the same t), from stream
+        ``curve-t`` at (seed, i) (:mod:`mcu_lightning.core.streams`) through ``t_sampler.draw(seed, i, ...)``.
 
-        Resumable (a resumed run draws the same sequence) and DDP-consistent: every rank draws the same t unless
-        ``t_per_rank``. Seeding by step alone would give every micro-batch of an accumulated step the same t.
+        The draw depends on its key alone: a resumed run draws the same sequence, and two seeds share none.
+        Keying by step alone would give every micro-batch of an accumulated step the same t.
         """
-        rank = self.global_rank + 1 if self.t_per_rank else 0
-        key = ((self.seed * 1_000_003 + self.global_step) * 65_537 + batch_idx) * 257 + rank
-        return float(self.t_sampler.sample(torch.Generator().manual_seed(key)))
+        trainer = self._trainer
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        ranks = trainer.world_size if trainer is not None and self.t_per_rank else 1
+        rank = self.global_rank if self.t_per_rank else 0
+        index = (self.global_step * accumulate + batch_idx % accumulate) * ranks + rank
+        return float(self.t_sampler.draw(self.seed, index, stream_generator(self.seed, "curve-t", index)))
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.has_free_points:

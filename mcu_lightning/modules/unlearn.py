@@ -35,6 +35,7 @@ class UnlearningModule(FineTuneModule):
         loss: the unlearning objective, e.g. ``mcu_lightning.losses.NPO``.
         reference: where to load the frozen reference from (default: the starting model).
         lora: train LoRA adapters (peft) instead of the full weights.
+        seed: the run's seed: the adapters' initialisation is drawn from its ``lora-init`` stream.
         during_training: run the suite every N epochs or steps, log it, keep (and with ``select: best`` use) the
             checkpoint best by a score.
     """
@@ -53,6 +54,7 @@ class UnlearningModule(FineTuneModule):
         export: bool = True,
         probes: list[Probe] | None = None,
         during_training: EvaluateDuringTraining | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export, probes)
         self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes", "during_training"])
@@ -62,7 +64,7 @@ class UnlearningModule(FineTuneModule):
         if loss.needs_reference and lora is None:
             self._reference.append(self._build_reference())
         if lora is not None:
-            self.model = apply_lora(self.model, lora)
+            self.model = apply_lora(self.model, lora, seed)
             self.freeze_untrainable()
         self.lora = lora
 

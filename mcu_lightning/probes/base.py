@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.streams import stream_generator
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 
 PROBE_PREFIX = "probe/"
@@ -34,6 +35,8 @@ class ProbeContext:
     ``before``: the suite's result at the unchanged model (for recovery = after - before).
     ``references``: named weight sets by parameter name (``base``: the model before unlearning; ``end0``/``end1``:
     a curve's endpoints), built only when a probe sets ``needs_references``.
+    ``seed``: the run's seed (its data module's); a probe draws its batches and vectors from its own stream of it
+    (:meth:`Probe.generator`), so runs with different seeds probe with different draws.
     """
 
     suite: MetricSuite
@@ -41,6 +44,7 @@ class ProbeContext:
     before: EvalResult
     datamodule: Any = None
     references: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict)
+    seed: int = 0
 
     def evaluate(self, model: nn.Module, splits: Sequence[str] | None = None) -> dict[str, float]:
         """The suite's aggregates at ``model`` on the evaluation batches of ``splits`` (all when ``None``)."""
@@ -87,6 +91,11 @@ class Probe:
         """Direction of one of the probe's metrics: a suite direction (``higher``/``lower``/``zero``/``none``), a bool
         (``True``: higher is better), or ``None`` (no better side, e.g. a distance)."""
         return None
+
+    def generator(self, context: ProbeContext, seed: int = 0) -> torch.Generator:
+        """This probe's random stream in the run: stream ``probe/<name>`` at (run seed, ``seed``: the probe's own),
+        the same at every point of one run (so points are probed alike), different for another run seed."""
+        return stream_generator(context.seed, f"probe/{self.name}", seed)
 
     def runs_at(self, index: int, count: int) -> bool:
         """Whether the probe runs at grid point ``index`` of ``count`` (every ``every``-th, and the last)."""

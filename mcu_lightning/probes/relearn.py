@@ -42,7 +42,8 @@ class Relearn(Probe):
         batch_size: samples per step.
         lr: learning rate of ``optimizer`` (a ``torch.optim`` class name).
         weight_decay: the optimizer's weight decay.
-        seed: seeds the draw of the relearn set, its order and any dropout.
+        seed: with the run's seed, seeds the draw of the relearn set, its order and any dropout
+            (:meth:`~mcu_lightning.probes.base.Probe.generator`).
         eval_splits: the splits evaluated after relearning (default: the forget split).
         metrics: the suite metrics reported (default: every metric of ``eval_splits`` and forget quality).
     """
@@ -77,18 +78,20 @@ class Relearn(Probe):
     def run(self, model: nn.Module, context: ProbeContext) -> dict[str, float]:
         attacker = copy.deepcopy(model)
         try:
-            self.relearn(attacker, self.relearn_batches(context, model_device(model)))
+            generator = self.generator(context, self.seed)
+            self.relearn(attacker, self.relearn_batches(context, model_device(model), generator), generator)
             after = context.evaluate(attacker.eval(), self.eval_splits)
         finally:
             del attacker
         return with_recovery(after, context.before.aggregates, self.keep)
 
-    def relearn_batches(self, context: ProbeContext, device: torch.device) -> Iterator[Mapping[str, Any]]:
-        """``steps`` batches from a seeded ``fraction`` of the split, reshuffled each pass, on ``device``."""
+    def relearn_batches(
+        self, context: ProbeContext, device: torch.device, generator: torch.Generator
+    ) -> Iterator[Mapping[str, Any]]:
+        """``steps`` batches from a ``fraction`` of the split drawn from ``generator``, reshuffled each pass."""
         source = context.split_loader(self.split)
         dataset = source.dataset
         count = max(1, round(self.fraction * len(dataset)))
-        generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.randperm(len(dataset), generator=generator)[:count].tolist()
         loader = DataLoader(
             Subset(dataset, chosen),
@@ -105,9 +108,10 @@ class Relearn(Probe):
                 if produced == self.steps:
                     return
 
-    def relearn(self, model: nn.Module, batches: Iterator[Mapping[str, Any]]) -> None:
+    def relearn(self, model: nn.Module, batches: Iterator[Mapping[str, Any]], generator: torch.Generator) -> None:
         """Fine-tune every floating parameter of ``model`` in place with the batch answer NLL."""
-        torch.manual_seed(self.seed)  # dropout (the caller forks the RNG, so the run's streams stay put)
+        # dropout: the global RNG from the probe's stream (the caller forks the RNG, so the run's streams stay put)
+        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
         params = [p for p in model.parameters() if p.is_floating_point()]
         for param in params:
             param.requires_grad_(True)

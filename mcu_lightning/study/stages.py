@@ -134,6 +134,7 @@ class StageRunners:
             probes=self.probes(),
             during_training=during,
             export=export,
+            seed=endpoint.seed,
         )
 
     def curve_objective_spec(self, curve: CurveSpec) -> Any:

@@ -33,6 +33,23 @@ def test_stratified_covers_every_stratum_each_cycle():
     assert a == b
 
 
+def draws(sampler, seed: int, indices) -> list[float]:
+    from mcu_lightning.core.streams import stream_generator
+
+    return [sampler.draw(seed, i, stream_generator(seed, "curve-t", i)) for i in indices]
+
+
+def test_stratified_draw_depends_on_seed_and_index_alone():
+    sampler = Stratified(num_strata=4)
+    run = draws(sampler, 0, range(12))
+    for cycle in range(3):  # every cycle of 4 draws visits every stratum once
+        assert sorted(int(t * 4) for t in run[4 * cycle : 4 * cycle + 4]) == [0, 1, 2, 3]
+    resumed = draws(Stratified(num_strata=4), 0, range(6, 12))  # a fresh sampler from step 6, mid-cycle
+    assert resumed == run[6:]
+    other = draws(sampler, 1, range(12))
+    assert [int(t * 4) for t in other] != [int(t * 4) for t in run]  # another seed: another stratum order
+
+
 def test_t_grid():
     assert t_grid(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
     points = t_grid()

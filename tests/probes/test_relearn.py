@@ -42,6 +42,21 @@ def test_relearning_is_deterministic_and_leaves_the_rng_alone(mlp, class_suite, 
     assert first["probe/relearn/forget/acc_recovery"] != 0.0
 
 
+def test_the_run_seed_changes_the_relearn_draw(mlp, class_suite, digits) -> None:
+    """Two runs with different seeds relearn on different subsets and orders; one run probes every point alike."""
+    import dataclasses
+
+    context = context_for(mlp, class_suite, digits, ["forget"])
+    probe = Relearn(fraction=0.5, steps=3, lr=0.1, optimizer="SGD", batch_size=4)
+
+    def chosen(seed: int) -> list[int]:
+        run = dataclasses.replace(context, seed=seed)
+        batches = probe.relearn_batches(run, torch.device("cpu"), probe.generator(run, probe.seed))
+        return [i for batch in batches for i in batch["index"].tolist()]
+
+    assert chosen(0) == chosen(0) and chosen(0) != chosen(1)
+
+
 def test_fraction_changes_the_relearn_set(mlp, class_suite, digits) -> None:
     context = context_for(mlp, class_suite, digits, ["forget"])
     small = Relearn(fraction=0.05, steps=3, lr=0.1, optimizer="SGD", batch_size=4)(mlp, context)
