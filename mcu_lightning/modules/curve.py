@@ -23,8 +23,8 @@ from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import frozen_policy
 from mcu_lightning.core.per_sample import mean_nll
-from mcu_lightning.core.termination import stop_requested
 from mcu_lightning.core.streams import stream_generator
+from mcu_lightning.core.termination import stop_requested
 from mcu_lightning.curves import (
     Bezier,
     Curve,

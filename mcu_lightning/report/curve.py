@@ -219,10 +219,13 @@ def plot_curve(
     title: str = "",
     directions: Mapping[str, str] | None = None,
     only: Callable[[list[tuple[str, list[str]]]], list[tuple[str, list[str]]]] | None = None,
+    bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Any:
     """A figure of every metric against t, one panel per metric (a line per split, see :func:`panels`), the
     endpoints marked, each y label naming the better direction (``figure_style``), one legend for all panels.
-    Forget quality (a p-value) is drawn on a log scale. ``only``: the panels to draw (:func:`headline_panels`)."""
+    Forget quality (a p-value) is drawn on a log scale. ``only``: the panels to draw (:func:`headline_panels`).
+    ``bands``: per column the ``(low, high)`` per row, shaded around its line (the confidence band of a mean over
+    seeds, :mod:`mcu_lightning.report.seeds`)."""
     from matplotlib.lines import Line2D
 
     from mcu_lightning.report.figure_style import LABEL_FONT, color, direction_label, linestyle
@@ -251,6 +254,11 @@ def plot_curve(
                 xs, values, linewidth=1.5, marker=marker, color=line_color, linestyle=line_style, label=labels[name]
             )
             ax.scatter([xs[0], xs[-1]], [values[0], values[-1]], color=line_color, zorder=3, s=14)
+            if bands is not None and name in bands:
+                spans = [(r["t"], lo, hi) for r, lo, hi in zip(rows, *bands[name], strict=True) if math.isfinite(lo)]
+                if spans:
+                    band_t, low, high = zip(*spans, strict=True)
+                    ax.fill_between(band_t, low, high, color=line_color, alpha=0.2, linewidth=0)
         if panel == "forget_quality" and all(row[panel] > 0 for row in rows):
             ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)

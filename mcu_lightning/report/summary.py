@@ -30,6 +30,14 @@ from mcu_lightning.report.curve import (
     summary_directions,
 )
 from mcu_lightning.report.figure_style import curve_title
+from mcu_lightning.report.findings import findings_lines, headline_table
+from mcu_lightning.report.seeds import (
+    CurveOverSeeds,
+    aggregate_seeds,
+    interval_note,
+    plot_seed_curve,
+    seed_table,
+)
 from mcu_lightning.report.stages import StageState, current_folders, incomplete_lines, shown
 from mcu_lightning.report.uses import curve_use_lines, use_nodes
 
@@ -339,6 +347,68 @@ def plot_comparison(
     return fig
 
 
+def _seed_groups_of(study: dict[str, Any], kind: str) -> dict[str, dict[int, str]]:
+    """``study.json``'s ``seed_groups`` of one kind (``endpoints``, ``curves``): group -> {seed: stage name}."""
+    found = (study.get("seed_groups") or {}).get(kind) or {}
+    return {group: {int(seed): name for seed, name in replicas.items()} for group, replicas in found.items()}
+
+
+def seed_groups(study: dict[str, Any], curve_dirs: dict[str, Path]) -> dict[str, dict[int, str]]:
+    """Every tested curve in a group: the seed groups of ``study.json`` (replicas tested so far), and every other
+    curve as a group of one (its own name, its seed)."""
+    specs = {c["name"]: c for c in study.get("curves", [])}
+    groups: dict[str, dict[int, str]] = {}
+    for group, replicas in _seed_groups_of(study, "curves").items():
+        tested = {seed: name for seed, name in replicas.items() if name in curve_dirs}
+        if tested:
+            groups[group] = tested
+    grouped = {name for replicas in groups.values() for name in replicas.values()}
+    for name in curve_dirs:
+        if name not in grouped:
+            groups[name] = {int(specs.get(name, {}).get("seed", 0)): name}
+    return groups
+
+
+def _aggregate(curve_dirs: dict[str, Path], replicas: dict[int, str], directions: dict[str, str]) -> Any:
+    """The group's :class:`CurveOverSeeds`; None when its replicas were tested on different t grids."""
+    tables = {seed: read_csv(curve_dirs[name] / CURVE_METRICS_CSV) for seed, name in replicas.items()}
+    try:
+        return aggregate_seeds(tables, directions)
+    except ValueError:
+        return None
+
+
+def _pair(spec: dict[str, Any], endpoint_groups: dict[str, dict[int, str]]) -> str:
+    """``a -> b`` of a curve spec, each replica endpoint named by its group (``graddiff-s1`` -> ``graddiff``)."""
+    group_of = {name: group for group, replicas in endpoint_groups.items() for name in replicas.values()}
+    return " -> ".join(group_of.get(node, node) for node in spec.get("endpoints", [])) or "?"
+
+
+def seed_group_section(
+    group: str, pair: str, curve: CurveOverSeeds, out: Path, directions: dict[str, str], vector: str | None
+) -> list[str]:
+    """A curve run with several seeds read as one: its barrier table over seeds, its mean curve with the band
+    (``<group>.png``) and ``<group>/curve_metrics_seeds.csv`` (mean, low, high per column and t)."""
+    from mcu_lightning.report.curve import write_csv
+
+    (out / group).mkdir(exist_ok=True)
+    columns, rows = curve.band_rows()
+    write_csv(out / group / "curve_metrics_seeds.csv", columns, rows)
+    title = f"{group} ({pair}): mean over seeds {', '.join(map(str, curve.seeds))}, 95% band"
+    save_figure(plot_seed_curve(curve, title=title, directions=directions), out / f"{group}.png", vector=vector)
+    listed = [m for m in curve.columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
+    return [
+        f"## Curve `{group}` over seeds ({pair})",
+        "",
+        *seed_table(curve, listed),
+        "",
+        interval_note(curve),
+        "",
+        f"![{group}]({group}.png)",
+        "",
+    ]
+
+
 def write_report(root: Path, vector: str | None = None, stages: Sequence[StageState] | None = None) -> Path:
     """Write ``root/report/`` from the saved stage outputs and return the summary's path; ``vector`` (``pdf`` or
     ``svg``): every figure also as a vector file (the curves' figures are then redrawn from their CSV).
@@ -358,12 +428,27 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
     tables: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
     lines = [f"# MCU study: {study.get('name', root.name)}", "", *incomplete_lines(stages)]
     directions = _directions(root, allowed)
+    curve_specs = {c["name"]: c for c in study.get("curves", [])}
+    groups = seed_groups(study, curve_dirs)
+    endpoint_groups = _seed_groups_of(study, "endpoints")
+    aggregates = {
+        group: (_pair(curve_specs.get(next(iter(replicas.values())), {}), endpoint_groups), curve)
+        for group, replicas in groups.items()
+        if (curve := _aggregate(curve_dirs, replicas, directions)) is not None
+    }
+    ranked = main_metrics(sorted({m for _, c in aggregates.values() for m in c.metrics}))
+    lines += findings_lines(aggregates, ranked, ROBUSTNESS_METRICS)
     if nodes:
+        headline = main_metrics(sorted({m for values in nodes.values() for m in values}))
+        labels = {m: _label(m, directions) for m in headline}
+        lines += ["## Headline metrics", "", *headline_table(nodes, endpoint_groups, headline, labels), ""]
         lines += ["## Endpoints, base and oracle (test metrics)", "", *endpoint_table(nodes, directions), ""]
         lines += [DIRECTION_NOTE, ""]
         note = mia_note(directions, nodes)
         lines += [note, ""] if note else []
-    curve_specs = {c["name"]: c for c in study.get("curves", [])}
+    for group, (pair, curve) in aggregates.items():
+        if len(curve.seeds) > 1:
+            lines += seed_group_section(group, pair, curve, out, directions, vector)
     for name, folder in curve_dirs.items():
         columns, rows = read_csv(folder / CURVE_METRICS_CSV)
         tables[name] = (columns, rows)
