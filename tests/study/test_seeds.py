@@ -103,6 +103,8 @@ def test_runner_plans_one_stage_per_seed_and_shares_base_and_oracle(tmp_path: Pa
     names = [stage.name for stage in seeded.plan()]
     assert names[:6] == ["oracle", "base", "graddiff-s0", "graddiff-s1", "npo-s0", "npo-s1"]
     assert "graddiff-npo-s1" in names and "base-npo-s0" in names
+    # what study.json records for the report: which stages are one curve run with several seeds
+    assert seeded.seed_groups.as_json()["curves"]["graddiff-npo"] == {"0": "graddiff-npo-s0", "1": "graddiff-npo-s1"}
     plain_ids = plain.identities(plain.plan())
     seeded_ids = seeded.identities(seeded.plan())
     # the shared base and oracle are the same stages; the replicas differ by their seed (and name)
