@@ -110,7 +110,7 @@ def findings_lines(
         lines.append("- No curve has been tested yet.")
     seeded = [curve for _, curve in curves.values() if len(curve.seeds) > 1]
     rule = (
-        f"Barrier = excess over the straight line between the endpoint values, in the metric's units; "
+        f"Barrier = how much worse the path gets than its worse endpoint (barrier_vs_max_end), in the metric's units; "
         f"tolerance {num(BARRIER_TOLERANCE)}."
     )
     if seeded:

@@ -12,8 +12,9 @@ Decisions read the whole interval, never one run:
 * an interior point beats both endpoints: the lower end of the margin's interval (best interior minus best endpoint,
   in the metric's direction) is above 0.
 
-The barrier read is ``barrier_vs_line`` (the excess over the straight line between the endpoint values, Garipov et
-al., 2018; :mod:`mcu_lightning.curves.barrier`), in the metric's own units.
+The barrier read is ``barrier_vs_max_end`` (how much worse the path gets than its worse endpoint,
+:mod:`mcu_lightning.curves.barrier`), in the metric's own units: the grid report's default definition
+(:mod:`mcu_lightning.report.grid`), so a study's summary and a grid's table decide alike.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mcu_lightning.metrics.intervals import Interval, mean_interval
 from mcu_lightning.report.curve import barrier_summaries
 
 #: The barrier a decision reads (a key of the barrier summary) ...
-BARRIER = "barrier_vs_line"
+BARRIER = "barrier_vs_max_end"
 #: ... and the tolerance, in the metric's units, its interval must stay below to call the path barrier-free.
 BARRIER_TOLERANCE = 0.02
 #: The confidence level of every interval in the report.

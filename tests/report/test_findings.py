@@ -2,7 +2,7 @@
 
 A hand-made study folder: curve ``methods`` run with seeds 0, 1, 2 (replicas ``methods-s0..2``) and a single curve
 ``solo``. Each sentence is parsed back and its numbers are recomputed here from the curves' CSVs with the formulas
-(barrier vs line = max_i [m_i - ((1 - t_i) m_0 + t_i m_1)] on the lower-is-better orientation; margin = best interior
+(barrier vs max end = max_i m_i - max(m_0, m_1) on the lower-is-better orientation; margin = best interior
 minus best endpoint in the metric's direction; Student t intervals from scipy).
 """
 
@@ -138,7 +138,7 @@ def test_every_barrier_sentence_matches_the_curves(study: Path) -> None:
             barriers, peaks = [], []
             for rows in tables:
                 m, t = _oriented(rows, metric), np.array(TS)
-                excess = m - ((1 - t) * m[0] + t * m[-1])
+                excess = m - max(m[0], m[-1])
                 barriers.append(float(excess.max()))
                 peaks.append(float(t[int(np.argmax(excess))]))
             mean, low, high = _check(match, barriers)
