@@ -17,8 +17,8 @@ the seeds:
 
 ``grid.md`` opens with sentences generated from those cells, then the grid table, how many conclusions of the
 first seed alone (a single-seed study's reading: a barrier when its height exceeds the tolerance) the interval over
-seeds confirms, a barrier table per headline metric, and one figure per headline metric: the metric against t, one panel per contrast (factor), one line per
-forget split (mean over seeds) with its 95 % band.
+seeds confirms, a barrier table per headline metric, and one figure per headline metric: the metric against t, one
+panel per contrast (factor), one line per forget split (mean over seeds) with its 95 % band.
 """
 
 from __future__ import annotations

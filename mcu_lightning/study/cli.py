@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcu_lightning.study.lock import StudyLocked
-from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import StudyError, parse_study, study_parser
 
 
@@ -21,6 +20,9 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
     from rich.console import Console
 
     from mcu_lightning.report.console import quiet_third_party
+    from mcu_lightning.study.runner import (
+        StudyRunner,
+    )  # torch and Lightning: imported once a study runs, not for --help
 
     quiet_third_party()
 
