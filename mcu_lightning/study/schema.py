@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -306,6 +307,22 @@ def _keep_specs(built: Any, parsed: Any) -> Any:
     return copy.deepcopy(parsed)  # an object built from a nested class spec: the spec as parsed
 
 
+def check_sections(section: Any, where: str = "") -> None:
+    """Every section the schema gives keys (``base``, ``evaluation``, an endpoint, its ``train`` ...) is one:
+    jsonargparse lets a bare value (``base: 5``) through where a section is optional."""
+    for name, hint in typing.get_type_hints(type(section)).items():
+        value = getattr(section, name)
+        kinds = tuple(k for k in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(k))
+        items = value if typing.get_origin(hint) is list and isinstance(value, list) else [value]
+        for item in items if kinds else []:
+            if item is not None and not isinstance(item, kinds):
+                raise StudyError(
+                    f"{where}{name}: {item!r} is not a section; give its keys (mcu experiment --help lists them)"
+                )
+            if item is not None:
+                check_sections(item, f"{where}{name}.")
+
+
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
     parser = study_parser()
     cfg = parser.parse_args(list(args))
@@ -314,6 +331,7 @@ def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
     except TypeError as err:  # a section of the wrong shape (a list where the schema has keys) that parsing let by
         raise StudyError(f"the study does not fit its schema: {' '.join(str(err).split())}") from err
     study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
+    check_sections(study)
     if cfg.get("smoke"):
         from mcu_lightning.study.smoke import smoke
 

@@ -25,7 +25,7 @@ from mcu_lightning.cli import main
 from tests.reliability.helpers import run_cli
 from tests.study.test_experiment import reduced_study
 
-SEED = 20261204
+SEED = int(os.environ.get("MCU_FUZZ_SEED", "20261204"))
 CONFIGS = int(os.environ.get("MCU_FUZZ_CONFIGS", "300"))  # more: a longer search
 NAMES = [
     "遗忘曲线",
