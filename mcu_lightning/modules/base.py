@@ -244,8 +244,7 @@ class MCUModule(LightningModule):
         wanted = any(probe.needs_references for probe in self.probes)
         references = self.probe_references() if wanted else {}
         datamodule = self._trainer.datamodule if self._trainer is not None else None
-        seed = int(getattr(datamodule, "seed", 0) or 0)  # the run's seed: the probes' streams derive from it
-        return ProbeContext(self.suite, self.test_batches, before, datamodule, references, seed)
+        return ProbeContext(self.suite, self.test_batches, before, datamodule, references)
 
     def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
         """Reference weights by name for probes that measure against them (``base``: the model before unlearning)."""

@@ -35,8 +35,6 @@ class ProbeContext:
     ``before``: the suite's result at the unchanged model (for recovery = after - before).
     ``references``: named weight sets by parameter name (``base``: the model before unlearning; ``end0``/``end1``:
     a curve's endpoints), built only when a probe sets ``needs_references``.
-    ``seed``: the run's seed (its data module's); a probe draws its batches and vectors from its own stream of it
-    (:meth:`Probe.generator`), so runs with different seeds probe with different draws.
     """
 
     suite: MetricSuite
@@ -44,7 +42,6 @@ class ProbeContext:
     before: EvalResult
     datamodule: Any = None
     references: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict)
-    seed: int = 0
 
     def evaluate(self, model: nn.Module, splits: Sequence[str] | None = None) -> dict[str, float]:
         """The suite's aggregates at ``model`` on the evaluation batches of ``splits`` (all when ``None``)."""
@@ -92,10 +89,13 @@ class Probe:
         (``True``: higher is better), or ``None`` (no better side, e.g. a distance)."""
         return None
 
-    def generator(self, context: ProbeContext, seed: int = 0) -> torch.Generator:
-        """This probe's random stream in the run: stream ``probe/<name>`` at (run seed, ``seed``: the probe's own),
-        the same at every point of one run (so points are probed alike), different for another run seed."""
-        return stream_generator(context.seed, f"probe/{self.name}", seed)
+    def generator(self, seed: int = 0) -> torch.Generator:
+        """This probe's random stream: ``probe/<name>`` at the probe's own ``seed`` (:mod:`mcu_lightning.core.streams`).
+
+        Not the run's seed, on purpose: every model of a study (base, endpoints, every t of every curve, every seed
+        replica) is probed with the same draw, so a curve's end rows equal its endpoints' own tests and differences
+        between points or seeds are differences between the models, not between relearn sets."""
+        return stream_generator(seed, f"probe/{self.name}")
 
     def runs_at(self, index: int, count: int) -> bool:
         """Whether the probe runs at grid point ``index`` of ``count`` (every ``every``-th, and the last)."""

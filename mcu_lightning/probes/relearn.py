@@ -42,8 +42,8 @@ class Relearn(Probe):
         batch_size: samples per step.
         lr: learning rate of ``optimizer`` (a ``torch.optim`` class name).
         weight_decay: the optimizer's weight decay.
-        seed: with the run's seed, seeds the draw of the relearn set, its order and any dropout
-            (:meth:`~mcu_lightning.probes.base.Probe.generator`).
+        seed: seeds the draw of the relearn set, its order and any dropout (stream ``probe/<name>``,
+            :meth:`~mcu_lightning.probes.base.Probe.generator`; the same for every model probed).
         eval_splits: the splits evaluated after relearning (default: the forget split).
         metrics: the suite metrics reported (default: every metric of ``eval_splits`` and forget quality).
     """
@@ -78,7 +78,7 @@ class Relearn(Probe):
     def run(self, model: nn.Module, context: ProbeContext) -> dict[str, float]:
         attacker = copy.deepcopy(model)
         try:
-            generator = self.generator(context, self.seed)
+            generator = self.generator(self.seed)
             self.relearn(attacker, self.relearn_batches(context, model_device(model), generator), generator)
             after = context.evaluate(attacker.eval(), self.eval_splits)
         finally:

@@ -98,8 +98,8 @@ class Sharpness(Probe):
         iterations: power-iteration steps (each one Hessian-vector product).
         samples: Hutchinson probe vectors.
         include: a regex restricting the Hessian to matching parameter names (default: every floating parameter).
-        seed: with the run's seed, seeds the start vector and the probe vectors
-            (:meth:`~mcu_lightning.probes.base.Probe.generator`).
+        seed: seeds the start vector and the probe vectors (stream ``probe/<name>``,
+            :meth:`~mcu_lightning.probes.base.Probe.generator`).
     """
 
     def __init__(
@@ -138,7 +138,7 @@ class Sharpness(Probe):
             # no_grad: the model's own (off-Hessian) parameters record no graph; torch.func ignores an outer no_grad
             with kv_cache_off(model), sdpa_kernel(SDPBackend.MATH), torch.no_grad():
                 hvp = hvp_function(model, batches, params)
-                generator = self.generator(context, self.seed)
+                generator = self.generator(self.seed)
                 top = top_eigenvalue(hvp, params, self.iterations, generator)
                 trace = hutchinson_trace(hvp, params, self.samples, generator)
         finally:
