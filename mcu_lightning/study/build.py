@@ -102,6 +102,8 @@ def check_class_path(spec: Any, what: str) -> None:
                 f"{what}: class_path={spec['class_path']!r}; give a dotted name (e.g. mcu_lightning.losses.NPO)"
             )
         resolve_class_path(spec["class_path"], what)
+        if not isinstance(spec.get("init_args") or {}, dict):
+            raise StudyError(f"{what}: init_args={spec['init_args']!r}; give the arguments as keys and values")
         for value in (spec.get("init_args") or {}).values():
             check_class_path(value, what)
 
