@@ -6,6 +6,7 @@ subprocess, so the console is the real one) and reads everything it printed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -65,8 +66,11 @@ def test_a_study_prints_one_line_per_stage_and_no_preventable_warning(tmp_path: 
     assert not warned, "preventable warnings on the console:\n" + "\n".join(warned)
     assert not re.search(r"Epoch \d+/-\d", done.stdout)  # a step-bounded fit counts steps, not epochs
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    threads, *stages, report = lines
-    assert threads.startswith("mcu: 1 intra-op CPU thread (a model of "), threads  # the default, said first
+    header = [line for line in itertools.takewhile(lambda line: not STAGE_LINE.match(line), lines)]
+    stages, report = lines[len(header) : -1], lines[-1]
+    # before the first stage: what the evaluation will cost, and the thread count chosen from the model's size
+    assert [line.split(":")[0] for line in header] == ["evaluation", "mcu"], header
+    assert header[1].startswith("mcu: 1 intra-op CPU thread (a model of "), header
     assert report.startswith("report: ") and report.endswith("summary.md")
     parsed = [STAGE_LINE.match(line) for line in stages]
     strays = [line for line, match in zip(stages, parsed, strict=True) if not match]
