@@ -274,16 +274,7 @@ def load_studies(grid: Grid, splits: Sequence[str] | None = None) -> list[tuple[
     if unknown:
         raise StudyError(f"--splits {', '.join(unknown)}: not in the grid; its splits: {', '.join(grid.forget_splits)}")
     chosen = [g for g in expanded if not splits or g.split in splits]
-    return [(g, _plain_specs(parse_study(["--config", str(write_study_yaml(grid, g))])[0], g)) for g in chosen]
-
-
-def _plain_specs(study: Study, grid_study: GridStudy) -> Study:
-    """The study with each endpoint's ``curriculum`` as the grid wrote it: jsonargparse builds a class spec nested in
-    that free-form dict (``pacing``) into an object, which a stage's fingerprint (JSON) cannot hold."""
-    written = {endpoint["name"]: endpoint for endpoint in grid_study.config["endpoints"]}
-    for endpoint in study.endpoints:
-        endpoint.curriculum = copy.deepcopy(written[endpoint.name].get("curriculum"))
-    return study
+    return [(g, parse_study(["--config", str(write_study_yaml(grid, g))])[0]) for g in chosen]
 
 
 def manifest(grid: Grid, expanded: Sequence[GridStudy], timings: dict[str, dict[str, float]]) -> dict[str, Any]:
