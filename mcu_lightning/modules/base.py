@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
@@ -108,7 +109,7 @@ class MCUModule(LightningModule):
 
     # -- hooks shared by every module -------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self._trainer is not None and self.trainer.strategy.root_device.type == "cpu":
+        if isinstance(getattr(self._trainer, "accelerator", None), CPUAccelerator):
             threads.apply(sum(p.numel() for p in self.parameters()))  # the mcu command's choice (core.threads)
         if stage == "fit":  # Lightning >= 2.2 keeps the modes it finds; from_pretrained leaves models in eval mode
             self.train()
