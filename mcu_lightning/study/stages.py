@@ -76,13 +76,17 @@ class StageRunners:
         )
         return self.test_only(directory, module)
 
-    def test_only(self, directory: Path, module: Any, ckpt_path: Path | None = None) -> dict[str, Any]:
+    def test_only(
+        self, directory: Path, module: Any, ckpt_path: Path | None = None, datamodule: Any = None
+    ) -> dict[str, Any]:
+        """The test alone; ``datamodule`` as the stage's fit built it (default: the study's data as given)."""
         directory.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         trainer = self.trainer(directory, Training())
         path = str(ckpt_path) if ckpt_path is not None else None
+        datamodule = datamodule if datamodule is not None else self.datamodule()
         with self.trainer_call():
-            trainer.test(module, datamodule=self.datamodule(), verbose=False, ckpt_path=path)
+            trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=path)
         return {"test_seconds": time.perf_counter() - started}
 
     def run_endpoint(self, endpoint: Endpoint) -> dict[str, Any]:
@@ -90,10 +94,7 @@ class StageRunners:
 
         seed_everything(endpoint.seed, workers=True)
         module = self.endpoint_module(endpoint)
-        overrides = {"seed": endpoint.seed, **endpoint.data}
-        if endpoint.curriculum is not None:
-            overrides["curriculum"] = endpoint.curriculum
-        datamodule = self.datamodule(overrides, endpoint.train.batch_size)
+        datamodule = self.endpoint_datamodule(endpoint)
         guards = []
         if self.study.guard is not None:  # gradient ascent diverges by design: stop it, keep the last good weights
             from lightning.pytorch import Callback
@@ -108,7 +109,15 @@ class StageRunners:
 
         module = self.endpoint_module(endpoint, export=False)
         load_exported(module.model, self.model_path(endpoint.name))
-        return self.test_only(self.node_dir(endpoint.name), module)
+        # the data as its fit had it: the module's hyper-parameters (its seed) must agree with the data module's
+        return self.test_only(self.node_dir(endpoint.name), module, datamodule=self.endpoint_datamodule(endpoint))
+
+    def endpoint_datamodule(self, endpoint: Endpoint) -> Any:
+        """The endpoint's data module: the study's data with the endpoint's seed, ``data`` and curriculum."""
+        overrides = {"seed": endpoint.seed, **endpoint.data}
+        if endpoint.curriculum is not None:
+            overrides["curriculum"] = endpoint.curriculum
+        return self.datamodule(overrides, endpoint.train.batch_size)
 
     def endpoint_module(self, endpoint: Endpoint, export: bool = True) -> Any:
         """The endpoint's :class:`UnlearningModule` as built for its stage (at the base's weights)."""
