@@ -83,6 +83,11 @@ def _nan(value: Any) -> Any:
     return math.nan if value is None else float(value)
 
 
+def _prob(loss: float) -> float:
+    """open-unlearning's ``prob`` of a mean answer loss, ``exp(-avg_loss)`` (NaN where the loss is not finite)."""
+    return math.exp(-loss) if math.isfinite(loss) else math.nan
+
+
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan
@@ -124,7 +129,7 @@ def _probability_entries(
     raw = split_metric_name(split, "Q_A_Prob")
     if normalised:
         if "loss" in table:
-            probs = [math.exp(-v) if math.isfinite(v) else math.nan for v in table["loss"]]
+            probs = [_prob(v) for v in table["loss"]]
             raw_table = {"index": table["index"], "prob": probs, "loss": table["loss"]}
             entries[raw] = {
                 "agg_value": _value(_mean(probs)),
@@ -153,7 +158,7 @@ def _option_entries(
     (the K perturbed answers, lists per index; its aggregate the mean of the per-sample means)."""
     entries: dict[str, Any] = {}
     if "para_loss" in table:
-        probs = [math.exp(-v) if math.isfinite(v) else math.nan for v in table["para_loss"]]
+        probs = [_prob(v) for v in table["para_loss"]]
         para = {"index": table["index"], "prob": probs, "loss": table["para_loss"]}
         entries[split_metric_name(split, "Q_A_PARA_Prob")] = {
             "agg_value": _value(_mean(probs)),
@@ -161,7 +166,7 @@ def _option_entries(
         }
     if "perturbed_loss" in records:
         losses = [[math.nan if v is None else float(v) for v in row] for row in records["perturbed_loss"]]
-        probs = [[math.exp(-v) if math.isfinite(v) else math.nan for v in row] for row in losses]
+        probs = [[_prob(v) for v in row] for row in losses]
         pert = {"index": records["index"], "prob": probs, "loss": losses}
         entries[split_metric_name(split, "Q_A_PERT_Prob")] = {
             "agg_value": _value(_mean([_mean(row) for row in probs])),
