@@ -62,8 +62,9 @@ _MIA: dict[str, tuple[str, str]] = {
 #: Bare metrics of the forget split (open-unlearning evaluates them on ``{forget_split}_perturbed``).
 _FORGET_METRICS: tuple[str, ...] = ("extraction_strength", "exact_memorization")
 _CROSS_SPLIT: tuple[str, ...] = ("forget_quality", "model_utility", "privleak")
-#: The ROUGE entry: our per-sample column -> open-unlearning's key; and the text records it carries.
-_ROUGE_COLUMNS: dict[str, str] = {"rouge1_recall": "rouge1_recall", "rougeL_f1": "rougeL_f1", "rouge": "rougeL_recall"}
+#: The ROUGE entry: our per-sample column -> open-unlearning's key (the suite stores them under these columns);
+#: and the text records it carries.
+ROUGE_COLUMNS: dict[str, str] = {"rouge1_recall": "rouge1_recall", "rougeL_f1": "rougeL_f1", "rouge": "rougeL_recall"}
 _ROUGE_TEXTS: tuple[str, ...] = ("input", "ground_truth", "generation")
 
 
@@ -190,7 +191,7 @@ def to_open_unlearning(
         if f"{split}/rouge" in aggregates or "rouge" in table:
             entry: dict[str, Any] = {"agg_value": _value(aggregates.get(f"{split}/rouge"))}
             if "rouge" in table:
-                entry["value_by_index"] = _by_index(table, _ROUGE_COLUMNS, texts, _ROUGE_TEXTS)
+                entry["value_by_index"] = _by_index(table, ROUGE_COLUMNS, texts, _ROUGE_TEXTS)
             logs[split_metric_name(split, "Q_A_ROUGE")] = entry
         if f"{split}/truth_ratio" in aggregates or "truth_ratio" in table:
             entry = {"agg_value": _value(aggregates.get(f"{split}/truth_ratio"))}
@@ -302,7 +303,7 @@ def from_open_unlearning(
         rouge = split_metric_name(split, "Q_A_ROUGE")
         if rouge in payload:
             aggregates[f"{split}/rouge"] = _aggregate(payload, rouge)
-            for column, key in _ROUGE_COLUMNS.items():
+            for column, key in ROUGE_COLUMNS.items():
                 put(split, column, _scores(payload[rouge], key))
             for name in _ROUGE_TEXTS:
                 put(split, name, _scores(payload[rouge], name), record=True)

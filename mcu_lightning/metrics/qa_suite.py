@@ -27,7 +27,7 @@ from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
 from mcu_lightning.metrics.mia import gradnorm_score, mia_auc, min_k_plus_plus_score, privleak, reference_score
 from mcu_lightning.metrics.model_utility import model_utility
-from mcu_lightning.metrics.open_unlearning import write_open_unlearning
+from mcu_lightning.metrics.open_unlearning import ROUGE_COLUMNS, write_open_unlearning
 from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate
 from mcu_lightning.metrics.rouge import rouge_scores
 from mcu_lightning.metrics.stats import (
@@ -207,9 +207,8 @@ class QASuite(MetricSuite):
                 generations, start = texts[start : start + index.numel()], start + index.numel()
                 references = self._references(batch)
                 rouge = rouge_scores(generations, references)
-                for name, column in (("rougeL_recall", "rouge"), ("rouge1_recall", "rouge1_recall")):
+                for column, name in ROUGE_COLUMNS.items():
                     values[column] = torch.tensor([row[name] for row in rouge], dtype=torch.float64)
-                values["rougeL_f1"] = torch.tensor([row["rougeL_f1"] for row in rouge], dtype=torch.float64)
                 inputs = self.tokenizer.batch_decode([p.tolist() for p in _prompts(batch)], skip_special_tokens=True)
                 self.record(split, index, {"generation": generations, "ground_truth": references, "input": inputs})
         for split, _, index, values in scored:
