@@ -20,9 +20,13 @@ Every replica is an ordinary stage (its own folder, fingerprint, reuse). A study
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from mcu_lightning.study.schema import Study, StudyError
+from mcu_lightning.study.schema import CurveSpec, Merge, Study, StudyError
+
+Spec = TypeVar("Spec", CurveSpec, Merge)
 
 
 def seed_name(name: str, seed: int) -> str:
@@ -103,24 +107,44 @@ def expand_seeds(study: Study) -> tuple[Study, SeedGroups]:
         endpoints += [replace(endpoint, name=seed_name(endpoint.name, s), seed=s, seeds=None) for s in seeds]
     if not seeded and study.seeds is None:
         return study, groups
-    curves = []
-    for curve in study.curves:
-        seeds = _node_seeds(curve.endpoints, seeded, f"curve '{curve.name}'") or study.seeds
-        if seeds is None:
-            curves.append(curve)
-            continue
-        groups.curves[curve.name] = {s: seed_name(curve.name, s) for s in seeds}
-        for s in seeds:
-            nodes = [seed_name(node, s) if node in seeded else node for node in curve.endpoints]
-            curves.append(replace(copy.deepcopy(curve), name=seed_name(curve.name, s), endpoints=nodes, seed=s))
-    merges = []
-    for merge in study.merges:
-        seeds = _node_seeds(merge.endpoints, seeded, f"merge '{merge.name}'")
-        if seeds is None:
-            merges.append(merge)
-            continue
-        groups.merges[merge.name] = {s: seed_name(merge.name, s) for s in seeds}
-        for s in seeds:
-            nodes = [seed_name(node, s) if node in seeded else node for node in merge.endpoints]
-            merges.append(replace(merge, name=seed_name(merge.name, s), endpoints=nodes))
+    curves = _replicate(
+        study.curves,
+        "curve",
+        seeded,
+        study.seeds,
+        groups.curves,
+        lambda curve, name, nodes, s: replace(copy.deepcopy(curve), name=name, endpoints=nodes, seed=s),
+    )
+    merges = _replicate(
+        study.merges,
+        "merge",
+        seeded,
+        None,  # a merge of unseeded endpoints is deterministic: one stage
+        groups.merges,
+        lambda merge, name, nodes, s: replace(merge, name=name, endpoints=nodes),
+    )
     return replace(study, endpoints=endpoints, curves=curves, merges=merges), groups
+
+
+def _replicate(
+    specs: list[Spec],
+    kind: str,
+    seeded: dict[str, list[int]],
+    default: list[int] | None,
+    groups: dict[str, dict[int, str]],
+    replica: Callable[[Spec, str, list[str], int], Spec],
+) -> list[Spec]:
+    """Each curve or merge of ``specs`` once per seed of the seeded endpoints it names (``default`` when it names
+    none; as it is when that is ``None``): ``replica(spec, name, nodes, seed)`` builds one, with its endpoints
+    replaced by their replicas of that seed. Each replicated spec's group goes into ``groups``."""
+    out = []
+    for spec in specs:
+        seeds = _node_seeds(spec.endpoints, seeded, f"{kind} '{spec.name}'") or default
+        if seeds is None:
+            out.append(spec)
+            continue
+        groups[spec.name] = {s: seed_name(spec.name, s) for s in seeds}
+        for s in seeds:
+            nodes = [seed_name(node, s) if node in seeded else node for node in spec.endpoints]
+            out.append(replica(spec, seed_name(spec.name, s), nodes, s))
+    return out
