@@ -42,6 +42,7 @@ from mcu_lightning.report.curve import (
     read_csv,
     save_figure,
 )
+from mcu_lightning.report.seeds import band_over_seeds, barrier_free, interval_text, metric_over_seeds, num, ranked
 
 GRID_JSON = "grid.json"
 GRID_REPORT = "grid.md"
@@ -90,9 +91,7 @@ def read_runs(grid_root: Path, entry: dict[str, Any], contrast: str) -> list[Run
 def _metric(run: Run, metric: str) -> dict[str, Any] | None:
     """The metric's barrier summary in ``run``, or ``None`` when it is missing, not computed or not ranked."""
     entry = (run.summary or {}).get("metrics", {}).get(metric)
-    if not isinstance(entry, dict) or "missing" in entry or entry.get("direction", "none") == "none":
-        return None
-    return entry
+    return entry if ranked(entry) else None
 
 
 def oriented(values: Sequence[float], direction: str) -> list[float]:
@@ -126,11 +125,7 @@ def verdict(barrier: Interval, tolerance: float) -> str:
     """``barrier-free`` (interval below ``tolerance``), ``barrier`` (above it), ``undecided``, or ``one run``."""
     if barrier.n < 2:
         return "one run" if barrier.n == 1 else "not run"
-    if barrier.below(tolerance):
-        return "barrier-free"
-    if barrier.above(tolerance):
-        return "barrier"
-    return "undecided"
+    return {True: "barrier-free", False: "barrier", None: "undecided"}[barrier_free(barrier, tolerance)]
 
 
 def cell(
@@ -139,29 +134,17 @@ def cell(
     """The cell of one contrast on one split for ``metric`` (see the module docstring)."""
     entries = [(run, _metric(run, metric)) for run in runs]
     entries = [(run, entry) for run, entry in entries if entry is not None]
-    heights = mean_interval(entry[f"barrier_{barrier}"] for _, entry in entries)
+    over = metric_over_seeds([entry for _, entry in entries], barrier=f"barrier_{barrier}")
     first = [float(entry[f"barrier_{barrier}"]) for run, entry in entries if run.seed == first_seed]
     return Cell(
         first=first[0] if first else math.nan,
-        barrier=heights,
-        verdict=verdict(heights, tolerance),
-        beats=sum(bool(entry["interior_beats_endpoints"]) for _, entry in entries),
-        runs=len(entries),
-        margin=mean_interval(entry["margin"] for _, entry in entries),
+        barrier=over.barrier,
+        verdict=verdict(over.barrier, tolerance),
+        beats=over.beats,
+        runs=over.n,
+        margin=over.margin,
         agreement=mean_interval(agreement(run, metrics) for run, _ in entries),
     )
-
-
-def _num(value: float) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:.3g}"
-
-
-def _interval(value: Interval) -> str:
-    if value.n == 0:
-        return "n/a"
-    if not value.has_interval:
-        return _num(value.mean)
-    return f"{_num(value.mean)} [{_num(value.low)}, {_num(value.high)}]"
 
 
 def cell_text(c: Cell) -> str:
@@ -169,8 +152,8 @@ def cell_text(c: Cell) -> str:
     if c.runs == 0:
         return "not run"
     return (
-        f"{_interval(c.barrier)} {c.verdict}; interior beats both ends {c.beats}/{c.runs} "
-        f"(margin {_num(c.margin.mean)}); rho {_interval(c.agreement)}"
+        f"{interval_text(c.barrier)} {c.verdict}; interior beats both ends {c.beats}/{c.runs} "
+        f"(margin {num(c.margin.mean)}); rho {interval_text(c.agreement)}"
     )
 
 
@@ -208,7 +191,7 @@ def barrier_table(table: dict[str, dict[str, Cell]], splits: Sequence[str]) -> l
     lines = ["| contrast | " + " | ".join(splits) + " |", "| --- |" + " --- |" * len(splits)]
     for name, by_split in table.items():
         row = " | ".join(
-            f"{_interval(by_split[s].barrier)} {by_split[s].verdict}" if by_split[s].runs else "not run" for s in splits
+            f"{interval_text(c.barrier)} {c.verdict}" if c.runs else "not run" for c in (by_split[s] for s in splits)
         )
         lines.append(f"| {name} | {row} |")
     return lines
@@ -268,7 +251,7 @@ def survival(
             if math.isfinite(c.first):
                 one = single_seed(c, tolerance)
                 lines.append(
-                    f"| {name} | {split} | {_num(c.first)} {one} | {_interval(c.barrier)} {c.verdict} "
+                    f"| {name} | {split} | {num(c.first)} {one} | {interval_text(c.barrier)} {c.verdict} "
                     f"| {'yes' if one == c.verdict else 'no'} |"
                 )
     return lines
@@ -281,7 +264,7 @@ def band(runs: Sequence[Run], metric: str) -> tuple[list[float], list[Interval]]
         return [], []
     ts = [row["t"] for row in usable[0].rows]
     usable = [run for run in usable if [row["t"] for row in run.rows] == ts]
-    return ts, [mean_interval(run.rows[i][metric] for run in usable) for i in range(len(ts))]
+    return ts, band_over_seeds([run.rows for run in usable], metric)
 
 
 def plot_metric(grid_root: Path, manifest: dict[str, Any], metric: str) -> Any:
@@ -317,8 +300,8 @@ def _times(manifest: dict[str, Any]) -> list[str]:
     lines = ["| study | forget split | wall seconds (mcu grid) | stage seconds |", "| --- | --- | --- | --- |"]
     for split, entry in manifest["studies"].items():
         lines.append(
-            f"| {entry['root']} | {split} | {_num(entry.get('wall_seconds', math.nan))} "
-            f"| {_num(entry.get('stage_seconds', math.nan))} |"
+            f"| {entry['root']} | {split} | {num(entry.get('wall_seconds', math.nan))} "
+            f"| {num(entry.get('stage_seconds', math.nan))} |"
         )
     return lines
 

@@ -35,6 +35,15 @@ BARRIER_TOLERANCE = 0.02
 LEVEL = 0.95
 
 
+def barrier_free(barrier: Interval, tolerance: float = BARRIER_TOLERANCE) -> bool | None:
+    """True: the barrier's interval lies below ``tolerance``; False: above it; None: undecided (or one seed)."""
+    if barrier.below(tolerance):
+        return True
+    if barrier.above(tolerance):
+        return False
+    return None
+
+
 @dataclass
 class MetricOverSeeds:
     """One metric of one curve over seeds: each summary number as an :class:`Interval` (mean and CI)."""
@@ -52,11 +61,7 @@ class MetricOverSeeds:
 
     def barrier_free(self, tolerance: float = BARRIER_TOLERANCE) -> bool | None:
         """True: the barrier's interval lies below ``tolerance``; False: above it; None: undecided (or one seed)."""
-        if self.barrier.below(tolerance):
-            return True
-        if self.barrier.above(tolerance):
-            return False
-        return None
+        return barrier_free(self.barrier, tolerance)
 
     def beats_both(self) -> bool | None:
         """True: the margin's interval lies above 0; False: below 0 (or at most 0); None: undecided (or one seed)."""
@@ -93,6 +98,40 @@ class CurveOverSeeds:
         return columns, rows
 
 
+def ranked(entry: Any) -> bool:
+    """Whether a metric's entry of a barrier summary counts: computed (not ``missing``) and ranked (a direction)."""
+    return isinstance(entry, dict) and "missing" not in entry and entry.get("direction", "none") != "none"
+
+
+def metric_over_seeds(
+    entries: Sequence[Mapping[str, Any]], level: float = LEVEL, barrier: str = BARRIER
+) -> MetricOverSeeds:
+    """One metric's barrier-summary entries, one per seed (each :func:`ranked`), as means with their intervals;
+    ``barrier``: the barrier read (a key of the summary). No entries: every interval empty, direction ``none``."""
+
+    def over(key: str) -> Interval:
+        return mean_interval((float(e[key]) for e in entries), level)
+
+    return MetricOverSeeds(
+        direction=entries[0]["direction"] if entries else "none",
+        barrier=over(barrier),
+        t_barrier=over(f"t_{barrier}"),
+        margin=over("margin"),
+        best_interior=over("best_interior"),
+        t_best_interior=over("t_best_interior"),
+        value_t0=over("value_t0"),
+        value_t1=over("value_t1"),
+        beats=sum(bool(e["interior_beats_endpoints"]) for e in entries),
+        n=len(entries),
+    )
+
+
+def band_over_seeds(series: Sequence[Sequence[Mapping[str, float]]], name: str, level: float = LEVEL) -> list[Interval]:
+    """Per t, the mean and interval of column ``name`` over the seeds' rows (``series``: one row list per seed, every
+    seed on the first one's t grid)."""
+    return [mean_interval((rows[i][name] for rows in series), level) for i in range(len(series[0]))]
+
+
 def _direction(directions: Mapping[str, str]):
     def direction(name: str) -> str:
         return directions[name]  # KeyError: summarised as "none" (reported, not ranked)
@@ -118,28 +157,12 @@ def aggregate_seeds(
     columns = [c for c in tables[seeds[0]][0] if c != "t" and all(c in cols for cols, _ in tables.values())]
     out = CurveOverSeeds(seeds, list(ts), columns)
     for name in columns:
-        out.band[name] = [mean_interval((rows[i][name] for _, rows in tables.values()), level) for i in range(len(ts))]
+        out.band[name] = band_over_seeds([rows for _, rows in tables.values()], name, level)
     summaries = [barrier_summaries(cols, rows, _direction(directions))["metrics"] for cols, rows in tables.values()]
     for name in columns:
         entries = [s.get(name, {}) for s in summaries]
-        if any("missing" in e or not e for e in entries) or entries[0].get("direction") == "none":
-            continue
-
-        def over(key: str, entries: list[dict] = entries) -> Interval:
-            return mean_interval((float(e[key]) for e in entries), level)
-
-        out.metrics[name] = MetricOverSeeds(
-            direction=entries[0]["direction"],
-            barrier=over(BARRIER),
-            t_barrier=over(f"t_{BARRIER}"),
-            margin=over("margin"),
-            best_interior=over("best_interior"),
-            t_best_interior=over("t_best_interior"),
-            value_t0=over("value_t0"),
-            value_t1=over("value_t1"),
-            beats=sum(bool(e["interior_beats_endpoints"]) for e in entries),
-            n=len(entries),
-        )
+        if all(ranked(e) for e in entries):
+            out.metrics[name] = metric_over_seeds(entries, level)
     return out
 
 
