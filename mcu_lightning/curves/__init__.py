@@ -18,7 +18,7 @@ from mcu_lightning.curves.ensemble import (
     as_member,
     ensemble_ts,
 )
-from mcu_lightning.curves.lora import LoraDeltaCurve, load_adapter_state, lora_curve
+from mcu_lightning.curves.lora import LoraDeltaCurve, is_base_folder, load_adapter_state, lora_curve, zero_adapter_state
 from mcu_lightning.curves.merge import merged_model, task_arithmetic, task_vectors, ties
 from mcu_lightning.curves.plane import (
     PlaneBasis,
@@ -60,6 +60,7 @@ __all__ = [
     "enable_gradient_checkpointing",
     "ensemble_ts",
     "has_batchnorm",
+    "is_base_folder",
     "load_adapter_state",
     "lora_curve",
     "merged_model",
@@ -72,4 +73,5 @@ __all__ = [
     "task_arithmetic",
     "task_vectors",
     "ties",
+    "zero_adapter_state",
 ]

@@ -313,9 +313,27 @@ def _base_module(base: nn.Module | str | os.PathLike, dtype: torch.dtype | None)
     return load_model(base, dtype=dtype)
 
 
+def is_base_folder(folder: str | os.PathLike | None, base: nn.Module | str | os.PathLike) -> bool:
+    """Whether a curve end names the base itself (``None``, or the base's own folder): the zero adapter."""
+    if folder is None:
+        return True
+    if isinstance(base, nn.Module) or (Path(folder) / "adapter_config.json").is_file():
+        return False
+    return Path(folder).resolve() == Path(base).resolve()
+
+
+def zero_adapter_state(model: nn.Module, adapter_name: str = "default") -> dict[str, Tensor]:
+    """The base as an adapter of ``model``'s config: every LoRA factor zero (``A = B = 0``, so ``dW = BA = 0``), any
+    ``modules_to_save`` copy at the base's own weights (peft copies them from the base when it wraps it)."""
+    state = {name: torch.zeros_like(model.get_parameter(name)) for name in _adapter_param_names(model, adapter_name)}
+    for name in _saved_module_param_names(model, adapter_name):
+        state[name] = model.get_parameter(name).detach().clone()
+    return state
+
+
 def lora_curve(
     base: nn.Module | str | os.PathLike,
-    adapter_folders: Sequence[str | os.PathLike],
+    adapter_folders: Sequence[str | os.PathLike | None],
     shape: CurveShape | None = None,
     init: str | os.PathLike = "linear",
     space: Literal["factors", "delta"] = "factors",
@@ -324,7 +342,9 @@ def lora_curve(
 ) -> Curve | LoraDeltaCurve:
     """A curve between two LoRA adapter folders on one shared ``base`` (a module, wrapped by peft IN PLACE, or a
     path loaded once in ``dtype``), in ``space="factors"`` (a :class:`Curve` with ``include="lora_"``) or
-    ``"delta"`` (a :class:`LoraDeltaCurve`). ``init`` is ``"linear"`` or a third adapter folder. ``trainable``
+    ``"delta"`` (a :class:`LoraDeltaCurve`). One end may be the base itself (``None`` or the base's folder): the
+    zero adapter (:func:`zero_adapter_state`), so a curve runs from the base to an unlearned adapter in LoRA space.
+    ``init`` is ``"linear"`` or a third adapter folder. ``trainable``
     restricts a factor-space curve to the adapter tensors it accepts (a curve objective's ``is_trainable``).
     """
     from peft import get_peft_model
@@ -333,12 +353,20 @@ def lora_curve(
         raise InputError(f"a curve needs exactly two adapter folders, got {len(adapter_folders)}")
     if space not in ("factors", "delta"):
         raise InputError(f"space must be 'factors' or 'delta', got {space!r}")
-    first, second = (_lora_config(folder) for folder in adapter_folders)
-    check_same_config(first, second, [f"'{folder}'" for folder in adapter_folders])
-    config = copy.deepcopy(first)
+    zero = [is_base_folder(folder, base) for folder in adapter_folders]
+    if all(zero):
+        raise InputError("a LoRA-space curve needs an adapter folder at one end at least; both ends are the base")
+    adapters = [folder for folder, is_base in zip(adapter_folders, zero, strict=True) if not is_base]
+    configs = [_lora_config(folder) for folder in adapters]
+    if len(configs) == 2:
+        check_same_config(*configs, [f"'{folder}'" for folder in adapters])
+    config = copy.deepcopy(configs[0])
     config.inference_mode = False
     model = get_peft_model(_base_module(base, dtype), config)
-    states = [load_adapter_state(folder, model) for folder in adapter_folders]
+    states = [
+        zero_adapter_state(model) if is_base else load_adapter_state(folder, model)
+        for folder, is_base in zip(adapter_folders, zero, strict=True)
+    ]
     linear = isinstance(init, str) and init == "linear"
     init_state = None if linear else load_adapter_state(init, model)
     if space == "factors":

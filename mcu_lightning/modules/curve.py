@@ -33,6 +33,7 @@ from mcu_lightning.curves import (
     Uniform,
     enable_gradient_checkpointing,
     has_batchnorm,
+    is_base_folder,
     lora_curve,
     recompute_batchnorm,
     t_grid,
@@ -146,10 +147,14 @@ class CurveModule(MCUModule):
         if any(adapters) and (slerp or fixed_bends):
             raise InputError("LoRA-space curves support neither shape Slerp() nor fixed_bends; use full models")
         if any(adapters):
-            if not all(adapters) or base is None:
+            ends = [
+                adapter or (base is not None and is_base_folder(e, base))
+                for e, adapter in zip(endpoints, adapters, strict=True)
+            ]
+            if not all(ends) or base is None:
                 raise InputError(
-                    "LoRA-space curve: both endpoints must be adapter folders and `base:` must name the base model "
-                    f"they were trained on (endpoints {endpoints}, base {base!r})"
+                    "LoRA-space curve: each endpoint must be an adapter folder (or the base itself) and `base:` must "
+                    f"name the base model they were trained on (endpoints {endpoints}, base {base!r})"
                 )
             self.curve = lora_curve(
                 base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype), trainable=trainable

@@ -214,6 +214,8 @@ class StageRunners:
         return self.test_only(self.curve_dir(curve), module, self.curve_dir(curve) / "checkpoints" / "last.ckpt")
 
     def is_lora_curve(self, curve: CurveSpec) -> bool:
-        """Whether the curve connects two LoRA endpoints (then it lives in LoRA space on the base)."""
+        """Whether the curve connects two LoRA endpoints, or the base (the zero adapter) and a LoRA endpoint: then it
+        lives in LoRA space on the base."""
         loras = {e.name: e.lora is not None for e in self.study.endpoints}
-        return all(loras.get(node, False) for node in curve.endpoints)
+        ends = [node for node in curve.endpoints if node != "base"]
+        return bool(ends) and all(loras.get(node, False) for node in ends)

@@ -62,11 +62,12 @@ def validate_study(study: Study, probes: Callable[[], list[Any]]) -> None:
         if curve.endpoints[0] == curve.endpoints[1]:
             raise ValueError(f"curve '{curve.name}' connects '{curve.endpoints[0]}' to itself")
         loras = {e.name: e.lora is not None for e in study.endpoints}
-        kinds = {loras.get(node, False) for node in curve.endpoints}
+        kinds = {loras.get(node, False) for node in curve.endpoints if node != "base"}  # base: the zero adapter
         if len(kinds) == 2:
             raise ValueError(
                 f"curve '{curve.name}' connects a LoRA endpoint to a full-weight one {curve.endpoints}; "
-                "connect two LoRA endpoints (a LoRA-space curve) or two full-weight models"
+                "connect two LoRA endpoints, or the base and a LoRA endpoint (LoRA-space curves), or two full-weight "
+                "models"
             )
         if kinds == {True} and curve.init != "linear" and not Path(curve.init).is_dir():
             raise ValueError(

@@ -208,3 +208,22 @@ def test_delta_curve_refuses_wrong_template_rank(adapters):
     states = [load_adapter_state(adapters / name, model) for name in ("a", "b")]
     with pytest.raises(ValueError, match=r"has rank 2 but 3 bends of ranks \[2, 4, 2\] need 8; wrap the base with r=8"):
         LoraDeltaCurve(model, states, Bezier(3), scaling=S)
+
+
+@pytest.mark.parametrize("space", ["factors", "delta"])
+def test_a_curve_from_the_base_starts_at_the_zero_adapter(adapters, batch, tmp_path, space):
+    """The base at one end is the zero adapter (A = B = 0): t = 0 is the plain base, t = 1 the adapter."""
+    base().save_pretrained(tmp_path / "base")
+    curve = lora_curve(tmp_path / "base", [tmp_path / "base", adapters / "b"], space=space)
+    reference = PeftModel.from_pretrained(base(), adapters / "b").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(curve(0.0, batch), base()(**batch).logits, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(curve(1.0, batch), reference(**batch).logits, atol=1e-6, rtol=1e-5)
+        middle = curve(0.5, batch)
+    assert not torch.allclose(middle, curve(0.0, batch)) and not torch.allclose(middle, curve(1.0, batch))
+    assert curve.path_length([0.0, 0.5, 1.0]) > 0
+    by_module = lora_curve(base(), [None, adapters / "b"], space=space)  # None names the base too
+    with torch.no_grad():
+        torch.testing.assert_close(by_module(0.0, batch), base()(**batch).logits, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="both ends are the base"):
+        lora_curve(base(), [None, None], space=space)

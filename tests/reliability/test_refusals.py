@@ -223,3 +223,29 @@ def test_a_curve_trains_for_the_length_its_config_gives(tmp_path: Path) -> None:
     assert (default.max_epochs, default.max_steps) == (None, CURVE_DEFAULT_STEPS)
     trainer = StudyRunner(study).trainer(tmp_path / "stage", epochs)
     assert (trainer.max_epochs, trainer.max_steps) == (2, -1)
+
+
+def test_a_curve_from_the_base_to_a_lora_endpoint_lives_in_lora_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The base is the zero adapter of a LoRA endpoint: a curve base -> LoRA endpoint is a LoRA-space curve on the
+    base; the oracle (another full model) and a LoRA endpoint still do not connect."""
+    from mcu_lightning.study.runner import StudyRunner
+    from mcu_lightning.study.schema import parse_study
+
+    config = reduced_study(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    for endpoint in raw["endpoints"]:
+        endpoint["lora"] = {"r": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}
+    for curve in raw["curves"]:
+        curve.pop("init", None)
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    study, _ = parse_study(["--config", str(config)])
+    runner = StudyRunner(study)
+    runner.validate()
+    assert [curve.endpoints[0] for curve in study.curves] == ["graddiff", "base"]
+    assert [runner.is_lora_curve(curve) for curve in study.curves] == [True, True]
+    raw["curves"][1]["endpoints"] = ["oracle", "graddiff"]
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    line = _fail(["experiment", "--config", str(config), "--progress", "false"], capsys)
+    assert "connects a LoRA endpoint to a full-weight one ['oracle', 'graddiff']" in line

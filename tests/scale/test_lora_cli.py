@@ -71,18 +71,24 @@ def adapters(tmp_path_factory: pytest.TempPathFactory, base: Path) -> list[Path]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("space", ["factors", "delta"])
-def test_lora_endpoints_connect_from_the_cli(tmp_path: Path, base: Path, adapters: list[Path], space: str) -> None:
+@pytest.mark.parametrize(
+    ("space", "from_base"), [("factors", False), ("delta", False), ("delta", True)], ids=["factors", "delta", "base"]
+)
+def test_lora_endpoints_connect_from_the_cli(
+    tmp_path: Path, base: Path, adapters: list[Path], space: str, from_base: bool
+) -> None:
+    """Two LoRA endpoints, or the base itself (the zero adapter) and one, connect in LoRA space."""
     for folder in adapters:
         assert (folder / "adapter_config.json").is_file(), "a LoRA endpoint exports an adapter folder"
     base_bytes = (base / "model.safetensors").read_bytes()
+    ends = [base, adapters[0]] if from_base else adapters
     config = {
         "seed_everything": 0,
         "trainer": {**TRAINER, "max_steps": 3, "default_root_dir": str(tmp_path / "curve")},
         "model": {
             "class_path": "mcu_lightning.modules.CurveModule",
             "init_args": {
-                "endpoints": [str(a) for a in adapters],
+                "endpoints": [str(a) for a in ends],
                 "base": str(base),
                 "space": space,
                 "eval_ts": 3,
