@@ -1,5 +1,6 @@
 """Data layer: TOFU and fictitious QA sets, classification sets, curriculum samplers, data modules."""
 
+from mcu_lightning.data.base import UnlearningDataModule
 from mcu_lightning.data.classification import (
     ClassificationCollator,
     ClassificationDataset,
@@ -9,24 +10,20 @@ from mcu_lightning.data.classification import (
     select_forget,
 )
 from mcu_lightning.data.classification_datamodule import ClassificationDataModule
-from mcu_lightning.data.datamodule import (
-    Curriculum,
-    ForgetRetainSampler,
-    KeyedCollator,
-    PairedDataset,
-    UnlearningDataModule,
-)
 from mcu_lightning.data.fictitious import (
     build_fictitious_tokenizer,
     fictitious_tokenizer_path,
     generate_fictitious,
     prepare_fictitious,
 )
+from mcu_lightning.data.paired import KeyedCollator, PairedDataset
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, QATokenizer, ensure_pad_token, format_qa
 from mcu_lightning.data.qa_datamodule import QADataModule
 from mcu_lightning.data.samplers import (
+    Curriculum,
     CurriculumSampler,
     ExponentialPacing,
+    ForgetRetainSampler,
     LinearPacing,
     Pacing,
     RootPacing,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.data.base import UnlearningDataModule
 from mcu_lightning.data.classification import (
     ClassificationCollator,
     ClassificationDataset,
@@ -11,7 +12,7 @@ from mcu_lightning.data.classification import (
     load_hf_parts,
     select_forget,
 )
-from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule
+from mcu_lightning.data.samplers.curriculum import Curriculum
 
 FINETUNE_SPLITS = ("train", "full", "retain", "forget")
 
@@ -57,7 +58,14 @@ class ClassificationDataModule(UnlearningDataModule):
         curriculum: Curriculum | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            use_retain=use_retain,
+            finetune_split=finetune_split,
+            curriculum=curriculum,
+            eval_splits=eval_splits,
         )
         if forget_index_file is None and not 0 < forget_fraction < 1:
             raise InputError(f"forget_fraction={forget_fraction} must lie in (0, 1), e.g. 0.1 for 10 %")

@@ -8,6 +8,7 @@ Evaluation splits map to TOFU configs: ``forget -> {forget_split}_perturbed``, `
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from mcu_lightning.core.compat import OPEN_UNLEARNING, check_compat
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
-from mcu_lightning.data.datamodule import Curriculum, UnlearningDataModule, overlapping
+from mcu_lightning.data.base import UnlearningDataModule
 from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
+from mcu_lightning.data.samplers.curriculum import Curriculum
 from mcu_lightning.data.templates import TemplateSpec, resolve_template
 from mcu_lightning.data.tofu import (
     check_config,
@@ -29,6 +31,12 @@ from mcu_lightning.data.tofu import (
 )
 
 DATA_SOURCES = ("fictitious", "tofu")
+
+
+def overlapping(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    """The items of ``first`` that also occur in ``second`` (in ``first``'s order, without repeats)."""
+    seen, other = set(), set(second)
+    return [x for x in first if x in other and not (x in seen or seen.add(x))]
 
 
 class QADataModule(UnlearningDataModule):
@@ -84,7 +92,14 @@ class QADataModule(UnlearningDataModule):
         max_rows: int | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, seed, use_retain, finetune_split, curriculum, eval_splits
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            use_retain=use_retain,
+            finetune_split=finetune_split,
+            curriculum=curriculum,
+            eval_splits=eval_splits,
         )
         if data not in DATA_SOURCES:
             raise InputError(f"data={data!r}; use one of {DATA_SOURCES}")

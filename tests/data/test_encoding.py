@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcu_lightning.core.errors import InputError
-from mcu_lightning.data.samplers import read_scores
+from mcu_lightning.data.samplers.curriculum import read_scores
 from mcu_lightning.data.tofu import load_tofu_split
 
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from mcu_lightning.core.streams import stream_seed
-from mcu_lightning.data.datamodule import EpochRandomSampler, ForgetRetainSampler
-from mcu_lightning.data.samplers import CurriculumSampler, LinearPacing
+from mcu_lightning.data.samplers import CurriculumSampler, EpochRandomSampler, ForgetRetainSampler, LinearPacing
 
 EPOCHS = 6
 

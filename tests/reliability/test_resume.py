@@ -24,7 +24,8 @@ import pytest
 import torch
 import yaml
 
-from mcu_lightning.data.datamodule import EpochRandomSampler, ForgetRetainSampler, ResumableDataLoader
+from mcu_lightning.data.loader import ResumableDataLoader
+from mcu_lightning.data.samplers import EpochRandomSampler, ForgetRetainSampler
 from tests.reliability.helpers import CONFIGS, mlp_endpoint, run_cli, start_cli
 
 EPOCHS, STEPS = 3, 15  # 3 epochs x 5 batches

@@ -1,9 +1,7 @@
 """Curriculum sampling over the forget set: score once, order, and grow the visible pool by a pacing function.
 
-Pacing functions follow curriculum learning with a pacing schedule (Hacohen & Weinshall, 2019, "On The
-Power of Curriculum Learning in Training Deep Networks") and competence-based curricula (Platanios et al.,
-2019, "Competence-based Curriculum Learning for Neural Machine Translation"): the fraction of the
-(sorted) data visible at epoch e grows from ``start_fraction`` s to 1 at ``full_at_epoch`` E.
+``Curriculum`` holds the settings a data module takes (``curriculum:`` in YAML); ``CurriculumSampler`` draws the
+forget order from them. The pool grows by a :class:`~mcu_lightning.data.samplers.pacing.Pacing` schedule.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,73 +19,24 @@ from torch.utils.data import Sampler
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.storage import read_utf8
 from mcu_lightning.core.streams import stream_generator
+from mcu_lightning.data.samplers.pacing import LinearPacing, Pacing
 
+SCORINGS = ("loss", "length")
 ORDERS = ("easy_first", "hard_first")
 
 
-class Pacing:
-    """Base class: ``fraction(epoch)`` in (0, 1], the share of the ordered data visible at ``epoch`` (0-based)."""
+@dataclass
+class Curriculum:
+    """Curriculum settings of the forget sampler.
 
-    def __init__(self, start_fraction: float = 0.2, full_at_epoch: int = 5) -> None:
-        if not 0 < start_fraction <= 1:
-            raise InputError(f"start_fraction={start_fraction} must lie in (0, 1]")
-        if full_at_epoch < 1:
-            raise InputError(f"full_at_epoch={full_at_epoch} must be at least 1")
-        self.start_fraction = start_fraction
-        self.full_at_epoch = full_at_epoch
-
-    def fraction(self, epoch: int) -> float:
-        if epoch >= self.full_at_epoch:
-            return 1.0
-        return min(1.0, max(self.start_fraction, self._fraction(max(epoch, 0) / self.full_at_epoch)))
-
-    def _fraction(self, progress: float) -> float:
-        """The schedule at ``progress = e / E`` in [0, 1)."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(start_fraction={self.start_fraction}, full_at_epoch={self.full_at_epoch})"
-
-
-class LinearPacing(Pacing):
-    """Linear pacing (Platanios et al., 2019): ``min(1, s + (1 - s) e / E)``."""
-
-    def _fraction(self, progress: float) -> float:
-        s = self.start_fraction
-        return s + (1 - s) * progress
-
-
-class RootPacing(Pacing):
-    """Square-root competence (Platanios et al., 2019): ``min(1, sqrt(s^2 + (1 - s^2) e / E))``."""
-
-    def _fraction(self, progress: float) -> float:
-        s = self.start_fraction
-        return math.sqrt(s * s + (1 - s * s) * progress)
-
-
-class StepPacing(Pacing):
-    """Step pacing (Hacohen & Weinshall, 2019): ``s + (1 - s) floor(n e / E) / n``.
-
-    The pool grows in ``num_steps`` equal jumps; it is full at ``E``.
+    ``scoring``: ``"loss"`` (per-sample loss under the starting model, computed once at ``setup("fit")``
+    through ``trainer.lightning_module.per_sample_loss``, a
+    :class:`~mcu_lightning.core.per_sample.ScoresSamples`), ``"length"`` (answer tokens), or a score file.
     """
 
-    def __init__(self, start_fraction: float = 0.2, full_at_epoch: int = 5, num_steps: int | None = None) -> None:
-        super().__init__(start_fraction, full_at_epoch)
-        self.num_steps = full_at_epoch if num_steps is None else num_steps
-        if self.num_steps < 1:
-            raise InputError(f"num_steps={num_steps} must be at least 1")
-
-    def _fraction(self, progress: float) -> float:
-        s = self.start_fraction
-        return s + (1 - s) * math.floor(self.num_steps * progress + 1e-9) / self.num_steps
-
-
-class ExponentialPacing(Pacing):
-    """Exponential pacing (Hacohen & Weinshall, 2019): ``min(1, s * (1 / s) ** (e / E))``."""
-
-    def _fraction(self, progress: float) -> float:
-        s = self.start_fraction
-        return s * (1 / s) ** progress
+    scoring: str = "loss"
+    order: str = "easy_first"
+    pacing: Pacing = field(default_factory=LinearPacing)
 
 
 def length_scores(dataset: Sequence) -> Tensor:
