@@ -1,6 +1,7 @@
-"""Membership inference: AUROC of a loss-like score between members and non-members, MUSE's PrivLeak, and the
+"""Membership inference: AUROC of a loss-like score between members and non-members, MUSE's PrivLeak, the
 per-sample scores of the Min-K%++, reference-model and gradient-norm attacks (LOSS, zlib and Min-K% are in
-:mod:`mcu_lightning.metrics.stats`).
+:mod:`mcu_lightning.metrics.stats`), and :class:`MembershipInference`, the attacks a suite runs (``QASuite``'s
+``mia_<attack>_auc`` and ``privleak``).
 
 Convention (open-unlearning ``mia_auc``): the forget set is labelled 0, the non-members (holdout, test) 1, and the
 score is loss-like (higher = less likely a member), so AUC = 1 when the forget data is much more likely than the
@@ -10,7 +11,8 @@ non-member data (the model still "remembers" it), and AUC = 0.5 when the attack 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,27 @@ from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model
-from mcu_lightning.metrics.stats import answer_mask_without_eos
+from mcu_lightning.metrics.oracle import oracle_aggregate
+from mcu_lightning.metrics.stats import answer_mask_without_eos, answer_nll, min_k_score, zlib_score
 
 #: open-unlearning's guard in the PrivLeak denominator.
 _EPS = 1e-10
+#: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member), with
+#: open-unlearning's metric names ``mia_loss``, ``mia_zlib``, ``mia_min_k``, ``mia_min_k_plus_plus``, ``mia_gradnorm``,
+#: ``mia_reference`` as ``mia_<attack>_auc``.
+MIA_ATTACKS: dict[str, str] = {
+    "loss": "loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_plus_plus": "mia_min_k_plus_plus",
+    "gradnorm": "mia_gradnorm",
+    "reference": "mia_reference",
+}
+#: The attacks a suite runs by default: every attack that needs nothing beyond the evaluated model's forward pass
+#: (GradNorm costs a backward per sample, the reference attack a second model: both are opt-in).
+DEFAULT_MIA_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_plus_plus")
+#: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
+PRIVLEAK_ATTACK = "min_k"
 
 
 def mia_auc(forget_scores: Sequence[float] | np.ndarray, nonmember_scores: Sequence[float] | np.ndarray) -> float:
@@ -151,3 +170,120 @@ def _gradnorm_rows(
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         norms = [grad.detach().float().norm(p=p) for grad in grads if grad is not None]
         scores[row] = torch.stack(norms).mean().item() if norms else math.nan
+
+
+class MembershipInference:
+    """The attacks of :data:`MIA_ATTACKS` a suite runs on its (members, non-members) splits: their per-sample scores
+    of a batch (:meth:`scores`, :meth:`gradnorm`) and, over the two splits, ``mia_<attack>_auc`` with its privleak
+    against the oracle's AUC of the same attack (:meth:`aggregates`).
+
+    Args:
+        attacks: the attacks run (keys of ``MIA_ATTACKS``; ``loss`` reads the suite's ``loss`` column).
+        min_k: the fraction of lowest-scoring tokens of the Min-K% and Min-K%++ attacks (TOFU config: 0.4).
+        gradnorm_p: the p-norm of the GradNorm attack (1, 2 or inf; TOFU config: 2).
+        reference_model: the reference attack's model folder; required when ``attacks`` has ``reference``.
+    """
+
+    def __init__(
+        self,
+        attacks: Sequence[str] = DEFAULT_MIA_ATTACKS,
+        min_k: float = 0.4,
+        gradnorm_p: float = 2.0,
+        reference_model: str | None = None,
+    ) -> None:
+        unknown = [attack for attack in attacks if attack not in MIA_ATTACKS]
+        if unknown:
+            raise InputError(f"unknown MIA attacks {unknown}; known: {list(MIA_ATTACKS)}")
+        if ("reference" in attacks) != (reference_model is not None):
+            raise InputError(
+                "the reference attack needs both 'reference' in mia_attacks and reference_model (a model folder; in "
+                f"a study 'oracle' or 'base'), got mia_attacks={list(attacks)}, reference_model={reference_model!r}"
+            )
+        if gradnorm_p not in (1, 2, math.inf):
+            raise InputError(f"gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
+        self.attacks = tuple(dict.fromkeys(attacks))
+        self.min_k = min_k
+        self.gradnorm_p = gradnorm_p
+        self.reference_model = reference_model
+        # (source, model), held by this plain object: never a submodule (state_dict, .to) of the suite
+        self._reference: tuple[Any, nn.Module] | None = None
+
+    def scores(
+        self,
+        model: nn.Module,
+        inputs: Mapping[str, Tensor],
+        logits: Tensor,
+        labels: Tensor,
+        nll: Tensor,
+        answer_texts: Callable[[], list[str]],
+    ) -> dict[str, Tensor]:
+        """The per-sample columns of the forward-pass attacks from the batch's ``logits`` and answer ``nll`` (the
+        LOSS attack's score, stored by the suite as ``loss``); ``answer_texts()`` gives the zlib attack its texts."""
+        values = {}
+        if "min_k" in self.attacks:
+            values["mia_min_k"] = min_k_score(logits, labels, self.min_k)
+        if "min_k_plus_plus" in self.attacks:
+            values["mia_min_k_plus_plus"] = min_k_plus_plus_score(logits, labels, self.min_k)
+        if "zlib" in self.attacks:
+            values["mia_zlib"] = zlib_score(nll, answer_texts())
+        if "reference" in self.attacks:
+            reference = self.reference_network(model)
+            reference_nll, _ = answer_nll(call_model(reference, inputs), labels)
+            values["mia_reference"] = reference_score(nll, reference_nll)
+        return values
+
+    def gradnorm(self, model: nn.Module, batch: Mapping[str, Any], device: torch.device) -> dict[str, Tensor]:
+        """The GradNorm attack's column on ``device`` when it is run (a backward per sample), else nothing."""
+        if "gradnorm" not in self.attacks:
+            return {}
+        return {"mia_gradnorm": gradnorm_score(model, batch, self.gradnorm_p).to(device)}
+
+    def aggregates(
+        self, members: Mapping[str, Tensor], others: Mapping[str, Tensor], oracle: Any, self_oracle: bool
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Per attack ``mia_<attack>_auc`` and its privleak (``privleak`` for :data:`PRIVLEAK_ATTACK`, else
+        ``privleak_<attack>``) against the AUC the (loaded) ``oracle`` reports (``self_oracle``: the model evaluated
+        is the oracle, so its own AUC); and each AUC's target, the oracle's AUC (0.5 without one)."""
+        out: dict[str, float] = {}
+        targets: dict[str, float] = {}
+        for attack in self.attacks:
+            column = MIA_ATTACKS[attack]
+            auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
+            out[f"mia_{attack}_auc"] = auc
+            oracle_auc = auc if self_oracle else oracle_aggregate(oracle, f"mia_{attack}_auc")
+            known = oracle_auc is not None and math.isfinite(oracle_auc)
+            targets[f"mia_{attack}_auc"] = float(oracle_auc) if known else 0.5
+            name = "privleak" if attack == PRIVLEAK_ATTACK else f"privleak_{attack}"
+            if oracle_auc is None:
+                warnings.warn(
+                    f"{name} needs the oracle's mia_{attack}_auc: pass suite.oracle=<oracle test JSON> "
+                    "(the retain-only model's `mcu test` writes it); reporting NaN",
+                    stacklevel=4,
+                )
+                out[name] = math.nan
+            else:
+                out[name] = privleak(auc, oracle_auc)
+        return out, targets
+
+    def set_reference(self, model: nn.Module) -> None:
+        """Use ``model`` as the reference attack's model (instead of loading ``reference_model``)."""
+        self._reference = (self.reference_model, model.eval())
+
+    def reference_network(self, model: nn.Module) -> nn.Module:
+        """The reference attack's model, loaded from ``reference_model`` once, on ``model``'s device and dtype."""
+        if self._reference is None or self._reference[0] != self.reference_model:
+            from mcu_lightning.models import load_model  # transformers: imported only when a reference is loaded
+
+            if self.reference_model in ("oracle", "base"):
+                raise InputError(
+                    f"reference_model '{self.reference_model}' names a study node; outside a study give the model "
+                    "folder (e.g. runs/quickstart/oracle/model)"
+                )
+            self._reference = (self.reference_model, load_model(self.reference_model).eval().requires_grad_(False))
+        reference = self._reference[1]
+        tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+        if tensor is not None:
+            reference.to(tensor.device)
+            if tensor.is_floating_point():
+                reference.to(tensor.dtype)
+        return reference

@@ -25,38 +25,15 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.metrics.forget_quality import oracle_forget_quality
-from mcu_lightning.metrics.mia import gradnorm_score, mia_auc, min_k_plus_plus_score, privleak, reference_score
+from mcu_lightning.metrics.mia import DEFAULT_MIA_ATTACKS, MIA_ATTACKS, MembershipInference
 from mcu_lightning.metrics.model_utility import model_utility
 from mcu_lightning.metrics.open_unlearning import ROUGE_COLUMNS, write_open_unlearning
-from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle, oracle_aggregate
+from mcu_lightning.metrics.oracle import ORACLE_SELF, OracleSource, load_oracle
 from mcu_lightning.metrics.rouge import rouge_scores
-from mcu_lightning.metrics.stats import (
-    answer_nll,
-    exact_memorization,
-    extraction_strength,
-    min_k_score,
-    normalised_probability,
-    zlib_score,
-)
+from mcu_lightning.metrics.stats import answer_nll, exact_memorization, extraction_strength, normalised_probability
 from mcu_lightning.metrics.suite import ROLES, Direction, EvalResult, MetricSuite, batch_index, nanmean
 from mcu_lightning.metrics.truth_ratio import TR_AGGREGATORS, truth_ratio
 
-#: MIA attacks: aggregate name -> per-sample column (loss-like scores, higher = less likely a member), with
-#: open-unlearning's metric names ``mia_loss``, ``mia_zlib``, ``mia_min_k``, ``mia_min_k_plus_plus``, ``mia_gradnorm``,
-#: ``mia_reference`` as ``mia_<attack>_auc``.
-MIA_ATTACKS: dict[str, str] = {
-    "loss": "loss",
-    "zlib": "mia_zlib",
-    "min_k": "mia_min_k",
-    "min_k_plus_plus": "mia_min_k_plus_plus",
-    "gradnorm": "mia_gradnorm",
-    "reference": "mia_reference",
-}
-#: The attacks a suite runs by default: every attack that needs nothing beyond the evaluated model's forward pass
-#: (GradNorm costs a backward per sample, the reference attack a second model: both are opt-in).
-DEFAULT_MIA_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_plus_plus")
-#: Which attack's AUC ``privleak`` uses: open-unlearning's TOFU config computes privleak from Min-K%.
-PRIVLEAK_ATTACK = "min_k"
 _SPLIT_OPTIONS = {"normalised", "truth_ratio", "role"}
 #: Memorisation metrics: on the forget split lower is better (the model should no longer know the answers).
 _MEMORY_METRICS = {"prob", "rouge", "extraction_strength", "exact_memorization"}
@@ -129,27 +106,13 @@ class QASuite(MetricSuite):
         super().__init__()
         if len(mia_splits) != 2:
             raise InputError(f"mia_splits must name (members, non-members), got {mia_splits}")
-        unknown = [attack for attack in mia_attacks if attack not in MIA_ATTACKS]
-        if unknown:
-            raise InputError(f"unknown MIA attacks {unknown}; known: {list(MIA_ATTACKS)}")
-        if ("reference" in mia_attacks) != (reference_model is not None):
-            raise InputError(
-                "the reference attack needs both 'reference' in mia_attacks and reference_model (a model folder; in "
-                f"a study 'oracle' or 'base'), got mia_attacks={list(mia_attacks)}, reference_model={reference_model!r}"
-            )
-        if gradnorm_p not in (1, 2, math.inf):
-            raise InputError(f"gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
-        self.mia_attacks = tuple(dict.fromkeys(mia_attacks))
-        self.gradnorm_p = gradnorm_p
-        self.reference_model = reference_model
-        self._reference: tuple[Any, nn.Module] | None = None  # (source, model): a tuple, so no submodule
+        self.mia = MembershipInference(mia_attacks, min_k, gradnorm_p, reference_model)
         self.max_new_tokens = max_new_tokens
         self.generation_batch_size = generation_batch_size
         self.oracle = oracle
         self.mia_splits = tuple(mia_splits)
         self.rouge = rouge
         self.quality_split = quality_split
-        self.min_k = min_k
         self.split_names = None if splits is None else list(splits)
         self.normalised = set(normalised_splits)
         self.roles = {split: "forget" for split in forget_splits}
@@ -229,20 +192,10 @@ class QASuite(MetricSuite):
             "exact_memorization": exact_memorization(logits, labels),
         }
         if split in self.mia_splits:
-            attacks = self.mia_attacks
-            if "min_k" in attacks:
-                values["mia_min_k"] = min_k_score(logits, labels, self.min_k)
-            if "min_k_plus_plus" in attacks:
-                values["mia_min_k_plus_plus"] = min_k_plus_plus_score(logits, labels, self.min_k)
-            if "zlib" in attacks:
-                values["mia_zlib"] = zlib_score(nll, self._answer_texts(batch))
-            if "reference" in attacks:
-                reference = self.reference_network(model)
-                reference_nll, _ = answer_nll(call_model(reference, inputs), labels)
-                values["mia_reference"] = reference_score(nll, reference_nll)
+            values.update(self.mia.scores(model, inputs, logits, labels, nll, lambda: self._answer_texts(batch)))
         del logits
-        if split in self.mia_splits and "gradnorm" in self.mia_attacks:
-            values["mia_gradnorm"] = gradnorm_score(model, batch, self.gradnorm_p).to(nll.device)
+        if split in self.mia_splits:
+            values.update(self.mia.gradnorm(model, batch, nll.device))
 
         perturbed = self._option_nll(model, batch, "perturbed") if "perturbed_input_ids" in batch else None
         if perturbed is not None:
@@ -349,52 +302,35 @@ class QASuite(MetricSuite):
             aggregates["model_utility"] = utility
         members, others = self.mia_splits
         if members in tables and others in tables:
-            aggregates.update(self._mia(tables[members], tables[others], oracle))
+            mia, targets = self.mia.aggregates(tables[members], tables[others], oracle, self.oracle == ORACLE_SELF)
+            aggregates.update(mia)
+            self.mia_targets.update(targets)
         return aggregates
 
-    def _mia(self, members: Mapping[str, Tensor], others: Mapping[str, Tensor], oracle: Any) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for attack in self.mia_attacks:
-            column = MIA_ATTACKS[attack]
-            auc = mia_auc(members[column].cpu().numpy(), others[column].cpu().numpy())
-            out[f"mia_{attack}_auc"] = auc
-            oracle_auc = auc if self.oracle == ORACLE_SELF else oracle_aggregate(oracle, f"mia_{attack}_auc")
-            known = oracle_auc is not None and math.isfinite(oracle_auc)
-            self.mia_targets[f"mia_{attack}_auc"] = float(oracle_auc) if known else 0.5
-            name = "privleak" if attack == PRIVLEAK_ATTACK else f"privleak_{attack}"
-            if oracle_auc is None:
-                warnings.warn(
-                    f"{name} needs the oracle's mia_{attack}_auc: pass suite.oracle=<oracle test JSON> "
-                    "(the retain-only model's `mcu test` writes it); reporting NaN",
-                    stacklevel=4,
-                )
-                out[name] = math.nan
-            else:
-                out[name] = privleak(auc, oracle_auc)
-        return out
+    # -- the MIA attacks' settings and reference model (metrics/mia.py), under the suite's argument names --------
+    @property
+    def mia_attacks(self) -> tuple[str, ...]:
+        return self.mia.attacks
+
+    @property
+    def min_k(self) -> float:
+        return self.mia.min_k
+
+    @property
+    def gradnorm_p(self) -> float:
+        return self.mia.gradnorm_p
+
+    @property
+    def reference_model(self) -> str | None:
+        return self.mia.reference_model
 
     def set_reference(self, model: nn.Module) -> None:
         """Use ``model`` as the reference attack's model (instead of loading ``reference_model``)."""
-        self._reference = (self.reference_model, model.eval())
+        self.mia.set_reference(model)
 
     def reference_network(self, model: nn.Module) -> nn.Module:
         """The reference attack's model, loaded from ``reference_model`` once, on ``model``'s device and dtype."""
-        if self._reference is None or self._reference[0] != self.reference_model:
-            from mcu_lightning.models import load_model  # transformers: imported only when a reference is loaded
-
-            if self.reference_model in ("oracle", "base"):
-                raise InputError(
-                    f"reference_model '{self.reference_model}' names a study node; outside a study give the model "
-                    "folder (e.g. runs/quickstart/oracle/model)"
-                )
-            self._reference = (self.reference_model, load_model(self.reference_model).eval().requires_grad_(False))
-        reference = self._reference[1]
-        tensor = next(iter([*model.parameters(), *model.buffers()]), None)
-        if tensor is not None:
-            reference.to(tensor.device)
-            if tensor.is_floating_point():
-                reference.to(tensor.dtype)
-        return reference
+        return self.mia.reference_network(model)
 
     def _load_oracle(self) -> Any:
         if self._oracle_cache is None or self._oracle_cache[0] is not self.oracle:
