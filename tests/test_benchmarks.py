@@ -69,15 +69,17 @@ def test_curve_step_prints_ratios(tmp_path, capsys):
             "8",
             "--layers",
             "1",
+            "--lora",
+            "2",
             *TINY_LM,
             "--out",
             str(out),
         ]
     )
     printed = capsys.readouterr().out
-    assert printed.count("curve_step ") == 3 and "curve/plain: ratio" in printed
+    assert printed.count("curve_step ") == 4 and "curve/plain: ratio" in printed
     rows = _rows(out, "curve_step")
-    assert [r["case"] for r in rows] == ["conv batch 1", "conv batch 2", "lm batch 1 seq 8"]
+    assert [r["case"] for r in rows] == ["conv batch 1", "conv batch 2", "lm batch 1 seq 8", "lora batch 1 seq 8 r 2"]
     assert all(_positive(r["ratio"]) for r in rows)
     assert all(math.isclose(r["ratio_of_medians"], r["curve_ms"] / r["plain_ms"]) for r in rows)
 
