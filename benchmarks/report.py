@@ -128,6 +128,54 @@ def section(name: str, data: dict) -> str:
     return f"## {title}\n\n`python -m benchmarks.{name}` ({where}).\n\n{body}\n"
 
 
+SIZED = ("curve_step", "curve_eval", "curve_memory", "unlearn_step")  # the benchmarks that take --model
+SIZED_TARGETS = {"curve_eval": "<= 1.05", "curve_memory": "within 10 % of predicted", "unlearn_step": ">= 0.95"}
+
+
+def _figure(name: str, row: dict) -> str:
+    """The figure a benchmark's target is about: a ratio, or the curve's peak against ``estimate_memory``."""
+    if name == "curve_memory":
+        return f"{row['curve_vs_predicted']:.3f} of predicted"
+    return f"{row['ratio']:.3f}"
+
+
+def _sized_ok(name: str, row: dict) -> str:
+    if name == "curve_memory":
+        return "yes" if abs(row["curve_vs_predicted"] - 1) <= 0.10 else "**no**"
+    return _ok(row)
+
+
+def sizes_section(tiny: Path, real: Path) -> str:
+    """The four sized benchmarks side by side: the tiny models here (``results/``) and a real LM (``results/real/``,
+    each run with ``--model``)."""
+    rows = []
+    for name in SIZED:
+        for folder, size in ((tiny, "tiny"), (real, "real")):
+            path = folder / f"{name}.json"
+            if not path.is_file():
+                rows.append([f"`{name}`", size, "not measured", "", "", ""])
+                continue
+            data = json.loads(path.read_text())
+            model = data["args"].get("model") or "tiny"
+            for row in data["rows"]:
+                if row.get("model") == "conv":
+                    continue
+                target = SIZED_TARGETS[name] if name in SIZED_TARGETS else f"<= {row['target']:.2f}"
+                params = f"{row['params']:,}" if "params" in row else ""
+                rows.append([f"`{name}`", f"{model} {params}".strip(), row["case"], _figure(name, row), target,
+                             _sized_ok(name, row)])  # fmt: skip
+    real_env = next((json.loads((real / f"{n}.json").read_text())["environment"] for n in SIZED
+                     if (real / f"{n}.json").is_file()), None)  # fmt: skip
+    where = f" ({real_env['device']}, {real_env['threads']} thread(s))" if real_env else ""
+    body = _table(["benchmark", "model", "case", "figure", "target", "met"], rows)
+    return (
+        "## Tiny models vs a real LM (SmolLM2-135M-Instruct)\n\n"
+        f"The same benchmarks with `--model smollm2-135m-instruct`{where}, from `benchmarks/results/real/`: "
+        "dequantized Q4_1 weights in fp32. Each figure is the benchmark's own (curve/plain, Trainer/loop, or the "
+        "curve's peak memory against `estimate_memory`).\n\n" + body + "\n"
+    )
+
+
 def render(results: Path, notes: Path | None = None) -> str:
     parts = [INTRO]
     for name in ORDER:
@@ -136,6 +184,8 @@ def render(results: Path, notes: Path | None = None) -> str:
             parts.append(section(name, json.loads(path.read_text())))
         else:
             parts.append(f"## {name}\n\nNot measured yet: run `python -m benchmarks.{name}`.\n")
+    if (results / "real").is_dir():
+        parts.append(sizes_section(results, results / "real"))
     if notes is not None and notes.is_file():
         parts.append(notes.read_text())
     return "\n".join(parts)

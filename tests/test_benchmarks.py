@@ -299,3 +299,27 @@ def test_the_lm_benchmarks_take_a_real_model_by_flag(tmp_path):
     args = ["--steps", "3", "--repeats", "1", "--warmup", "1", "--batch-size", "2", *model]
     rows = unlearn_step.main([*args, "--out", str(tmp_path / "u.json")])
     assert rows and json.loads((tmp_path / "u.json").read_text())["args"]["model"] == str(folder)
+
+
+def test_report_puts_the_tiny_and_the_real_lm_side_by_side(tmp_path):
+    results = tmp_path / "results"
+    (results / "real").mkdir(parents=True)
+    env = {"torch": "x", "device": "cpu", "threads": 2}
+
+    def write(folder, model, ratio, params):
+        row = {"case": "lm batch 4 seq 128", "model": "lm", "params": params, "curve_ms": 2.0, "plain_ms": 1.0,
+               "ratio": ratio, "target": 1.1, "meets_target": ratio <= 1.1}  # fmt: skip
+        data = {"benchmark": "curve_step", "environment": env, "args": {"model": model}, "rows": [row]}
+        (folder / "curve_step.json").write_text(json.dumps(data))
+
+    write(results, None, 0.99, 10)
+    write(results / "real", "smollm2-135m-instruct", 1.25, 134_515_008)
+    text = report.main(["--results", str(results), "--out", str(tmp_path / "p.md"), "--notes", str(tmp_path / "x")])
+    text = text.read_text()
+    section = text[text.index("## Tiny models vs a real LM") :]
+    assert "| `curve_step` | tiny 10 | lm batch 4 seq 128 | 0.990 | <= 1.10 | yes |" in section
+    assert (
+        "| `curve_step` | smollm2-135m-instruct 134,515,008 | lm batch 4 seq 128 | 1.250 | <= 1.10 | **no** |"
+        in section
+    )
+    assert "| `unlearn_step` | real | not measured |" in section
