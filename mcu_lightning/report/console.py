@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import CustomTimeColumn, ProcessingSpeedColumn
 from rich.text import Text
 
+from mcu_lightning.core.curve_spec import is_training_free
 from mcu_lightning.core.storage import read_json
 
 #: INFO lines (logger, message start) that describe the library, not the run; every other line still prints
@@ -301,7 +302,7 @@ def stage_purpose(kind: str, name: str, study: Any) -> str:
     points = study.evaluation.eval_ts
     points = points if isinstance(points, int) else len(points)
     a, b = curve.endpoints
-    if curve.path is not None or curve.fixed_bends:  # a training-free path: test only
+    if is_training_free(curve.path, curve.fixed_bends, curve.shape):  # test only
         kind = curve.path or _class_name(curve.shape)
         return f"test the {kind} path {a} -> {b} at {points} points of t (no training)"
     return f"fit a {_class_name(curve.shape)} curve {a} -> {b}, test at {points} points of t"

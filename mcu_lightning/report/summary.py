@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_copy, atomic_write
+from mcu_lightning.core.curve_spec import objective_endpoint
 from mcu_lightning.core.direction import arrow, target
 from mcu_lightning.core.pretrained import PRETRAINED
 from mcu_lightning.core.storage import read_json
@@ -158,8 +159,8 @@ def curve_training(spec: dict[str, Any], study: dict[str, Any]) -> str:
         return f"A training-free path ({what}): not fitted, tested on the same t grid."
     objective = spec.get("objective", "retain_nll")
     if objective == "endpoint":
-        by_name = {e.get("name"): e for e in study.get("endpoints", [])}  # the curve's first unlearning endpoint
-        first = next((by_name[node] for node in spec.get("endpoints", []) if node in by_name), {})
+        by_name = {e.get("name"): e for e in study.get("endpoints", [])}
+        first = objective_endpoint(spec.get("endpoints", []), by_name) or {}
         loss = _describe(first.get("loss", "?"))
         if first.get("superloss"):
             loss = f"SuperLoss({loss})"

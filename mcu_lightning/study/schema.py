@@ -15,6 +15,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from mcu_lightning.core import curve_spec
 from mcu_lightning.core.errors import InputError
 
 BUILTIN_NODES = ("base", "oracle")
@@ -176,17 +177,13 @@ def path_shape(curve: CurveSpec) -> tuple[dict[str, Any], str, bool]:
 
 def shape_bends(curve: CurveSpec) -> int:
     """How many bends the curve has (endpoints included), from its spec (``path`` resolved)."""
-    if curve.path is not None:
-        return 3 if curve.path == "base" else 2
-    shape = curve.shape if isinstance(curve.shape, dict) else {}
-    if str(shape.get("class_path", "")).rsplit(".", 1)[-1] in ("Linear", "Slerp"):
-        return 2
-    return int((shape.get("init_args") or {}).get("num_bends", 3))
+    return curve_spec.shape_bends(curve.path, curve.shape)
 
 
 def is_path(curve: CurveSpec) -> bool:
-    """A training-free path: ``path`` set, ``fixed_bends``, or a shape of two bends (Linear, Slerp) only."""
-    return curve.path is not None or curve.fixed_bends or shape_bends(curve) == 2
+    """A training-free path (:func:`mcu_lightning.core.curve_spec.is_training_free`): ``path`` set, ``fixed_bends``,
+    or a shape of two bends (Linear, Slerp) only."""
+    return curve_spec.is_training_free(curve.path, curve.fixed_bends, curve.shape)
 
 
 def curve_config(curve: CurveSpec) -> dict[str, Any]:
@@ -381,8 +378,7 @@ def curve_objective_spec(curve: CurveSpec, endpoints: Sequence[Endpoint]) -> Any
     if curve.objective == "retain_nll":
         return {"class_path": "mcu_lightning.losses.NLL", "init_args": {"split": "retain"}}
     if curve.objective == "endpoint":
-        by_name = {e.name: e for e in endpoints}  # the curve's first unlearning endpoint, in its order
-        first = next((by_name[node] for node in curve.endpoints if node in by_name), None)
+        first = curve_spec.objective_endpoint(curve.endpoints, {e.name: e for e in endpoints})
         if first is None:
             raise StudyError(
                 f"curve '{curve.name}': objective 'endpoint' needs an unlearning endpoint among {curve.endpoints}; "

@@ -128,6 +128,29 @@ def test_stage_purpose_names_what_each_stage_does() -> None:
     assert stage_purpose("curve", "graddiff-npo", study).startswith("fit a Bezier curve graddiff -> npo")
 
 
+def test_a_training_free_curve_is_a_test_line_whenever_the_schema_calls_it_one() -> None:
+    """A curve the schema calls a training-free path (``is_path``: ``path``, ``fixed_bends`` or a two-bend shape
+    such as ``shape: Linear``) is only tested, and its console line says so; a Bezier curve's says "fit"."""
+    from dataclasses import replace
+
+    from mcu_lightning.study.schema import is_path, parse_study
+
+    study, _ = parse_study(["--config", str(QUICKSTART)])
+    fitted = study.curves[0]
+    a, b = fitted.endpoints
+    points = study.evaluation.eval_ts
+    lines = {}
+    for name in ("Linear", "Slerp", "Bezier"):
+        curve = replace(fitted, shape={"class_path": f"mcu_lightning.curves.{name}"})
+        study.curves[0] = curve
+        lines[name] = (is_path(curve), stage_purpose("curve", curve.name, study))
+    assert lines == {
+        "Linear": (True, f"test the Linear path {a} -> {b} at {points} points of t (no training)"),
+        "Slerp": (True, f"test the Slerp path {a} -> {b} at {points} points of t (no training)"),
+        "Bezier": (False, f"fit a Bezier curve {a} -> {b}, test at {points} points of t"),
+    }
+
+
 def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
