@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mcu_lightning.core.direction import NAMED, is_direction, target
+from mcu_lightning.core.direction import NAMED, is_direction, ranking_key, target
 from mcu_lightning.core.errors import InputError
 
 
@@ -121,6 +121,18 @@ def as_direction(direction: str | bool | None) -> str:
     return direction
 
 
+def best_interior(ts: Sequence[float], values: Sequence[float], direction: str) -> tuple[float, float] | None:
+    """``(t, value)`` of the best interior point of a test grid (every ``t`` but the first and the last, ``t = 0``
+    and ``t = 1``) by ``direction`` (``higher``, ``lower``, ``zero``: closest to 0, ``toward <x>``: closest to x),
+    NaN values skipped, the first on ties; ``None`` when no interior value is left. The curve summary's
+    ``best_interior`` and ``export_best`` both read it."""
+    keyed = [(ranking_key(direction, values[i]), i) for i in range(1, len(values) - 1) if not math.isnan(values[i])]
+    if not keyed:
+        return None
+    i = min(keyed)[1]
+    return float(ts[i]), float(values[i])
+
+
 def summarize_series(
     ts: Sequence[float], values: Sequence[float], direction: str | bool | None = "lower"
 ) -> CurveSummary:
@@ -139,13 +151,14 @@ def summarize_series(
     line = barrier_vs_line(raw_t, oriented, higher)
     max_end = barrier_vs_max_end(raw_t, oriented, higher)
     mean_end = barrier_vs_mean_end(raw_t, oriented, higher)
-    t, m = _prepare(raw_t, oriented, higher)  # m: lower is better
+    m = _prepare(raw_t, oriented, higher)[1]  # lower is better
     best_end = int(np.argmin([m[0], m[-1]])) * (m.size - 1)
-    if t.size > 2:
-        i = 1 + int(np.argmin(m[1:-1]))
-        best_interior, t_best, margin = raw[i], float(t[i]), float(m[best_end] - m[i])
+    found = best_interior(raw_t.tolist(), raw.tolist(), direction)
+    if found is not None:
+        t_best, value = found
+        best, margin = value, float(m[best_end] - ranking_key(direction, value))
     else:
-        best_interior, t_best, margin = math.nan, math.nan, math.nan
+        best, t_best, margin = math.nan, math.nan, math.nan
     return CurveSummary(
         barrier_vs_line=line[0],
         t_barrier_vs_line=line[1],
@@ -155,7 +168,7 @@ def summarize_series(
         t_barrier_vs_mean_end=mean_end[1],
         value_t0=float(raw[0]),
         value_t1=float(raw[-1]),
-        best_interior=float(best_interior),
+        best_interior=float(best),
         t_best_interior=t_best,
         best_endpoint=float(raw[best_end]),
         interior_beats_endpoints=bool(margin > 0),

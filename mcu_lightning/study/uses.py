@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.core.direction import is_direction, ranking_key
+from mcu_lightning.core.direction import is_direction
 from mcu_lightning.core.storage import read_json
+from mcu_lightning.curves import barrier
 from mcu_lightning.report.uses import BEST_FILE, PLANE_DIR
 from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from mcu_lightning.study.runner import StudyRunner
 
 MERGES_DIR = "merges"
-INTERIOR_EPS = 1e-9
 
 
 def merge_dir(runner: StudyRunner, merge: Merge) -> Path:
@@ -153,13 +153,10 @@ def run_plane(runner: StudyRunner, curve: CurveSpec) -> dict[str, Any]:
 
 
 def best_interior(rows: list[dict[str, float]], metric: str, direction: str) -> tuple[float, float] | None:
-    """``(t, value)`` of the interior row best by ``direction`` (``higher``, ``lower``, ``zero``: closest to 0,
-    ``toward <x>``: closest to x)."""
-    interior = [row for row in rows if INTERIOR_EPS < row["t"] < 1 - INTERIOR_EPS and math.isfinite(row[metric])]
-    if not interior:
-        return None
-    best = min(interior, key=lambda row: ranking_key(direction, row[metric]))
-    return best["t"], best[metric]
+    """``(t, value)`` of the interior row best by ``direction`` among those with a finite value
+    (:func:`mcu_lightning.curves.barrier.best_interior`)."""
+    values = [row[metric] if math.isfinite(row[metric]) else math.nan for row in rows]
+    return barrier.best_interior([row["t"] for row in rows], values, direction)
 
 
 def run_export_best(runner: StudyRunner, curve: CurveSpec, metric: str) -> dict[str, Any]:
