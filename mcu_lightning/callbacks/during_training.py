@@ -135,12 +135,14 @@ class EvaluateDuringTraining(Callback):
         model.eval()
         suite.reset()
         try:
-            for split, loader in self._loaders(trainer, pl_module).items():
-                for i, batch in enumerate(loader):
-                    if self.limit_batches is not None and i >= self.limit_batches:
-                        break
-                    suite.update(model, split, pl_module.transfer_batch_to_device(batch, pl_module.device, 0))
-            return suite.compute()
+            # the Trainer's precision, as a test_step has it (Lightning autocasts only inside the step methods)
+            with trainer.precision_plugin.test_step_context():
+                for split, loader in self._loaders(trainer, pl_module).items():
+                    for i, batch in enumerate(loader):
+                        if self.limit_batches is not None and i >= self.limit_batches:
+                            break
+                        suite.update(model, split, pl_module.transfer_batch_to_device(batch, pl_module.device, 0))
+                return suite.compute()
         finally:
             suite.reset()
             model.train(was_training)

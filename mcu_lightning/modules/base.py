@@ -184,6 +184,13 @@ class MCUModule(LightningModule):
         """The plain model that evaluation runs on."""
         raise NotImplementedError
 
+    def evaluation_precision(self) -> contextlib.AbstractContextManager:
+        """The Trainer's precision for an evaluation outside ``test_step`` (a curve's t loop, the probes, an
+        evaluation during training). Lightning autocasts inside ``test_step`` only: under ``bf16-mixed`` a curve
+        point scored in ``on_test_epoch_end`` would otherwise run in fp32 while the endpoints it joins ran in bf16."""
+        trainer = self._trainer
+        return contextlib.nullcontext() if trainer is None else trainer.precision_plugin.test_step_context()
+
     # -- training logs ------------------------------------------------------------------------------
     def log_step(self, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int) -> None:
         """Log the step's loss (progress bar) and its named parts under ``train/``.
@@ -232,7 +239,8 @@ class MCUModule(LightningModule):
             return
         result = self.suite.compute()
         if self.probes:
-            result.aggregates.update(run_probes(self.probes, self.eval_model(), self.probe_context(result)))
+            with self.evaluation_precision():
+                result.aggregates.update(run_probes(self.probes, self.eval_model(), self.probe_context(result)))
             self.test_batches = []
         self.last_test_result = result
         for name, value in result.aggregates.items():

@@ -338,15 +338,16 @@ class CurveModule(MCUModule):
         context = self.probe_context(EvalResult()) if self.probes else None
         self._announce_point(0)
         for index, t in enumerate(self.eval_ts):
-            model = self._point(t)
-            suite = self.suite
-            suite.reset()
-            with torch.no_grad():
-                suite.update_many(model, self.test_batches, self._announce_batch)  # QASuite: one generate for all
-            result = suite.compute()
-            if context is not None:  # after the suite: a probe may reuse (and reset) it
-                context.before = result
-                result.aggregates.update(run_probes(self.probes, model, context, index, len(self.eval_ts)))
+            with self.evaluation_precision():  # as the endpoints' own test_step ran (bf16-mixed: autocast)
+                model = self._point(t)
+                suite = self.suite
+                suite.reset()
+                with torch.no_grad():
+                    suite.update_many(model, self.test_batches, self._announce_batch)  # QASuite: one generate
+                result = suite.compute()
+                if context is not None:  # after the suite: a probe may reuse (and reset) it
+                    context.before = result
+                    result.aggregates.update(run_probes(self.probes, model, context, index, len(self.eval_ts)))
             self.curve_results.append(result)
             for name, value in result.aggregates.items():
                 self.logger_log_t(name, value, index)

@@ -105,6 +105,14 @@ def evaluation_batches(runner: StudyRunner, suite: Any) -> tuple[list[tuple[str,
     return batches, retain[:limit] if limit is not None else retain
 
 
+def evaluation_precision(runner: StudyRunner) -> Any:
+    """The study's Trainer precision (Lightning's own plugin) around an evaluation that runs outside a Trainer, so an
+    ensemble or a plane point is scored as the curve's points and the endpoints were (``bf16-mixed``: autocast)."""
+    from mcu_lightning.study.schema import Training
+
+    return runner.trainer(runner.root, Training()).precision_plugin.test_step_context()
+
+
 def run_ensemble(runner: StudyRunner, curve: CurveSpec, spec: EnsembleSpec) -> dict[str, Any]:
     """Evaluate the ensemble of the curve's points ``spec.ts`` (or ``spec.points`` evenly spaced) with the suite."""
     import torch
@@ -118,7 +126,7 @@ def run_ensemble(runner: StudyRunner, curve: CurveSpec, spec: EnsembleSpec) -> d
     ts = ensemble_ts(spec.ts if spec.ts is not None else spec.points)
     started = time.perf_counter()
     ensemble = Ensemble.from_curve(module.curve, ts, working=module.template, bn_batches=retain)
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_precision(runner):
         result = evaluate_suite(ensemble, suite, batches)
     directory = use_dir(runner, curve, f"ensemble-{spec.name}")
     directory.mkdir(parents=True, exist_ok=True)
@@ -138,16 +146,17 @@ def run_plane(runner: StudyRunner, curve: CurveSpec) -> dict[str, Any]:
     suite = runner.suite(with_oracle=True)
     batches, retain = evaluation_batches(runner, suite)
     started = time.perf_counter()
-    plane = metric_plane(
-        module.curve,
-        suite,
-        batches,
-        metrics=curve.plane.metrics,
-        points=curve.plane.points,
-        margins=curve.plane.margin,
-        working=module.template,
-        bn_batches=retain,
-    )
+    with evaluation_precision(runner):
+        plane = metric_plane(
+            module.curve,
+            suite,
+            batches,
+            metrics=curve.plane.metrics,
+            points=curve.plane.points,
+            margins=curve.plane.margin,
+            working=module.template,
+            bn_batches=retain,
+        )
     write_plane_report(plane, use_dir(runner, curve, PLANE_DIR), title=curve_title(curve.name, curve.endpoints))
     return {"plane_seconds": time.perf_counter() - started}
 
