@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from mcu_lightning.core.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from mcu_lightning.callbacks import AtomicCheckpointIO, DivergenceGuard, EvaluateDuringTraining

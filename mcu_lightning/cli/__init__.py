@@ -1,22 +1,15 @@
-"""The top layer: the ``mcu`` command (``dispatch``) and its LightningCLI (``lightning``, imported on first use).
+"""The top layer: the ``mcu`` command (``dispatch``), its LightningCLI (``lightning``, imported on first use), and how
+both end on an error (``errors``).
 
-``mcu --help`` imports this package and ``dispatch`` alone (no torch, no Lightning).
+``mcu --help`` imports this package, ``dispatch`` and ``errors`` alone (no torch, no Lightning).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcu_lightning.cli.dispatch import (
-    COMMANDS,
-    INPUT_ERRORS,
-    ConfigError,
-    check_ckpt_path,
-    check_class_paths,
-    main,
-    one_line_errors,
-    usage,
-)
+from mcu_lightning.cli.dispatch import COMMANDS, check_ckpt_path, check_class_paths, main, usage
+from mcu_lightning.cli.errors import INPUT_ERRORS, ConfigError, one_line_errors
 
 if TYPE_CHECKING:
     from mcu_lightning.cli.lightning import MCUCLI, lightning_cli

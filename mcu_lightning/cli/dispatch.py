@@ -17,92 +17,33 @@ sits and the closest known paths, instead of jsonargparse's long dump), and erro
 module and data are built (an endpoint that does not exist, endpoints of different architectures, a
 reference that cannot be loaded, non-finite weights: an ``InputError``, or a file that does not exist) are printed
 as ``error: <message>``. Set ``MCU_TRACEBACK=1`` to get the traceback instead. Any other exception is a bug (ours,
-or in a class the config names): it keeps its traceback, followed by a line saying so (:func:`bug_report`).
+or in a class the config names): it keeps its traceback, followed by a line saying so (``cli.errors``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mcu_lightning.cli.errors import (
+    INPUT_ERRORS,
+    ConfigError,
+    disk_errors,
+    exit_on_input_error,
+    folded,
+    one_line_errors,
+    parse_error_line,
+)
 from mcu_lightning.core.errors import InputError
 
 STUDY_COMMANDS = ("experiment", "grid", "report")
 CONFIG_FLAGS = ("--config", "-c")
-#: Exceptions raised while building the module and data that are the user's input, not a bug: what the package
-#: declares as such (``InputError``), and a path that does not exist. A ``ValueError``, ``KeyError`` or
-#: ``ImportError`` from elsewhere is a bug and keeps its traceback.
-INPUT_ERRORS = (InputError, FileNotFoundError, NotADirectoryError)
-#: The line printed under the traceback of an exception that is not the user's input.
-BUG_HINT = (
-    "this looks like a bug in mcu-lightning or in a class your config names, not a mistake in your input: "
-    "please report it with the traceback above"
-)
-
-
-def bug_report(err: BaseException, where: str, culprit: BaseException | None = None) -> SystemExit:
-    """Print ``err``'s traceback and :data:`BUG_HINT` naming ``culprit`` (the exception behind ``err`` that was not
-    the user's input; default ``err``); the ``SystemExit(1)`` to raise."""
-    import traceback
-
-    traceback.print_exception(err, file=sys.stderr)
-    print(f"error: {type(culprit or err).__name__} while {where}: {BUG_HINT}", file=sys.stderr)
-    return SystemExit(1)
-
-
-class ConfigError(SystemExit):
-    """Exit status 2 after printing ``error: <message>`` on one line."""
-
-    def __init__(self, message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        super().__init__(2)
-
-
-def _folded(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
-def parse_error_line(command: str) -> Callable[[BaseException], str]:
-    """One line for a parser's rejection (a value of the wrong type, an unknown key): jsonargparse's message folded,
-    then where the accepted keys are listed, instead of its usage dump (the parsers run with ``exit_on_error=False``).
-    """
-    return lambda err: f"{_folded(err)} (mcu {command} --help lists every key and its type)"
-
-
-@contextlib.contextmanager
-def one_line_errors(
-    kinds: type[BaseException] | tuple[type[BaseException], ...], line: Callable[[BaseException], str] = str
-) -> Iterator[None]:
-    """Turn an exception of ``kinds`` (a user's input, not a bug) into ``ConfigError(line(err))``: one ``error:``
-    line and exit status 2; with ``MCU_TRACEBACK=1`` it propagates with its traceback."""
-    try:
-        yield
-    except kinds as err:
-        if os.environ.get("MCU_TRACEBACK"):
-            raise
-        raise ConfigError(line(err)) from err
-
-
-@contextlib.contextmanager
-def disk_errors() -> Iterator[None]:
-    """A full or read-only disk met by any writer (a folder made, TensorBoard's event file, a checkpoint) is one
-    line naming the file and the fix (``core.storage``); other ``OSError`` keep their traceback."""
-    try:
-        yield
-    except OSError as err:
-        from mcu_lightning.core.storage import storage_error
-
-        disk = storage_error(err)
-        if disk is None or os.environ.get("MCU_TRACEBACK"):
-            raise
-        raise ConfigError(_folded(disk)) from err
 
 
 def _flags(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -169,7 +110,7 @@ def check_class_paths(argv: Sequence[str]) -> None:
                 continue
             try:
                 resolve_class_path(class_path, location)
-            except ValueError:
+            except InputError:
                 suggestions = close_matches(class_path)
                 hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
                 raise ConfigError(f"unknown class_path {class_path!r} ({location}){hint}") from None
@@ -205,12 +146,19 @@ def usage() -> str:
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    """``mcu ARGS`` (default: the command line); the user's input error is one line and exit status 2
+    (:func:`~mcu_lightning.cli.errors.exit_on_input_error`)."""
+    with exit_on_input_error():
+        _run(args)
+
+
+def _run(args: Sequence[str] | None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in HELP_FLAGS:
         print(usage())
         raise SystemExit(0)  # as argparse's --help does
     if argv[0] == "--version":
-        from mcu_lightning import __version__
+        from mcu_lightning.core.version import __version__
 
         print(f"mcu {__version__}")
         raise SystemExit(0)
@@ -247,8 +195,8 @@ def main(args: Sequence[str] | None = None) -> None:
 
             command = partial(report_cli, stage_states=stage_states)  # the plan's stages, checked as experiment does
         parse_errors = one_line_errors(argparse.ArgumentError, parse_error_line(argv[0]))
-        with disk_errors(), parse_errors, one_line_errors(InputError):
-            command(argv[1:])  # bad input found before any stage ran (StudyError is one)
+        with disk_errors(), parse_errors:
+            command(argv[1:])  # bad input found before any stage ran: an InputError (StudyError is one)
         return
     if argv[0] == "export":
         with disk_errors():
@@ -266,7 +214,7 @@ def _export(argv: Sequence[str]) -> None:
     """``mcu export``: bad input (a t outside [0, 1], not a curve checkpoint, a used folder) is one line."""
     from mcu_lightning.modules.export import export_cli
 
-    with one_line_errors(INPUT_ERRORS, _folded):
+    with one_line_errors(INPUT_ERRORS, folded):
         export_cli(argv)
 
 
@@ -275,8 +223,9 @@ CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 def check_ckpt_path(argv: Sequence[str]) -> None:
-    """A ``--ckpt_path`` file that is missing or damaged is one line, before LightningCLI reads it for hparams."""
-    from mcu_lightning.callbacks.checkpoint import CheckpointError, check_checkpoint
+    """A ``--ckpt_path`` file that is missing or damaged is a ``CheckpointError`` (one line), before LightningCLI reads
+    it for hparams."""
+    from mcu_lightning.callbacks.checkpoint import check_checkpoint
 
     for flag, value in _flags(argv):
         if (
@@ -287,5 +236,4 @@ def check_ckpt_path(argv: Sequence[str]) -> None:
             or "://" in value
         ):
             continue
-        with one_line_errors(CheckpointError):
-            check_checkpoint(value)
+        check_checkpoint(value)  # a CheckpointError: an InputError

@@ -12,7 +12,15 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from mcu_lightning.cli.dispatch import INPUT_ERRORS, ConfigError, bug_report, one_line_errors
+from mcu_lightning.cli.errors import (
+    INPUT_ERRORS,
+    ConfigError,
+    bug_report,
+    exit_on_input_error,
+    one_line_errors,
+    parse_error_line,
+)
+from mcu_lightning.core.errors import InputError
 
 
 class MCUCLI(LightningCLI):
@@ -36,8 +44,6 @@ class MCUCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; an ``InputError`` found on the way (a checkpoint of another curve shape, a non-finite lr) is one
         ``error:`` line."""
-        from mcu_lightning.core.errors import InputError
-
         with one_line_errors(InputError, _one_line):
             super()._run_subcommand(subcommand)
 
@@ -123,16 +129,17 @@ def _one_line(err: BaseException) -> str:
 
 
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True, cli_class: type[MCUCLI] = MCUCLI) -> MCUCLI:
-    """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses)."""
+    """The ``mcu`` LightningCLI for fit/validate/test/predict (``cli_class``: a subclass, e.g. one that only parses);
+    the user's input error is one ``error:`` line and exit status 2, as under ``mcu``."""
     import argparse
     import sys
 
     import mcu_lightning.data
     import mcu_lightning.modules  # noqa: F401  (--help lists the package's modules and data modules as subclasses)
-    from mcu_lightning.cli.dispatch import parse_error_line
 
     argv = list(args) if args is not None else sys.argv[1:]
-    with one_line_errors(argparse.ArgumentError, parse_error_line(argv[0] if argv else "fit")):
+    parse_errors = one_line_errors(argparse.ArgumentError, parse_error_line(argv[0] if argv else "fit"))
+    with exit_on_input_error(), parse_errors:
         return cli_class(
             LightningModule,
             LightningDataModule,

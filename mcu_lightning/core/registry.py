@@ -6,6 +6,8 @@ import difflib
 import importlib
 from typing import Any
 
+from mcu_lightning.core.errors import InputError
+
 #: Where the package's pluggable classes live, for suggestions.
 PLUGGABLE_MODULES = (
     "mcu_lightning.losses",
@@ -41,7 +43,7 @@ def close_matches(class_path: str, limit: int = 3) -> list[str]:
 
 
 def resolve_class_path(class_path: str, what: str = "class_path") -> Any:
-    """Import ``pkg.module.Name`` and return the object, or raise one clear ``ValueError`` with close matches."""
+    """Import ``pkg.module.Name`` and return the object, or raise one clear ``InputError`` with close matches."""
     module_name, _, name = class_path.rpartition(".")
     obj = None
     if module_name:
@@ -52,5 +54,5 @@ def resolve_class_path(class_path: str, what: str = "class_path") -> Any:
     if obj is None:
         suggestions = close_matches(class_path)
         hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        raise ValueError(f"{what}: unknown class_path {class_path!r}{hint}")
+        raise InputError(f"{what}: unknown class_path {class_path!r}{hint}")
     return obj

@@ -130,8 +130,8 @@ def _rows(data: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in data]
 
 
-class MissingFieldError(KeyError, ValueError):
-    """A QA row lacks a field: a ``KeyError`` (a missing key) that is also a ``ValueError`` (bad input)."""
+class MissingFieldError(KeyError, InputError):
+    """A QA row lacks a field: a ``KeyError`` (a missing key) that is also an ``InputError`` (bad input)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

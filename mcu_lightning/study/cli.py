@@ -26,9 +26,9 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
 
     quiet_third_party()
 
-    try:
+    try:  # a mistake in the study is a StudyError (an InputError) already; a data file that is not there is one too
         runner = StudyRunner(study, console=Console(stderr=True, soft_wrap=True), yes=bool(cfg.get("yes")))
-    except (ValueError, FileNotFoundError) as err:
+    except (FileNotFoundError, NotADirectoryError) as err:
         raise StudyError(str(err)) from err
     try:
         return runner.run(only=cfg.get("only"), rerun=bool(cfg.get("rerun")))

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.errors import InputError
 from mcu_lightning.study.schema import Study, StudyError, parse_study
 from mcu_lightning.study.seeds import seed_name
 
@@ -327,7 +328,7 @@ def run_grid(
     for grid_study, study in loaded:  # every study checked before the first stage of any starts
         try:
             runners.append((grid_study, StudyRunner(study, console=console)))
-        except (ValueError, FileNotFoundError) as err:
+        except (InputError, FileNotFoundError, NotADirectoryError) as err:  # named by the study it is in
             raise StudyError(f"{grid_study.name}: {err}") from err
     out = grid_dir(grid)
     previous = json.loads((out / GRID_JSON).read_text()) if (out / GRID_JSON).is_file() else {}

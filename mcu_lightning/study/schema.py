@@ -339,7 +339,7 @@ def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
 def check_positive(value: Any, what: str) -> None:
     """A count or size that must be a positive whole number (``None``: not set)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{what}={value!r} must be a positive whole number")
+        raise StudyError(f"{what}={value!r} must be a positive whole number")
 
 
 def check_training(training: Training, what: str) -> None:
@@ -347,22 +347,22 @@ def check_training(training: Training, what: str) -> None:
     for key in ("max_steps", "max_epochs"):
         value = getattr(training, key)
         if value is not None and value < -1:
-            raise ValueError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
+            raise StudyError(f"{what}.{key}={value} must be -1 (no limit) or at least 0")
     if training.max_steps != -1 and training.max_epochs not in (None, -1):
-        raise ValueError(
+        raise StudyError(
             f"{what} sets both max_steps={training.max_steps} and max_epochs={training.max_epochs}; the one reached "
             "first would end the stage: give one of them"
         )
     check_positive(training.batch_size, f"{what}.batch_size")
     args = (training.optimizer or {}).get("init_args") or {}
     if not isinstance(args, dict):
-        raise ValueError(f"{what}.optimizer.init_args={args!r} must be a mapping of the optimizer's arguments")
+        raise StudyError(f"{what}.optimizer.init_args={args!r} must be a mapping of the optimizer's arguments")
     if "lr" in args:
         lr = args["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"{what}.optimizer.init_args.lr={lr!r} must be a finite number above 0 (e.g. 0.001)")
+            raise StudyError(f"{what}.optimizer.init_args.lr={lr!r} must be a finite number above 0 (e.g. 0.001)")
     if training.warmup_steps < 0 or not math.isfinite(training.warmup_steps):
-        raise ValueError(f"{what}.warmup_steps={training.warmup_steps!r} must be 0 or more")
+        raise StudyError(f"{what}.warmup_steps={training.warmup_steps!r} must be 0 or more")
 
 
 def endpoint_loss_spec(endpoint: Endpoint) -> dict[str, Any]:

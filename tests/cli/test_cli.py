@@ -249,3 +249,30 @@ def test_experiment_help_describes_every_study_field_under_whole_headings() -> N
     bare = [a.dest for a in parser._actions if not (a.help or "").strip() or a.help == "Path to a configuration file."]
     assert bare == [], f"options without a description: {bare}"
     assert {key: group.title for key, group in parser.groups.items()} == GROUP_TITLES
+
+
+def test_only_an_input_error_becomes_one_line_and_only_the_cli_prints_it(capsys) -> None:
+    """Making a ``ConfigError`` prints nothing; ``exit_on_input_error`` prints it (exit 2) and lets a bug through."""
+    from mcu_lightning.cli.errors import ConfigError, exit_on_input_error
+
+    err = ConfigError("config file 'x.yaml' is empty")
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit) as info, exit_on_input_error():
+        raise err
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "error: config file 'x.yaml' is empty\n"
+    with pytest.raises(KeyError), exit_on_input_error():
+        raise KeyError("num_layers")
+
+
+def test_a_bug_while_a_study_is_checked_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A `ValueError` that is not an `InputError` (a bug) is not made the user's one line by `mcu experiment`."""
+    import mcu_lightning.study.runner as runner
+
+    def buggy(*args: object) -> None:
+        raise ValueError("a bug, not the user's input")
+
+    monkeypatch.delenv("MCU_TRACEBACK", raising=False)
+    monkeypatch.setattr(runner, "validate_study", buggy)
+    with pytest.raises(ValueError, match="a bug, not the user's input"):
+        main(["experiment", "--config", str(STUDY), "--output_dir", str(tmp_path)])
