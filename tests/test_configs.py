@@ -19,6 +19,7 @@ from mcu_lightning.core.registry import resolve_class_path
 from mcu_lightning.study.grid import load_studies, parse_grid
 from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import Study, parse_study
+from mcu_lightning.study.stages import curve_objective
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_YAML = sorted(p for p in CONFIGS.rglob("*.yaml"))
@@ -197,9 +198,9 @@ def test_endpoint_objective_is_the_first_endpoints_loss_as_trained(tmp_path: Pat
     study, _ = parse_study(["--config", str(CONFIGS / "quickstart" / "paper.yaml"), "--output_dir", str(tmp_path)])
     runner = StudyRunner(study)
     curves = {curve.name: curve for curve in study.curves}
-    assert type(runner.curve_objective(curves["seeds-graddiff"])) is GradDiff
-    assert type(runner.curve_objective(curves["seeds-graddiff-retain-nll"])) is NLL
+    assert type(curve_objective(runner.context, curves["seeds-graddiff"])) is GradDiff
+    assert type(curve_objective(runner.context, curves["seeds-graddiff-retain-nll"])) is NLL
     curriculum = curves["curriculum"]
     curriculum.endpoints = list(reversed(curriculum.endpoints))  # first endpoint: graddiff-s0-curriculum
-    objective = runner.curve_objective(curriculum)
+    objective = curve_objective(runner.context, curriculum)
     assert isinstance(objective, SuperLoss) and type(objective.loss) is GradDiff

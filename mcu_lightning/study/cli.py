@@ -17,6 +17,10 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
         print(parser.dump(cfg))
         return None
     study, cfg = parse_study(args)
+    if cfg.get("smoke"):
+        from mcu_lightning.study.smoke import smoke
+
+        study = smoke(study)
     from rich.console import Console
 
     from mcu_lightning.report.console import quiet_third_party

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning import __version__
+from mcu_lightning.core.version import __version__
 from mcu_lightning.data.fictitious import generated_root
 
 #: The files a stage's fit makes (its weights): what a retest keeps and what a later stage's fit reads.

@@ -5,13 +5,13 @@
 Each stage writes under ``runs/<name>/<stage>/`` (TensorBoard logs, checkpoints, exported model, test
 metrics) and a ``stage.json`` marker once complete; a rerun skips complete stages and resumes an
 interrupted one from its ``last.ckpt``. The report goes to ``runs/<name>/report/`` (see
-:mod:`mcu_lightning.report`).
+:mod:`mcu_lightning.report`). What each kind of stage runs is one function of the study's
+:class:`~mcu_lightning.study.context.StageContext` (:mod:`mcu_lightning.study.stages`, :mod:`mcu_lightning.study.uses`);
+the runner holds the plan, the stages' identities, and the running.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import shutil
 import time
@@ -21,11 +21,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mcu_lightning import __version__
 from mcu_lightning.core.atomic import atomic_write
-from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.version import __version__
 from mcu_lightning.study import uses
-from mcu_lightning.study.build import build
+from mcu_lightning.study.context import StageContext
 from mcu_lightning.study.cost import check_cost, evaluation_cost
 from mcu_lightning.study.identity import (
     StageRecord,
@@ -42,8 +41,8 @@ from mcu_lightning.study.schema import (
     CurveSpec,
     Study,
     StudyError,
-    Training,
     curve_config,
+    curve_objective_spec,
     endpoint_config,
     is_path,
     path_shape,
@@ -51,50 +50,37 @@ from mcu_lightning.study.schema import (
 from mcu_lightning.study.seeds import expand_seeds
 from mcu_lightning.study.signals import StudyTerminated, TerminationWatch
 from mcu_lightning.study.stage import Stage
-from mcu_lightning.study.stages import StageRunners
+from mcu_lightning.study.stages import (
+    retest_curve,
+    retest_endpoint,
+    retest_model_stage,
+    run_curve,
+    run_endpoint,
+    run_model_stage,
+)
 from mcu_lightning.study.status import PLAN_KEY, STUDY_JSON, plan_entries, stage_states
 from mcu_lightning.study.validate import validate_metrics, validate_study
 
-MODEL_DIR = "model"
-TEST_METRICS = "test_metrics.json"
 
-
-class StudyRunner(StageRunners):
+class StudyRunner:
     """Plans the stages of a study and runs those that are not complete."""
 
     def __init__(self, study: Study, console: Any = None, yes: bool = False) -> None:
         """``yes``: run an evaluation above :data:`~mcu_lightning.study.cost.MAX_PASSES` suite passes too."""
         self.study, self.seed_groups = expand_seeds(study)  # one endpoint, curve, merge per seed
         self.root = Path(study.output_dir) / study.name
-        self.console = console
+        # what the stage functions read; its clock and SIGTERM watch are set while run() runs
+        self.context = StageContext(self.study, self.root, console)
         self.yes = yes
-        self.clock: Any = None  # a console.StudyClock while run() runs: the progress bars' study row
-        self.watch: TerminationWatch | None = None  # while run() runs: SIGTERM stops the study (exit 143)
         self.retesting: set[str] = set()  # the stages whose evaluation alone changed: only their test reruns
         self.validate()
 
-    # paths
-    def node_dir(self, node: str) -> Path:
-        if node in BUILTIN_NODES:
-            return self.root / node
-        return self.root / "endpoints" / node
-
-    def model_path(self, node: str) -> str:
-        stage = self.study.base if node == "base" else self.study.oracle if node == "oracle" else None
-        if stage is not None and stage.path is not None:
-            return stage.path
-        return str(self.node_dir(node) / MODEL_DIR)
-
-    def oracle_metrics(self) -> str:
-        """The oracle's test JSON (per-sample truth ratios, MIA scores): forget quality and privleak need it."""
-        return str(self.node_dir("oracle") / TEST_METRICS)
-
     # validation before any training
     def validate(self) -> None:
-        validate_study(self.study, self.probes)
-        suite = self.suite(with_oracle=False)
+        validate_study(self.study, self.context.probes)
+        suite = self.context.suite(with_oracle=False)
         validate_metrics(self.study, suite)
-        self.cost = evaluation_cost(self.study, len(self.datamodule().eval_splits), suite)
+        self.cost = evaluation_cost(self.study, len(self.context.datamodule().eval_splits), suite)
         check_cost(self.cost, self.yes)  # eval_ts: 100000 stops here, not after hours
         self.check_data()
 
@@ -107,113 +93,11 @@ class StudyRunner(StageRunners):
         """
         if not data_identity(self.study.data)["files"]:  # generated or Hub data: each stage loads it as it is
             return
-        datamodule = self.datamodule()
+        datamodule = self.context.datamodule()
         datamodule.setup("fit")  # the forget and retain sets and every evaluation split
         for stage, default in ((self.study.base, "full"), (self.study.oracle, "retain")):
             if stage.path is None and hasattr(datamodule, "load_finetune"):  # what the base and oracle train on
                 datamodule.load_finetune(stage.split or default)
-
-    # building blocks
-    def datamodule(self, overrides: dict[str, Any] | None = None, batch_size: int | None = None) -> Any:
-        from lightning.pytorch import LightningDataModule
-
-        spec = copy.deepcopy(self.study.data)
-        spec.setdefault("init_args", {})
-        spec["init_args"].update(overrides or {})
-        if batch_size is not None:
-            spec["init_args"]["batch_size"] = batch_size
-        return build(spec, LightningDataModule, "data")
-
-    def suite(self, with_oracle: bool) -> Any:
-        from mcu_lightning.metrics.suite import MetricSuite
-
-        spec = copy.deepcopy(self.study.evaluation.suite)
-        # the oracle stage compares the oracle with itself instead of warning that it has no oracle
-        spec.setdefault("init_args", {})["oracle"] = self.oracle_metrics() if with_oracle else "self"
-        reference = spec["init_args"].get("reference_model")
-        if reference in BUILTIN_NODES:  # the reference attack's model: the oracle's or the base's
-            if reference == "base" and self.study.base.path is None:
-                raise InputError(
-                    "evaluation.suite reference_model: base needs base.path (an existing model): the oracle is tested "
-                    "before the study trains the base; use reference_model: oracle, or a model folder"
-                )
-            spec["init_args"]["reference_model"] = self.model_path(reference)
-        return build(spec, MetricSuite, "evaluation.suite")
-
-    def probes(self) -> list[Any]:
-        from mcu_lightning.probes import Probe
-
-        return [build(spec, Probe, f"evaluation.probes[{i}]") for i, spec in enumerate(self.study.evaluation.probes)]
-
-    def trainer(self, directory: Path, training: Training, extra_callbacks: Sequence[Any] = ()) -> Any:
-        from lightning.pytorch import Trainer
-        from lightning.pytorch.callbacks import ModelCheckpoint
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        kwargs = {"accelerator": "auto", "devices": 1, "enable_model_summary": False, "num_sanity_val_steps": 0}
-        kwargs.update(self.study.trainer)
-        kwargs.update(max_epochs=training.max_epochs, max_steps=training.max_steps)
-        if training.max_epochs is None and training.max_steps == -1:
-            kwargs["max_epochs"] = 1
-        from mcu_lightning.callbacks.checkpoint import AtomicCheckpointIO
-
-        every = self.study.checkpoint_every_n_steps  # mid-epoch checkpoints: a killed stage resumes where it was
-        callbacks = [
-            ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
-        ]
-        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
-
-        callbacks.append(LogEveryNStepsFromLoader())
-        if self.study.progress:
-            callbacks.append(StudyProgressBar(self.clock))
-        kwargs["enable_progress_bar"] = self.study.progress
-        kwargs.setdefault("limit_val_batches", 0)
-        from mcu_lightning.callbacks.termination import StopOnTermination
-
-        callbacks.append(StopOnTermination())  # a SIGTERM that came while the Trainer was set up
-        return Trainer(
-            default_root_dir=str(directory),
-            logger=TensorBoardLogger(save_dir=str(directory), name="", version=""),
-            callbacks=[*callbacks, *extra_callbacks],
-            **kwargs,
-        )
-
-    def trainer_call(self) -> Any:
-        """Around a Trainer call: a SIGTERM then stops the loop at its next batch instead of where it lands."""
-        return self.watch.trainer_call() if self.watch is not None else contextlib.nullcontext()
-
-    def fit_and_test(
-        self,
-        directory: Path,
-        module: Any,
-        datamodule: Any,
-        training: Training,
-        extra_callbacks: Sequence[Any] = (),
-        final_checkpoint: bool = False,
-    ) -> dict[str, Any]:
-        directory.mkdir(parents=True, exist_ok=True)
-        last = directory / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            from mcu_lightning.callbacks.checkpoint import checkpoint_problem
-
-            problem = checkpoint_problem(last)
-            if problem is not None:  # restart the stage instead of failing on every rerun; keep the file to look at
-                last.replace(last.with_name(last.name + ".damaged"))
-                self.warn(f"{last} cannot be read ({problem}); moved to {last.name}.damaged, the stage starts over")
-        trainer = self.trainer(directory, training, extra_callbacks)
-        started = time.perf_counter()
-        with self.trainer_call():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
-        if self.watch is not None:  # SIGTERM on the last batch: Lightning lets the fit end; test nothing then
-            self.watch.check(self.watch.where)
-        if final_checkpoint:  # what later stages read back: the weights at the end of the fit, whatever the cadence
-            trainer.save_checkpoint(last, weights_only=False)  # the full state, as ModelCheckpoint writes it
-        fit_s = time.perf_counter() - started
-        test_datamodule = self.datamodule() if getattr(datamodule, "finetune_split", None) else datamodule
-        with self.trainer_call():
-            trainer.test(module, datamodule=test_datamodule, verbose=False)
-        return {"fit_seconds": fit_s, "test_seconds": time.perf_counter() - started - fit_s}
 
     # the stages
     def plan(self) -> list[Stage]:
@@ -242,12 +126,12 @@ class StudyRunner(StageRunners):
                 Stage(
                     node,
                     node,
-                    self.node_dir(node),
-                    partial(self.run_model_stage, node),
+                    self.context.node_dir(node),
+                    partial(run_model_stage, self.context, node),
                     depends=["oracle"] if node == "base" else [],
                     config={**shared, node: resolved},
                     data={"data": study.data, "model": stage.path},
-                    retest=partial(self.retest_model_stage, node) if stage.path is None else None,
+                    retest=partial(retest_model_stage, self.context, node) if stage.path is None else None,
                 )
             )
         for endpoint in study.endpoints:
@@ -255,12 +139,12 @@ class StudyRunner(StageRunners):
                 Stage(
                     endpoint.name,
                     "endpoint",
-                    self.node_dir(endpoint.name),
-                    partial(self.run_endpoint, endpoint),
+                    self.context.node_dir(endpoint.name),
+                    partial(run_endpoint, self.context, endpoint),
                     depends=["base", "oracle"],
                     config={**shared, "endpoint": endpoint_config(endpoint), "guard": study.guard},
                     data={"data": study.data},
-                    retest=partial(self.retest_endpoint, endpoint),
+                    retest=partial(retest_endpoint, self.context, endpoint),
                 )
             )
         for curve in study.curves:
@@ -268,18 +152,18 @@ class StudyRunner(StageRunners):
             reads = [*curve.endpoints, "base", "oracle"]  # the reference and LoRA base, the suite's oracle file
             if init in BUILTIN_NODES:
                 reads.append(init)
-            objective = self.curve_objective_spec(curve)
+            objective = curve_objective_spec(curve, study.endpoints)
             config = {**shared, "curve": {**curve_config(curve), "objective": objective}}
             stages.append(
                 Stage(
                     curve.name,
                     "curve",
-                    self.curve_dir(curve),
-                    partial(self.run_curve, curve),
+                    self.context.curve_dir(curve),
+                    partial(run_curve, self.context, curve),
                     depends=list(dict.fromkeys(reads)),
                     config=config,
                     data={"data": study.data, "init": curve.init},
-                    retest=None if is_path(curve) else partial(self.retest_curve, curve),
+                    retest=None if is_path(curve) else partial(retest_curve, self.context, curve),
                 )
             )
         for merge in study.merges:
@@ -287,8 +171,8 @@ class StudyRunner(StageRunners):
                 Stage(
                     merge.name,
                     "merge",
-                    uses.merge_dir(self, merge),
-                    partial(uses.run_merge, self, merge),
+                    self.context.merge_dir(merge),
+                    partial(uses.run_merge, self.context, merge),
                     depends=list(dict.fromkeys([*merge.endpoints, "base", "oracle"])),
                     config={**shared, "merge": asdict(merge)},
                     data={"data": study.data},
@@ -303,19 +187,19 @@ class StudyRunner(StageRunners):
     def use_stages(self, curve: CurveSpec, shared: dict[str, Any]) -> list[Stage]:
         """The stages that read the tested curve: its ensembles, its plane, its exported best points."""
         found: list[tuple[str, str, Any, dict[str, Any]]] = [
-            (f"ensemble-{spec.name}", "ensemble", partial(uses.run_ensemble, self, curve, spec), asdict(spec))
+            (f"ensemble-{spec.name}", "ensemble", partial(uses.run_ensemble, self.context, curve, spec), asdict(spec))
             for spec in curve.ensembles
         ]
         if curve.plane is not None:
-            found.append((uses.PLANE_DIR, "plane", partial(uses.run_plane, self, curve), asdict(curve.plane)))
+            found.append((uses.PLANE_DIR, "plane", partial(uses.run_plane, self.context, curve), asdict(curve.plane)))
         for metric in curve.export_best:
-            run = partial(uses.run_export_best, self, curve, metric)
+            run = partial(uses.run_export_best, self.context, curve, metric)
             found.append((uses.best_folder_name(metric), "export", run, {"metric": metric}))
         return [
             Stage(
                 f"{curve.name}/{folder}",
                 kind,
-                uses.use_dir(self, curve, folder),
+                self.context.use_dir(curve, folder),
                 run,
                 depends=[curve.name, "base", "oracle"],
                 config={**shared, kind: config, "curve": curve.name},
@@ -325,14 +209,6 @@ class StudyRunner(StageRunners):
         ]
 
     # running
-    def say(self, message: str) -> None:
-        if self.console is not None:
-            self.console.print(message)
-
-    def warn(self, message: str) -> None:
-        if self.console is not None:
-            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
-
     def check_writable(self) -> None:
         """Create the study folder and a probe file in it: an unwritable ``output_dir`` stops before any stage."""
         probe = self.root / ".mcu-write-probe"
@@ -404,7 +280,7 @@ class StudyRunner(StageRunners):
         from mcu_lightning.report.summary import write_report
 
         self.check_writable()
-        self.say(f"evaluation: {self.cost.line()}")
+        self.context.say(f"evaluation: {self.cost.line()}")
         stages = self.plan()
         with StudyLock(self.root):
             now = self.identities(stages)
@@ -428,7 +304,7 @@ class StudyRunner(StageRunners):
                     self.drop_test_outputs(stage)
             self.retesting = set(retest)
             if retest:
-                self.say(
+                self.context.say(
                     f"evaluation changed: {len(retest)} stage(s) rerun only their test on their fitted weights "
                     f"({', '.join(retest)}); nothing is refitted"
                 )
@@ -439,23 +315,23 @@ class StudyRunner(StageRunners):
             atomic_write(self.root / STUDY_JSON, json.dumps(written, indent=2, default=str).encode())
             by_name = {stage.name: stage for stage in stages}
             only = [name for group in only for name in self.seed_groups.stages(group)] if only else only
-            self.clock = StudyClock(total=len(stages))
-            with TerminationWatch() as self.watch:
+            self.context.clock = StudyClock(total=len(stages))
+            with TerminationWatch() as self.context.watch:
                 for index, stage in enumerate(stages, start=1):
                     if only and stage.name not in only:
                         continue
-                    self.watch.where = f"during {stage.label}"
+                    self.context.watch.where = f"during {stage.label}"
                     try:
                         self.run_stage(stage, now[stage.name], by_name, index, len(stages))
                     except SIGTERMException:  # Lightning's stop: a SystemExit without a code, i.e. exit 0
-                        raise StudyTerminated(self.watch.where) from None
-                    self.watch.where = "between stages"
-                    self.watch.check(f"after {stage.label}")
-                self.clock = None
+                        raise StudyTerminated(self.context.watch.where) from None
+                    self.context.watch.where = "between stages"
+                    self.context.watch.check(f"after {stage.label}")
+                self.context.clock = None
                 report = write_report(self.root, stages=stage_states(self.root))
-                self.watch.check("while the report was written")
-            self.watch = None
-        self.say(f"report: {report}")
+                self.context.watch.check("while the report was written")
+            self.context.watch = None
+        self.context.say(f"report: {report}")
         return report
 
     def drop_test_outputs(self, stage: Stage) -> None:
@@ -496,13 +372,15 @@ class StudyRunner(StageRunners):
             damaged = old.damage(stage.directory)
             stale = [name for name in stage.depends if old.inputs.get(name) != record.inputs.get(name)]
             if not damaged and not stale:
-                self.say(stage_line(label, purpose, None, note=f"complete, skipped ({stage.marker})"))
+                self.context.say(stage_line(label, purpose, None, note=f"complete, skipped ({stage.marker})"))
                 return
             fit_stale = [name for name in stale if old.fit_inputs.get(name) != record.fit_inputs.get(name)]
             test_only = stage.retest is not None and bool(old.fit_inputs) and not fit_stale
             test_only = test_only and not any(is_fit_output(name) for name in damaged)
             if test_only:  # only what its test read changed (the oracle's test file): the fit stands
-                self.warn(f"{stage.label}: the test outputs of {', '.join(stale or damaged)} changed; retesting it")
+                self.context.warn(
+                    f"{stage.label}: the test outputs of {', '.join(stale or damaged)} changed; retesting it"
+                )
                 self.drop_test_outputs(stage)
             else:
                 reason = (
@@ -510,20 +388,20 @@ class StudyRunner(StageRunners):
                     if damaged
                     else f"the outputs of {', '.join(stale)} changed since it ran"
                 )
-                self.warn(f"{stage.label}: {reason}; running it again from the start")
+                self.context.warn(f"{stage.label}: {reason}; running it again from the start")
                 shutil.rmtree(stage.directory, ignore_errors=True)
         stage.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(stage.partial_marker, json.dumps(record.fields(), indent=2).encode())
-        if self.clock is not None:
-            self.clock.start(index, f"[{index}/{total}] {stage.kind} {stage.name}")
+        if self.context.clock is not None:
+            self.context.clock.start(index, f"[{index}/{total}] {stage.kind} {stage.name}")
         started = time.perf_counter()
         timings = stage.retest() if test_only and stage.retest is not None else stage.run()
         record.outputs = output_hashes(stage.directory)
         result = {"stage": stage.name, "kind": stage.kind, "seconds": time.perf_counter() - started, **timings}
         atomic_write(stage.marker, json.dumps({**result, **record.fields()}, indent=2).encode())
         stage.partial_marker.unlink(missing_ok=True)
-        if self.clock is not None:
-            self.clock.finish()
-        self.say(
+        if self.context.clock is not None:
+            self.context.clock.finish()
+        self.context.say(
             stage_line(label, purpose, result["seconds"], stage_headline(stage.kind, stage.directory, MAIN_METRICS))
         )

@@ -321,6 +321,8 @@ def check_sections(section: Any, where: str = "") -> None:
 
 
 def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
+    """The study of ``mcu experiment ARGS`` as written, and the parsed namespace with the run's options (``only``,
+    ``smoke``, ``rerun``, ``yes``: the command applies them)."""
     parser = study_parser()
     cfg = parser.parse_args(list(args))
     try:
@@ -329,10 +331,6 @@ def parse_study(args: Sequence[str]) -> tuple[Study, Namespace]:
         raise StudyError(f"the study does not fit its schema: {' '.join(str(err).split())}") from err
     study = _keep_specs(Study(**{f: init[f] for f in Study.__dataclass_fields__}), cfg)
     check_sections(study)
-    if cfg.get("smoke"):
-        from mcu_lightning.study.smoke import smoke
-
-        study = smoke(study)
     return study, cfg
 
 

@@ -160,7 +160,7 @@ def test_a_stage_stopped_by_a_full_disk_stays_incomplete_and_runs_again(
     study, _ = parse_study(["--config", str(reduced_study(tmp_path)), "--progress", "false"])
     runner = StudyRunner(study)
     curve = study.curves[0]
-    directory = runner.curve_dir(curve)
+    directory = runner.context.curve_dir(curve)
     runs: list[int] = []
 
     def run() -> dict[str, float]:

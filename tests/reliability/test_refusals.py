@@ -221,7 +221,7 @@ def test_a_curve_trains_for_the_length_its_config_gives(tmp_path: Path) -> None:
     epochs, default = study.curves[0].train, study.curves[1].train
     assert (epochs.max_epochs, epochs.max_steps) == (2, -1)
     assert (default.max_epochs, default.max_steps) == (None, CURVE_DEFAULT_STEPS)
-    trainer = StudyRunner(study).trainer(tmp_path / "stage", epochs)
+    trainer = StudyRunner(study).context.trainer(tmp_path / "stage", epochs)
     assert (trainer.max_epochs, trainer.max_steps) == (2, -1)
 
 

@@ -27,7 +27,7 @@ def runner_with_reference(tmp_path: Path, node: str, base_path: str | None = Non
 def test_reference_model_oracle_is_the_oracle_model(tmp_path: Path) -> None:
     runner = runner_with_reference(tmp_path, "oracle")
     for with_oracle in (True, False):  # every stage, the oracle's own test included
-        assert runner.suite(with_oracle).reference_model == runner.model_path("oracle")
+        assert runner.context.suite(with_oracle).reference_model == runner.context.model_path("oracle")
 
 
 def test_reference_model_base_needs_an_existing_base(tmp_path: Path) -> None:
@@ -35,4 +35,4 @@ def test_reference_model_base_needs_an_existing_base(tmp_path: Path) -> None:
         runner_with_reference(tmp_path, "base")  # the oracle is tested before the study trains the base
     (tmp_path / "my_base").mkdir()
     runner = runner_with_reference(tmp_path, "base", base_path=str(tmp_path / "my_base"))
-    assert runner.suite(True).reference_model == str(tmp_path / "my_base")
+    assert runner.context.suite(True).reference_model == str(tmp_path / "my_base")

@@ -18,7 +18,7 @@ import yaml
 from mcu_lightning.cli import main
 from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import parse_study
-from mcu_lightning.study.smoke import EVAL_TS, STEPS
+from mcu_lightning.study.smoke import EVAL_TS, STEPS, smoke
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -69,7 +69,7 @@ def test_a_nested_class_spec_stays_a_spec() -> None:
 def test_smoke_cuts_every_stage_and_keeps_the_plan(tmp_path: Path) -> None:
     path = CONFIGS / "quickstart" / "experiment.yaml"
     full, _ = parse_study(["--config", str(path), "--output_dir", str(tmp_path)])
-    cut, _ = parse_study(["--config", str(path), "--output_dir", str(tmp_path), "--smoke"])
+    cut = smoke(full)  # what `mcu experiment --smoke` runs
     trainings = [cut.base.train, cut.oracle.train, *(e.train for e in cut.endpoints), *(c.train for c in cut.curves)]
     assert all(t.max_steps == STEPS and t.max_epochs is None for t in trainings)
     assert cut.evaluation.eval_ts == EVAL_TS and full.evaluation.eval_ts > EVAL_TS
