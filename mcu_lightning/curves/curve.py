@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape, as_t
-from mcu_lightning.curves.template import TemplateCurve, functional_forward
+from mcu_lightning.curves.template import NamedGradients, TemplateCurve, functional_forward
 from mcu_lightning.models.io import load_state_dict
 
 Source = str | os.PathLike | Mapping[str, Tensor]
@@ -277,9 +277,9 @@ class Curve(TemplateCurve):
 
     # -- the curve ----------------------------------------------------------------------------------------------------
 
-    @property
-    def num_bends(self) -> int:
-        return self.shape.num_bends
+    def trained_names(self) -> list[str]:
+        """The template's parameters on the curve (``include`` and the objective's ``is_trainable``), in order."""
+        return list(self.names)
 
     def _interior_bends(self) -> list[Tensor]:
         """``P_1 .. P_{n-2}``, flat: the control points, or the frozen bends of a ``fixed_bends`` curve."""
@@ -446,7 +446,7 @@ class Curve(TemplateCurve):
         flat = self._interior_bends()[k]
         return {n: p.view(s) for n, p, s in zip(self.names, flat.split(self._sizes), self._shapes, strict=True)}
 
-    def control_point_gradients(self) -> list[tuple[str, Tensor]]:
+    def control_point_gradients(self) -> NamedGradients:
         """``(name, gradient slice)`` for every control point that has a gradient and every parameter on the curve:
         the control point's flat ``.grad`` split per parameter and viewed in its shape (views, so in-place edits such
         as a per-name gradient mask reach the gradient the optimizer reads)."""

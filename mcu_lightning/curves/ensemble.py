@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import kv_cache_off, logits_of
 from mcu_lightning.curves.batchnorm import _batchnorms, has_batchnorm, recompute_batchnorm
+from mcu_lightning.curves.template import TemplateCurve
 from mcu_lightning.models.io import load_state_dict
 
 MemberSource = nn.Module | Mapping[str, Tensor] | str | os.PathLike
@@ -59,12 +60,13 @@ class Member:
 
 
 class CurvePoint(Member):
-    """``theta(t)`` of a curve (anything with ``write_to(model, t)``: :class:`~mcu_lightning.curves.Curve`, a
-    LoRA-space curve), written into the working copy; BatchNorm statistics recomputed at ``t`` over ``bn_batches``
-    on the first activation and cached (recomputed again if the control points change)."""
+    """``theta(t)`` of a curve (any :class:`~mcu_lightning.curves.template.TemplateCurve`: a
+    :class:`~mcu_lightning.curves.Curve`, a LoRA-space curve), written into the working copy; BatchNorm statistics
+    recomputed at ``t`` over ``bn_batches`` on the first activation and cached (recomputed again if the control
+    points change)."""
 
-    def __init__(self, curve: Any, t: float, bn_batches: Iterable[Mapping[str, Any]] = ()) -> None:
-        if not callable(getattr(curve, "write_to", None)):
+    def __init__(self, curve: TemplateCurve, t: float, bn_batches: Iterable[Mapping[str, Any]] = ()) -> None:
+        if not isinstance(curve, TemplateCurve):
             raise TypeError(f"a curve point needs a curve with write_to(model, t), got {type(curve).__name__}")
         self.curve, self.t = curve, float(t)
         if not 0.0 <= self.t <= 1.0:
@@ -74,7 +76,7 @@ class CurvePoint(Member):
         self._bn: tuple[tuple[int, ...], list[Tensor]] | None = None
 
     def _version(self) -> tuple[int, ...]:
-        return tuple(p._version for p in getattr(self.curve, "control_points", ()))
+        return tuple(p._version for p in self.curve.control_points)
 
     def activate(self, working: nn.Module | None) -> nn.Module:
         if working is None:
@@ -191,7 +193,7 @@ class Ensemble(nn.Module):
     @classmethod
     def from_curve(
         cls,
-        curve: Any,
+        curve: TemplateCurve,
         ts: int | Sequence[float],
         working: nn.Module | None = None,
         bn_batches: Iterable[Mapping[str, Any]] = (),

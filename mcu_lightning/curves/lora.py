@@ -32,7 +32,7 @@ import copy
 import itertools
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +43,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
-from mcu_lightning.curves.template import TemplateCurve, functional_forward
+from mcu_lightning.curves.template import NamedGradients, TemplateCurve, functional_forward
 from mcu_lightning.models.io import load_model
 
 AdapterSource = str | os.PathLike | Mapping[str, Tensor]
@@ -137,6 +137,31 @@ def load_adapter_state(folder: str | os.PathLike, model: nn.Module, adapter_name
                 param.copy_(backup[name])
 
 
+class _Unmappable(Sequence):
+    """Named gradients of a curve whose control points are not slices of named parameters (LoRA-delta curves):
+    empty for losses that never read them, a clear error for one that does (SalUn)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def _fail(self) -> None:
+        raise InputError(
+            f"this objective edits gradients by parameter name, but a {self.kind}'s control points are not slices "
+            "of named parameters; use space='factors' for a LoRA-space curve"
+        )
+
+    def __len__(self) -> int:
+        self._fail()
+        return 0
+
+    def __getitem__(self, index: Any) -> Any:
+        self._fail()
+
+    def __iter__(self) -> Iterator[tuple[str, Tensor]]:
+        self._fail()
+        return iter(())
+
+
 class LoraDeltaCurve(TemplateCurve):
     """A curve in ``dW`` space between two LoRA adapters: ``dW(t) = s sum_k c_k(t) B_k A_k`` (see the module doc).
 
@@ -221,9 +246,14 @@ class LoraDeltaCurve(TemplateCurve):
             sizes += [rank * start[a].shape[1], start[b].shape[0] * rank]
         return sizes
 
-    @property
-    def num_bends(self) -> int:
-        return self.shape.num_bends
+    def trained_names(self) -> list[str]:
+        """The template's adapter factors: every ``A``, then every ``B`` (the frozen base is never moved)."""
+        return [*self.a_names, *self.b_names]
+
+    def control_point_gradients(self) -> NamedGradients:
+        """Not available by name: a control point here is a stack of rank blocks, not slices of named parameters.
+        Empty for losses that never read it; reading it is an error that says to use ``space='factors'``."""
+        return _Unmappable(type(self).__name__)
 
     def _bends(self) -> list[Tensor]:
         return [self._start, *self.control_points, self._end]

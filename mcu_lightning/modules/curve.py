@@ -29,6 +29,7 @@ from mcu_lightning.curves import (
     Bezier,
     Curve,
     CurveShape,
+    TemplateCurve,
     TSampler,
     Uniform,
     enable_gradient_checkpointing,
@@ -156,7 +157,7 @@ class CurveModule(MCUModule):
                     "LoRA-space curve: each endpoint must be an adapter folder (or the base itself) and `base:` must "
                     f"name the base model they were trained on (endpoints {endpoints}, base {base!r})"
                 )
-            self.curve = lora_curve(
+            self.curve: TemplateCurve = lora_curve(
                 base, endpoints, shape, init=init, space=space, dtype=resolve_dtype(dtype), trainable=trainable
             )
             template = self.curve.template
@@ -218,7 +219,7 @@ class CurveModule(MCUModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.has_free_points:
             raise InputError(
-                f"the curve ({self.curve.shape}{', fixed_bends' if getattr(self.curve, 'fixed_bends', False) else ''}) "
+                f"the curve ({self.curve.shape}{', fixed_bends' if self.curve.fixed_bends else ''}) "
                 "has no free points to fit; evaluate it with test (no fit stage)"
             )
         super().setup(stage)
@@ -270,7 +271,7 @@ class CurveModule(MCUModule):
         saved_points = sorted(k for k in state if k.startswith(points))
         own_points = sorted(k for k in mine if k.startswith(points))
         if bool(saved_points) != bool(own_points):
-            fixed = getattr(self.curve, "fixed_bends", False)
+            fixed = self.curve.fixed_bends
             raise CheckpointError(
                 f"the checkpoint holds {len(saved_points)} trained control point(s) and this curve has "
                 f"{len(own_points)}{' (fixed_bends: true)' if fixed else ''}; load it with the settings it was made "

@@ -194,6 +194,10 @@ def test_delta_space_endpoints_gradients_and_write_to(adapters, batch):
     base_before = {n: p.clone() for n, p in template.named_parameters() if "lora_" not in n}
     curve(0.4, batch).pow(2).mean().backward()
     assert len(curve.control_points) == 1 and curve.control_points[0].grad.abs().sum() > 0
+    assert curve.trained_names() == [*curve.a_names, *curve.b_names]
+    gradients = curve.control_point_gradients()  # not slices of named parameters: an error once read
+    with pytest.raises(ValueError, match="space='factors'"):
+        list(gradients)
     assert all(p.grad is None for p in template.parameters())
     torch.optim.AdamW(curve.parameters(), lr=0.1).step()
     assert all(torch.equal(p, base_before[n]) for n, p in template.named_parameters() if "lora_" not in n)
