@@ -24,7 +24,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import answer_positions, token_shares
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.undial import soft_cross_entropy
 
@@ -71,10 +71,9 @@ class CEU(ForgetRetainLoss):
         if logits.dim() == 3:
             mask = skip_first_answer_tokens(mask, self.ignore_first_n_answer_tokens)
         per_sample = token_shares(soft_cross_entropy(z, ceu_targets(z, y)), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logp = F.log_softmax(z.detach().float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return (

@@ -55,6 +55,19 @@ class ForgetRetainLoss(UnlearningLoss):
     def forget_weight(self) -> float:
         return self.gamma
 
+    def combine(
+        self,
+        policy: Policy,
+        batch: Mapping[str, Any],
+        reference: Policy | None,
+        per_sample: Tensor,
+        logs: Mapping[str, Tensor] | None = None,
+    ) -> LossOutput:
+        """The loss of ``batch`` whose per-sample forget term is ``per_sample``: ``gamma * mean(per_sample) + alpha *
+        retain term`` (:func:`optional_retain_term` of this loss's kind on the batch's retain part), parts logged."""
+        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
+        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+
 
 def retain_term(
     policy: Policy,

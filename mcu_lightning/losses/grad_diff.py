@@ -11,7 +11,7 @@ from typing import Any
 
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 
 
@@ -32,8 +32,7 @@ class GradDiff(ForgetRetainLoss):
         if self.needs_reference:
             reference = self.require_reference(reference)
         shares = nll_shares(policy_logits(policy, forget), forget["labels"])
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
-        return forget_retain_output(-shares, self.gamma, retain, self.alpha, logs={"forget_nll": shares.mean()})
+        return self.combine(policy, batch, reference, -shares, {"forget_nll": shares.mean()})
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}, retain_loss={self.retain_loss!r}"

@@ -31,7 +31,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX, sequence_logprob
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.random_label import join_prompt_answer, split_prompt_answer
 
@@ -145,14 +145,13 @@ class IdkDPO(ForgetRetainLoss):
             ref_l = sequence_logprob(policy_logits(reference, forget), forget["labels"])
             ref_w = sequence_logprob(policy_logits(reference, idk), idk["labels"])
         per_sample = dpo_loss(logp_w, logp_l, ref_w, ref_l, self.beta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
 
         logs = {
             "dpo_margin": ((logp_w - ref_w) - (logp_l - ref_l)).mean(),
             "forget_nll": _token_mean_nll(logp_l, forget["labels"]),
             "idk_nll": _token_mean_nll(logp_w, idk["labels"]),
         }
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return (

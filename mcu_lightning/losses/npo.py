@@ -20,7 +20,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import sequence_logprob, sequence_nll
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 
 
@@ -60,9 +60,8 @@ class NPO(ForgetRetainLoss):
         with torch.no_grad():
             logp_ref = sequence_logprob(policy_logits(reference, forget), forget["labels"])
         per_sample = npo_loss(logp, logp_ref, self.beta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"npo_log_ratio": (logp - logp_ref).mean(), "forget_nll": total.sum() / count.sum().clamp_min(1)}
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, gamma={self.gamma}, alpha={self.alpha}, retain_loss={self.retain_loss!r}"

@@ -23,7 +23,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import IGNORE_INDEX
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import nll_shares, policy_logits, require_split
 
 
@@ -136,8 +136,7 @@ class RandomLabel(ForgetRetainLoss):
         else:
             logits = policy_logits(policy, forget)
             shares = nll_shares(logits, self.wrong_labels(forget["labels"], self.num_classes or logits.size(-1)))
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
-        return forget_retain_output(shares, self.gamma, retain, self.alpha)
+        return self.combine(policy, batch, reference, shares)
 
     def extra_repr(self) -> str:
         return (

@@ -27,7 +27,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import answer_logprobs, token_shares
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 from mcu_lightning.losses.wga import weighted_ascent
 
@@ -68,9 +68,8 @@ class SatImp(ForgetRetainLoss):
             reference = self.require_reference(reference)
         logp, mask = answer_logprobs(policy_logits(policy, forget), forget["labels"])
         per_sample = weighted_ascent(logp, satimp_weights(logp, self.beta1, self.beta2), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return (

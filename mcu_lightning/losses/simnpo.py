@@ -22,7 +22,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import sequence_nll
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 
 
@@ -62,9 +62,8 @@ class SimNPO(ForgetRetainLoss):
             reference = self.require_reference(reference)
         total, count = sequence_nll(policy_logits(policy, forget), forget["labels"])
         per_sample = simnpo_loss(total, count, self.beta, self.delta)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"forget_nll": total.sum() / count.sum().clamp_min(1)}
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return (

@@ -23,7 +23,7 @@ from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import Policy
 from mcu_lightning.core.per_sample import answer_logprobs, token_shares
 from mcu_lightning.losses.base import LossOutput
-from mcu_lightning.losses.forget_retain import ForgetRetainLoss, forget_retain_output, optional_retain_term
+from mcu_lightning.losses.forget_retain import ForgetRetainLoss
 from mcu_lightning.losses.nll import policy_logits, require_split
 
 
@@ -64,9 +64,8 @@ class WGA(ForgetRetainLoss):
             reference = self.require_reference(reference)
         logp, mask = answer_logprobs(policy_logits(policy, forget), forget["labels"])
         per_sample = weighted_ascent(logp, wga_weights(logp, self.beta), mask)
-        retain = optional_retain_term(policy, batch, self.retain_loss, reference, self.compat)
         logs = {"forget_nll": -token_shares(logp, mask).mean()}
-        return forget_retain_output(per_sample, self.gamma, retain, self.alpha, logs)
+        return self.combine(policy, batch, reference, per_sample, logs)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, gamma={self.gamma}, alpha={self.alpha}, retain_loss={self.retain_loss!r}"
