@@ -123,7 +123,14 @@ class CurveModule(MCUModule):
         probes: list[Probe] | None = None,
         fixed_bends: bool = False,
     ) -> None:
-        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir, probes)
+        super().__init__(
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            warmup_steps=warmup_steps,
+            suite=suite,
+            output_dir=output_dir,
+            probes=probes,
+        )
         self.save_hyperparameters(
             ignore=["template", "shape", "objective", "t_sampler", "suite", "optimizer", "probes"]
         )

@@ -54,7 +54,14 @@ class FineTuneModule(MCUModule):
         export: bool = True,
         probes: list[Probe] | None = None,
     ) -> None:
-        super().__init__(optimizer, lr_scheduler, warmup_steps, suite, output_dir, probes)
+        super().__init__(
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            warmup_steps=warmup_steps,
+            suite=suite,
+            output_dir=output_dir,
+            probes=probes,
+        )
         self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes"])
         self.model_source = model if isinstance(model, str) else None
         # from_pretrained returns eval mode; a model loaded to be trained must train (dropout on)

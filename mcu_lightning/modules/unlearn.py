@@ -56,7 +56,17 @@ class UnlearningModule(FineTuneModule):
         during_training: EvaluateDuringTraining | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(model, loss, optimizer, lr_scheduler, warmup_steps, suite, output_dir, export, probes)
+        super().__init__(
+            model=model,
+            loss=loss,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            warmup_steps=warmup_steps,
+            suite=suite,
+            output_dir=output_dir,
+            export=export,
+            probes=probes,
+        )
         self.save_hyperparameters(ignore=["model", "loss", "suite", "optimizer", "probes", "during_training"])
         self.during_training = during_training
         self.reference_source = reference
