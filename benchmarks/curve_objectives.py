@@ -68,7 +68,7 @@ class Stepper:
         self.optimizer = module.configure_optimizers()
 
     def step(self, batch: Any) -> None:
-        self.module.lifecycle.before_step(self.step_count)
+        self.module.lifecycle.on_train_step(self.step_count)
         self.loss_of(batch).backward()
         self.module.on_after_backward()
         self.optimizer.step()
@@ -107,7 +107,7 @@ def measure(
     for _ in range(FIT_STEPS):
         curve_steps.step(next(stream))
     curve.eval()  # no SuperLoss threshold update while reading the values
-    curve.lifecycle.before_step(FIT_STEPS)
+    curve.lifecycle.on_train_step(FIT_STEPS)
     with torch.no_grad():
         values = [curve.objective_at(t, batches[0]).loss.item() for t in TS]
     curve.train()

@@ -1,14 +1,20 @@
-"""What every LightningModule of the package shares: optimisation settings and the evaluation path.
+"""What every LightningModule of the package shares: the training loss's hooks, validation, test, the optimizer.
 
-``validate`` logs the mean answer NLL of each evaluation split; ``test`` runs the metric suite on the
-named evaluation splits and writes its JSON (aggregates plus per-sample values, the file an oracle run
-hands to later runs for forget quality and privleak).
+A subclass says what it trains and evaluates (``eval_model``, ``trained_network``, ``reference_models``,
+``probe_references``) and writes ``training_step``; the base does the rest, in the order Lightning calls it:
+
+* ``setup`` hands the data module's tokenizer and ``compat`` to the suite and the training loss;
+* a fit runs every hook of the training loss through :class:`~mcu_lightning.modules.lifecycle.LossLifecycle`, and
+  ``log_step`` logs what something reads (:mod:`mcu_lightning.modules.step_logs`);
+* ``validate`` logs the mean answer NLL of each evaluation split;
+* ``test`` runs the metric suite (and the probes) on the named evaluation splits and writes its JSON (aggregates plus
+  per-sample values, the file an oracle run hands to later runs for forget quality and privleak);
+* ``configure_optimizers`` builds the optimizer and schedule (:mod:`mcu_lightning.modules.optimization`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,8 @@ from mcu_lightning.core.forward import call_model, kv_cache_off
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedNetwork
+from mcu_lightning.modules.optimization import optimization
+from mcu_lightning.modules.step_logs import LOSS, names_to_log
 from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
 
 TEST_METRICS_FILE = "test_metrics.json"
@@ -66,6 +74,31 @@ class MCUModule(LightningModule):
             raise InputError("probes compare against the metric suite's results; set `suite:` next to `probes:`")
         self.lifecycle: LossLifecycle | None = None  # the training loss's hooks; set by the subclass that has one
 
+    # -- what a subclass provides -------------------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        """The plain model that evaluation runs on."""
+        raise NotImplementedError
+
+    def trained_network(self) -> TrainedNetwork:
+        """What this module trains, as the loss hooks see it (a plain model, or a curve's control points)."""
+        raise NotImplementedError
+
+    def reference_models(self) -> list[nn.Module]:
+        """The frozen models a training step runs besides the trained one (the loss's reference); none here.
+
+        A subclass that holds one returns it: it moves to the module's device at the start of a fit and runs
+        without a KV cache, and the first is the reference the loss's ``attach`` receives.
+        """
+        return []
+
+    def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
+        """Reference weights by name for probes that measure against them (``base``: the model before unlearning)."""
+        return {}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer moves."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     # -- where things go --------------------------------------------------------------------------
     @property
     def output_dir(self) -> Path:
@@ -85,6 +118,13 @@ class MCUModule(LightningModule):
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         return getattr(datamodule, "tokenizer", None)
 
+    @property
+    def compat(self) -> str:
+        """The data module's ``compat`` mode (:mod:`mcu_lightning.core.compat`; ``"mcu"`` when it has none): the one
+        switch, handed to the loss and the suite at ``setup``."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        return check_compat(getattr(datamodule, "compat", None))
+
     def eval_split(self, dataloader_idx: int) -> str:
         return self.datamodule.eval_splits[dataloader_idx]
 
@@ -93,12 +133,12 @@ class MCUModule(LightningModule):
         for batch in self.datamodule.eval_dataloader(split):
             yield self.transfer_batch_to_device(batch, self.device, 0)
 
-    @property
-    def compat(self) -> str:
-        """The data module's ``compat`` mode (:mod:`mcu_lightning.core.compat`; ``"mcu"`` when it has none): the one
-        switch, handed to the loss and the suite at ``setup``."""
+    def forget_batches(self) -> Iterator[Mapping[str, Any]] | None:
+        """The forget split's evaluation batches on this device, for ``setup_model``; None without one."""
         datamodule = self._trainer.datamodule if self._trainer is not None else None
-        return check_compat(getattr(datamodule, "compat", None))
+        if datamodule is None or "forget" not in getattr(datamodule, "eval_splits", ()):
+            return None
+        return self.split_batches("forget")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches come from CPU loaders: on a CPU device there is nothing to move, so skip Lightning's walk
@@ -107,7 +147,14 @@ class MCUModule(LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    # -- hooks shared by every module -------------------------------------------------------------
+    def evaluation_precision(self) -> contextlib.AbstractContextManager:
+        """The Trainer's precision for an evaluation outside ``test_step`` (a curve's t loop, the probes, an
+        evaluation during training). Lightning autocasts inside ``test_step`` only: under ``bf16-mixed`` a curve
+        point scored in ``on_test_epoch_end`` would otherwise run in fp32 while the endpoints it joins ran in bf16."""
+        trainer = self._trainer
+        return contextlib.nullcontext() if trainer is None else trainer.precision_plugin.test_step_context()
+
+    # -- setup --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if isinstance(getattr(self._trainer, "accelerator", None), CPUAccelerator):
             threads.apply(sum(p.numel() for p in self.parameters()))  # the mcu command's choice (core.threads)
@@ -121,41 +168,24 @@ class MCUModule(LightningModule):
             self.lifecycle.bind(self.tokenizer)
             self.lifecycle.set_compat(compat)
 
-    # -- the training loss's lifecycle (mcu_lightning.modules.lifecycle), driven here for every module ------------
-    def trained_network(self) -> TrainedNetwork:
-        """What this module trains, as the loss hooks see it (a plain model, or a curve's control points)."""
-        raise NotImplementedError
-
+    # -- fit: the training loss's hooks (mcu_lightning.losses.base.UnlearningLoss), in Lightning's order ---------
     def reference_network(self) -> nn.Module | None:
         """The frozen reference network the loss's ``attach`` receives (None when there is none)."""
-        references = getattr(self, "_reference", [])
+        references = self.reference_models()
         return references[0] if references else None
-
-    def forget_batches(self) -> Iterator[Mapping[str, Any]] | None:
-        """The forget split's evaluation batches on this device, for ``setup_model``; None without one."""
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
-        if datamodule is None or "forget" not in getattr(datamodule, "eval_splits", ()):
-            return None
-        return self.split_batches("forget")
 
     def start_loss(self, forget_batches: Iterator[Mapping[str, Any]] | None = None) -> None:
         """``setup_model`` and ``attach`` of the training loss (``on_fit_start``; tests call it directly)."""
         if self.lifecycle is None:
             return
-        for reference in getattr(self, "_reference", []):
+        for reference in self.reference_models():
             reference.to(self.device)
-        self.lifecycle.start(self.trained_network(), self.reference_network(), forget_batches)
+        trained = self.trained_network()
+        self.lifecycle.setup_model(trained, forget_batches)
+        self.lifecycle.attach(trained, self.reference_network())
 
     def on_fit_start(self) -> None:
         self.start_loss(self.forget_batches())
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.lifecycle is not None:
-            self.lifecycle.before_step(self.global_step)
-
-    def on_after_backward(self) -> None:
-        if self.lifecycle is not None:
-            self.lifecycle.after_backward(self.trained_network())
 
     def on_train_start(self) -> None:
         """Training forwards build no KV cache (Hugging Face decoders default to ``use_cache=True``); a run resumed
@@ -167,6 +197,14 @@ class MCUModule(LightningModule):
         self._train_contexts = contextlib.ExitStack()
         self._train_contexts.enter_context(kv_cache_off(*self.forward_models()))
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.on_train_step(self.global_step)
+
+    def on_after_backward(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.on_after_backward(self.trained_network())
+
     def on_train_end(self) -> None:
         contexts = self.__dict__.pop("_train_contexts", None)
         if contexts is not None:
@@ -174,43 +212,21 @@ class MCUModule(LightningModule):
 
     def forward_models(self) -> list[nn.Module]:
         """The networks a training step runs: the trained (or template) model and any frozen reference."""
-        return [self.eval_model(), *getattr(self, "_reference", [])]
+        return [self.eval_model(), *self.reference_models()]
 
     def per_sample_loss(self, batch: Mapping[str, Any]) -> Tensor:
         """Mean answer NLL (or CE) per sample under the current model; curriculum scoring calls it."""
         return mean_nll(call_model(self.eval_model(), batch), batch["labels"])
 
-    def eval_model(self) -> nn.Module:
-        """The plain model that evaluation runs on."""
-        raise NotImplementedError
-
-    def evaluation_precision(self) -> contextlib.AbstractContextManager:
-        """The Trainer's precision for an evaluation outside ``test_step`` (a curve's t loop, the probes, an
-        evaluation during training). Lightning autocasts inside ``test_step`` only: under ``bf16-mixed`` a curve
-        point scored in ``on_test_epoch_end`` would otherwise run in fp32 while the endpoints it joins ran in bf16."""
-        trainer = self._trainer
-        return contextlib.nullcontext() if trainer is None else trainer.precision_plugin.test_step_context()
-
-    # -- training logs ------------------------------------------------------------------------------
     def log_step(self, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int) -> None:
         """Log the step's loss (progress bar) and its named parts under ``train/``.
 
-        Every step's values are kept in ``step_logs`` for callbacks that check each step (``DivergenceGuard``).
-        They go through ``self.log`` only when something reads them: all of them on the steps the logger writes
-        (``log_every_n_steps``), the loss alone on other steps while a progress bar shows it. Each ``self.log`` call
-        costs about 1 ms of Python in Lightning 2.x (it moves its result object to the value's device), as much as
-        a tiny model's forward.
+        Every step's values are kept in ``step_logs`` for callbacks that check each step (``DivergenceGuard``);
+        they go through ``self.log`` only when something reads them (``step_logs.names_to_log``).
         """
-        self.step_logs = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in parts.items()}}
-        trainer = self._trainer
-        connector = getattr(trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs:
-            names = list(self.step_logs)
-        else:
-            bar = trainer.progress_bar_callback
-            names = ["train/loss"] if bar is not None and bar.is_enabled else []
-        for name in names:
-            self.log(name, self.step_logs[name], prog_bar=name == "train/loss", batch_size=batch_size)
+        self.step_logs = {LOSS: loss.detach(), **{f"train/{k}": v for k, v in parts.items()}}
+        for name in names_to_log(self._trainer, self.step_logs):
+            self.log(name, self.step_logs[name], prog_bar=name == LOSS, batch_size=batch_size)
 
     # -- validation: losses per split --------------------------------------------------------------
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -218,7 +234,7 @@ class MCUModule(LightningModule):
         loss = self.per_sample_loss(batch).mean()
         self.log(f"val/{split}_loss", loss, add_dataloader_idx=False, sync_dist=True, batch_size=len(batch["labels"]))
 
-    # -- test: the metric suite --------------------------------------------------------------------
+    # -- test: the metric suite, then the probes ------------------------------------------------------
     def on_test_epoch_start(self) -> None:
         if self.suite is not None:
             self.suite.reset()
@@ -247,7 +263,6 @@ class MCUModule(LightningModule):
             self.log(f"test/{name}", float(value), sync_dist=False, rank_zero_only=True)
         self._write_test_result(result)
 
-    # -- probes: evaluation beyond the suite -----------------------------------------------------------
     def probe_context(self, before: EvalResult) -> ProbeContext:
         """What the probes read at the current model: the suite, this test's batches, the suite's ``before``."""
         wanted = any(probe.needs_references for probe in self.probes)
@@ -255,53 +270,20 @@ class MCUModule(LightningModule):
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         return ProbeContext(self.suite, self.test_batches, before, datamodule, references)
 
-    def probe_references(self) -> dict[str, Mapping[str, Tensor]]:
-        """Reference weights by name for probes that measure against them (``base``: the model before unlearning)."""
-        return {}
-
     @rank_zero_only
     def _write_test_result(self, result: EvalResult) -> None:
         result.to_json(self.output_dir / TEST_METRICS_FILE)
         self.suite.export(result, self.output_dir)  # QA: open-unlearning's TOFU_EVAL.json and TOFU_SUMMARY.json
 
     # -- optimisation --------------------------------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     def configure_optimizers(self) -> Any:
         params = self.trainable_parameters()
         if not params:
             raise InputError(f"{type(self).__name__} has no trainable parameters; check `include`/LoRA settings")
-        try:
-            optimizer = self.optimizer_factory(params)
-        except ValueError as err:  # torch's own argument checks: "Invalid learning rate: nan"
-            raise InputError(f"the optimizer cannot be built ({err}); fix its init_args") from err
-        for group in optimizer.param_groups:
-            lr = group.get("lr")
-            if isinstance(lr, float | int) and not (math.isfinite(lr) and lr > 0):
-                raise InputError(f"the optimizer's learning rate is {lr}; give a finite lr above 0 (e.g. 0.001)")
-        if self.lr_scheduler == "constant" and not self.warmup_steps:
-            return optimizer
-        from transformers import get_scheduler
-
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = int(self.warmup_steps * total) if 0 < self.warmup_steps < 1 else int(self.warmup_steps)
-        name = "constant_with_warmup" if self.lr_scheduler == "constant" else self.lr_scheduler
-        scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def load_frozen(source: str | None, what: str = "reference") -> nn.Module:
-    """Load a model that is only read (a reference or a teacher): eval mode, no gradients."""
-    if source is None:
-        raise InputError(f"{what}, but no path was given; set `reference:` to the starting model's folder")
-    from mcu_lightning.models.io import load_model
-
-    try:
-        model = load_model(source)
-    except Exception as err:  # one clear line before any training starts
-        raise InputError(
-            f"{what}, but {source!r} could not be loaded ({err}); "
-            "pass `reference:` with a save_pretrained folder (e.g. the starting model's)"
-        ) from err
-    return model.requires_grad_(False).eval()
+        return optimization(
+            params,
+            optimizer=self.optimizer_factory,
+            lr_scheduler=self.lr_scheduler,
+            warmup_steps=self.warmup_steps,
+            total_steps=lambda: int(self.trainer.estimated_stepping_batches),
+        )

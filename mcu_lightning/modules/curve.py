@@ -45,7 +45,8 @@ from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.models.hf import resolve_dtype
 from mcu_lightning.models.io import load_model, load_state_dict
-from mcu_lightning.modules.base import MCUModule, load_frozen
+from mcu_lightning.modules.base import MCUModule
+from mcu_lightning.modules.frozen import load_frozen
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedCurve
 from mcu_lightning.probes.base import PROBE_PREFIX, Probe, probe_direction, run_probes
 from mcu_lightning.report.curve import write_curve_report
@@ -181,7 +182,7 @@ class CurveModule(MCUModule):
         if gradient_checkpointing:
             enable_gradient_checkpointing(template)
         self.template = template  # the working copy that evaluation writes theta(t) into
-        self._reference: list[nn.Module] = []
+        self._reference: list[nn.Module] = []  # a list hides it from state_dict and from the optimizer
         if self.objective.needs_reference:
             what = f"the curve objective {type(self.objective).__name__} needs a reference model"
             self._reference.append(load_frozen(reference, what=what))
@@ -242,6 +243,10 @@ class CurveModule(MCUModule):
                 f"precision={precision} would cast the fp32 control points; use bf16-mixed (endpoints may stay bf16)"
             )
 
+    def reference_models(self) -> list[nn.Module]:
+        """The objective's frozen reference, when it needs one."""
+        return list(self._reference)
+
     def trained_network(self) -> TrainedCurve:
         """The control points, read through the template; ``setup_model`` sees the template at theta(0)."""
         return TrainedCurve(self.curve, self.template)
@@ -298,7 +303,8 @@ class CurveModule(MCUModule):
             state.setdefault(TEMPLATE_PREFIX + key, value)
 
     def reference_policy(self) -> Any:
-        return frozen_policy(self._reference[0]) if self._reference else None
+        reference = self.reference_network()
+        return frozen_policy(reference) if reference is not None else None
 
     def objective_at(self, t: float, batch: Mapping[str, Any]) -> LossOutput:
         """The objective at theta(t) on one training batch (without the L2 term)."""

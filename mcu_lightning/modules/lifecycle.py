@@ -1,7 +1,8 @@
 """One driver for the whole lifecycle of an ``UnlearningLoss``, shared by every module.
 
 ``MCUModule`` calls :class:`LossLifecycle` from its Lightning hooks (``setup``, ``on_fit_start``,
-``on_train_batch_start``, ``on_after_backward``); a module only says what it trains, as a :class:`TrainedNetwork`:
+``on_train_batch_start``, ``on_after_backward``); the driver has one method per loss hook, under the hook's own
+name, and hands it what it receives. A module only says what it trains, as a :class:`TrainedNetwork`:
 
 * :class:`TrainedModel`: a plain model (``FineTuneModule``, ``UnlearningModule``) whose own parameters move;
 * :class:`TrainedCurve`: the control points of a curve (``CurveModule``), read through the curve's template.
@@ -13,7 +14,7 @@ plain model and for a curve is in its docstring in :mod:`mcu_lightning.losses.ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -147,9 +148,8 @@ class LossLifecycle:
             )
         return kept
 
-    @property
-    def is_trainable(self) -> Callable[[str], bool]:
-        return self.loss.is_trainable
+    def is_trainable(self, name: str) -> bool:
+        return self.loss.is_trainable(name)
 
     # 2. setup
     def bind(self, tokenizer: Any) -> None:
@@ -160,19 +160,19 @@ class LossLifecycle:
         self.loss.set_compat(mode)
 
     # 3-4. the start of a fit
-    def start(
-        self,
-        trained: TrainedNetwork,
-        reference: nn.Module | None,
-        forget_batches: Iterable[Mapping[str, Any]] | None,
-    ) -> None:
+    def setup_model(self, trained: TrainedNetwork, forget_batches: Iterable[Mapping[str, Any]] | None) -> None:
+        """``loss.setup_model`` on the model ``trained.setup_view()`` gives, with the forget split's batches."""
         with trained.setup_view() as model:
             self.loss.setup_model(model, forget_batches)
+
+    def attach(self, trained: TrainedNetwork, reference: nn.Module | None) -> None:
+        """``loss.attach`` to the network the training policy runs, with the frozen reference network."""
         self.loss.attach(trained.network(), reference)
 
     # 5-6. every step
-    def before_step(self, step: int) -> None:
+    def on_train_step(self, step: int) -> None:
         self.loss.on_train_step(step)
 
-    def after_backward(self, trained: TrainedNetwork) -> None:
+    def on_after_backward(self, trained: TrainedNetwork) -> None:
+        """``loss.on_after_backward`` with the trained tensors' gradients by parameter name."""
         self.loss.on_after_backward(trained.named_gradients())

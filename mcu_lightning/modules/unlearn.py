@@ -22,8 +22,8 @@ from mcu_lightning.core.forward import call_model, frozen_policy
 from mcu_lightning.losses.base import UnlearningLoss
 from mcu_lightning.metrics.suite import MetricSuite
 from mcu_lightning.models.hf import LoraSpec, apply_lora
-from mcu_lightning.modules.base import load_frozen
 from mcu_lightning.modules.finetune import FineTuneModule
+from mcu_lightning.modules.frozen import load_frozen
 from mcu_lightning.probes.base import Probe
 
 
@@ -92,9 +92,13 @@ class UnlearningModule(FineTuneModule):
     def configure_callbacks(self) -> list[EvaluateDuringTraining]:
         return [self.during_training] if self.during_training is not None else []
 
+    def reference_models(self) -> list[nn.Module]:
+        """The loss's frozen reference (none with LoRA: the reference is the model with its adapters off)."""
+        return list(self._reference)
+
     @property
     def reference(self) -> nn.Module | None:
-        return self._reference[0] if self._reference else None
+        return self.reference_network()
 
     def reference_policy(self) -> Any:
         if not self.loss.needs_reference:

@@ -125,7 +125,7 @@ def test_loss_as_curve_objective(cls: type, task: str, worlds: dict[str, tuple[A
         module = build().train()
         module.lifecycle.bind(getattr(data, "tokenizer", None))
         module.start_loss(iter(forget))
-        module.lifecycle.before_step(0)
+        module.lifecycle.on_train_step(0)
         with torch.no_grad():
             out = module.objective_at(0.0, batch) if isinstance(module, CurveModule) else module.compute_loss(batch)
         values.append(out.loss.item())

@@ -3,7 +3,8 @@
 A recording loss trains a ``FineTuneModule``, an ``UnlearningModule`` and a ``CurveModule`` for two steps through the
 Lightning Trainer on the embedded QA data; each sees bind, setup_model, attach, then on_train_step /
 on_after_backward per step, with the arguments the hook's docstring promises for a plain model and for a curve.
-No module file calls a loss hook itself (the driver, ``modules/lifecycle.py``, is the only caller).
+No module file calls a loss hook itself (the driver, ``modules/lifecycle.py``, is the only caller), and the driver
+calls each hook under the hook's own name.
 """
 
 from __future__ import annotations
@@ -135,3 +136,10 @@ def test_no_module_calls_a_loss_hook_itself() -> None:
             continue
         found = pattern.findall(path.read_text())
         assert not found, f"{path.name} calls loss hooks {found} itself; go through LossLifecycle"
+
+
+def test_the_driver_calls_each_hook_by_its_own_name() -> None:
+    from mcu_lightning.modules.lifecycle import LossLifecycle
+
+    missing = [hook for hook in (*HOOKS, "set_compat") if not callable(getattr(LossLifecycle, hook, None))]
+    assert not missing, f"LossLifecycle has no method for loss hook(s) {missing}"
