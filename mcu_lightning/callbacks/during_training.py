@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import CHECKPOINTS_DIR
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 
 HISTORY_FILE = "during_training.json"
@@ -186,7 +187,7 @@ class EvaluateDuringTraining(Callback):
         return Path(getattr(pl_module, "output_dir", None) or pl_module.trainer.default_root_dir)
 
     def checkpoint_path(self, pl_module: LightningModule) -> Path:
-        return self.output_dir(pl_module) / "checkpoints" / BEST_CHECKPOINT
+        return self.output_dir(pl_module) / CHECKPOINTS_DIR / BEST_CHECKPOINT
 
     def _write(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:

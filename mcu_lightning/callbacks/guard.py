@@ -39,6 +39,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from mcu_lightning.callbacks.checkpoint import atomic_write
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import CHECKPOINTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class DivergenceGuard(Callback):
         callback = trainer.checkpoint_callback
         if callback is not None and getattr(callback, "dirpath", None):
             return Path(callback.dirpath)
-        return self.output_dir(trainer, pl_module) / "checkpoints"
+        return self.output_dir(trainer, pl_module) / CHECKPOINTS_DIR
 
     def last_good_path(self, trainer: Trainer, pl_module: LightningModule) -> Path:
         return self.checkpoint_dir(trainer, pl_module) / LAST_GOOD

@@ -71,8 +71,8 @@ class MCUCLI(LightningCLI):
         """Print the headline metrics (a curve: its barrier summary) instead of leaving them only in files."""
         from rich.console import Console
 
+        from mcu_lightning.core.names import BARRIER_JSON
         from mcu_lightning.report.console import barrier_table, metrics_table
-        from mcu_lightning.report.curve import BARRIER_JSON
         from mcu_lightning.report.summary import MAIN_METRICS
 
         if not self.trainer.is_global_zero:

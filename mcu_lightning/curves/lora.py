@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import ADAPTER_CONFIG
 from mcu_lightning.curves.curve import Curve
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
@@ -54,7 +55,7 @@ def _lora_config(folder: str | os.PathLike) -> Any:
     from peft import LoraConfig
 
     folder = Path(folder)
-    if not (folder / "adapter_config.json").is_file():
+    if not (folder / ADAPTER_CONFIG).is_file():
         raise InputError(
             f"'{folder}' is not a peft adapter folder (no adapter_config.json); save it with save_pretrained"
         )
@@ -338,7 +339,7 @@ class LoraDeltaCurve(TemplateCurve):
 def _base_module(base: nn.Module | str | os.PathLike, dtype: torch.dtype | None) -> nn.Module:
     if isinstance(base, nn.Module):
         return base
-    if (Path(base) / "adapter_config.json").exists():
+    if (Path(base) / ADAPTER_CONFIG).exists():
         raise InputError(f"'{base}' is an adapter folder; pass the base model it was trained on")
     return load_model(base, dtype=dtype)
 
@@ -347,7 +348,7 @@ def is_base_folder(folder: str | os.PathLike | None, base: nn.Module | str | os.
     """Whether a curve end names the base itself (``None``, or the base's own folder): the zero adapter."""
     if folder is None:
         return True
-    if isinstance(base, nn.Module) or (Path(folder) / "adapter_config.json").is_file():
+    if isinstance(base, nn.Module) or (Path(folder) / ADAPTER_CONFIG).is_file():
         return False
     return Path(folder).resolve() == Path(base).resolve()
 

@@ -33,10 +33,8 @@ from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import TOFU_EVAL_JSON, TOFU_SUMMARY_JSON
 from mcu_lightning.metrics.suite import EvalResult
-
-EVAL_FILE = "TOFU_EVAL.json"
-SUMMARY_FILE = "TOFU_SUMMARY.json"
 
 #: open-unlearning's short split prefixes.
 PREFIXES: dict[str, str] = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
@@ -234,8 +232,8 @@ def write_open_unlearning(result: EvalResult, folder: str | os.PathLike, **optio
     """Write ``TOFU_EVAL.json`` and ``TOFU_SUMMARY.json`` into ``folder`` (atomically); return their paths."""
     logs, summary = to_open_unlearning(result, **options)
     folder = Path(folder)
-    eval_path = atomic_write(folder / EVAL_FILE, json.dumps(logs, indent=4, allow_nan=False).encode())
-    summary_path = atomic_write(folder / SUMMARY_FILE, json.dumps(summary, indent=4, allow_nan=False).encode())
+    eval_path = atomic_write(folder / TOFU_EVAL_JSON, json.dumps(logs, indent=4, allow_nan=False).encode())
+    summary_path = atomic_write(folder / TOFU_SUMMARY_JSON, json.dumps(summary, indent=4, allow_nan=False).encode())
     return eval_path, summary_path
 
 

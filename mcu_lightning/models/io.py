@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from mcu_lightning.core.atomic import file_mode
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import ADAPTER_CONFIG
 from mcu_lightning.core.pretrained import resolve_pretrained
 
 MODEL_JSON = "mcu_model.json"
@@ -80,7 +81,7 @@ def _load_folder(folder: Path) -> dict[str, Tensor]:
         if name == "pytorch_model.bin":
             return _load_torch_file(file)
         return _load_index(file, _load_torch_file)
-    if (folder / "adapter_config.json").exists():
+    if (folder / ADAPTER_CONFIG).exists():
         raise InputError(f"'{folder}' is a peft adapter folder; load it with load_model and pass the state dict")
     raise InputError(f"folder '{folder}' holds no model weights (none of {list(_WEIGHT_FILES)}); {_FORMATS}")
 
@@ -206,7 +207,7 @@ def _load_transformers(name: str, dtype: torch.dtype | None) -> nn.Module:
     import transformers
 
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    if (Path(name) / "adapter_config.json").exists():
+    if (Path(name) / ADAPTER_CONFIG).exists():
         from peft import AutoPeftModelForCausalLM
 
         return AutoPeftModelForCausalLM.from_pretrained(name, **kwargs)
@@ -237,7 +238,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: torch.dtype | None = None
     if path.exists():
         if path.is_dir() and (path / MODEL_JSON).exists():
             return _load_plain(path, dtype)
-        if not (path.is_dir() and ((path / "config.json").exists() or (path / "adapter_config.json").exists())):
+        if not (path.is_dir() and ((path / "config.json").exists() or (path / ADAPTER_CONFIG).exists())):
             raise InputError(f"'{name}' is not a model folder (no config.json or {MODEL_JSON}); {_FORMATS}")
         return _load_transformers(str(path), dtype)
     if _looks_local(name):

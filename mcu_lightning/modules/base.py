@@ -31,14 +31,13 @@ from mcu_lightning.core import threads
 from mcu_lightning.core.compat import check_compat
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import call_model, kv_cache_off
+from mcu_lightning.core.names import TEST_METRICS
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedNetwork
 from mcu_lightning.modules.optimization import optimization
 from mcu_lightning.modules.step_logs import LOSS, names_to_log
 from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
-
-TEST_METRICS_FILE = "test_metrics.json"
 
 
 class MCUModule(LightningModule):
@@ -272,7 +271,7 @@ class MCUModule(LightningModule):
 
     @rank_zero_only
     def _write_test_result(self, result: EvalResult) -> None:
-        result.to_json(self.output_dir / TEST_METRICS_FILE)
+        result.to_json(self.output_dir / TEST_METRICS)
         self.suite.export(result, self.output_dir)  # QA: open-unlearning's TOFU_EVAL.json and TOFU_SUMMARY.json
 
     # -- optimisation --------------------------------------------------------------------------------

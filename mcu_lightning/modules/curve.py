@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import frozen_policy
+from mcu_lightning.core.names import ADAPTER_CONFIG, PROBE_PREFIX
 from mcu_lightning.core.per_sample import mean_nll
 from mcu_lightning.core.streams import stream_generator
 from mcu_lightning.core.termination import stop_requested
@@ -48,7 +49,7 @@ from mcu_lightning.models.io import load_model, load_state_dict
 from mcu_lightning.modules.base import MCUModule
 from mcu_lightning.modules.frozen import load_frozen
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedCurve
-from mcu_lightning.probes.base import PROBE_PREFIX, Probe, probe_direction, run_probes
+from mcu_lightning.probes.base import Probe, probe_direction, run_probes
 from mcu_lightning.report.curve import write_curve_report
 from mcu_lightning.report.figure_style import curve_title
 
@@ -149,7 +150,7 @@ class CurveModule(MCUModule):
                 self.refused.append(name)
             return kept
 
-        adapters = [(Path(e) / "adapter_config.json").is_file() for e in endpoints]
+        adapters = [(Path(e) / ADAPTER_CONFIG).is_file() for e in endpoints]
         slerp = isinstance(shape, Slerp)
         if slerp and init != "linear":
             raise InputError(f"shape Slerp() has no interior bends, so init={init!r} has nothing to place; drop init")

@@ -31,6 +31,7 @@ from torch import nn
 from mcu_lightning import curves
 from mcu_lightning.callbacks.checkpoint import checkpoint_problem
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import ADAPTER_CONFIG, TOKENIZER_CONFIG
 from mcu_lightning.core.registry import resolve_class_path
 from mcu_lightning.curves import CurveShape, has_batchnorm
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
@@ -117,7 +118,7 @@ def retain_batches(checkpoint: Mapping[str, Any], limit: int | None) -> list[Map
 def _endpoint_tokenizer(module: CurveModule) -> Any:
     """The first endpoint's tokenizer (a LoRA curve: the base's) when its folder holds one, else ``None``."""
     source = module.hparams.get("base") or module.hparams["endpoints"][0]
-    if not (Path(source) / "tokenizer_config.json").is_file():
+    if not (Path(source) / TOKENIZER_CONFIG).is_file():
         return None
     from mcu_lightning.models.hf import load_tokenizer
 
@@ -125,7 +126,7 @@ def _endpoint_tokenizer(module: CurveModule) -> Any:
 
 
 def _kind(module: CurveModule) -> str:
-    adapters = (Path(module.hparams["endpoints"][0]) / "adapter_config.json").is_file()
+    adapters = (Path(module.hparams["endpoints"][0]) / ADAPTER_CONFIG).is_file()
     if not adapters:
         return "full"
     return "lora_adapter" if module.hparams.get("space", "factors") == "factors" else "merged_delta"
@@ -178,7 +179,7 @@ def export_point(
 def resolve_adapter_base(folder: Path) -> None:
     """Write the adapter's ``base_model_name_or_path`` as an absolute path when it names a local folder (peft keeps
     it as given, so a relative base would resolve only from the working directory of the export); a Hub name stays."""
-    config_file = folder / "adapter_config.json"
+    config_file = folder / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
     base = config.get("base_model_name_or_path")
     if isinstance(base, str) and base and Path(base).exists():

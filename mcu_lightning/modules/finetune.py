@@ -19,6 +19,7 @@ from mcu_lightning.callbacks.checkpoint import CheckpointError
 from mcu_lightning.callbacks.guard import DivergenceGuard
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.forward import as_policy
+from mcu_lightning.core.names import MODEL_DIR
 from mcu_lightning.losses.base import LossOutput, UnlearningLoss
 from mcu_lightning.losses.nll import NLL
 from mcu_lightning.metrics.suite import MetricSuite
@@ -27,7 +28,6 @@ from mcu_lightning.modules.base import MCUModule
 from mcu_lightning.modules.lifecycle import LossLifecycle, TrainedModel
 from mcu_lightning.probes.base import Probe
 
-EXPORT_DIR = "model"
 FROZEN_BASE_KEY = "frozen_base"
 
 
@@ -182,7 +182,7 @@ class FineTuneModule(MCUModule):
     def export_model(self) -> None:
         """Write the model (``save_pretrained`` folder, or ``mcu_model.json`` + safetensors) atomically; never NaN."""
         check_finite(self.model, "the trained model", error=FloatingPointError)
-        save_model(self.model, self.output_dir / EXPORT_DIR, tokenizer=self.tokenizer)
+        save_model(self.model, self.output_dir / MODEL_DIR, tokenizer=self.tokenizer)
 
 
 def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:

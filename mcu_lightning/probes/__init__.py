@@ -6,7 +6,8 @@ and writes its numbers as ``probe/<name>/<metric>``.
 
 from __future__ import annotations
 
-from mcu_lightning.probes.base import PROBE_PREFIX, Probe, ProbeContext, check_probes, run_probes
+from mcu_lightning.core.names import PROBE_PREFIX
+from mcu_lightning.probes.base import Probe, ProbeContext, check_probes, run_probes
 from mcu_lightning.probes.distance import Distance, l2_distance, task_vector_cosine
 from mcu_lightning.probes.quantize import Quantize, fake_quantize, quantize_weights
 from mcu_lightning.probes.relearn import Relearn

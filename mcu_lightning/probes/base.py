@@ -18,11 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import PROBE_PREFIX, RECOVERY_SUFFIX
 from mcu_lightning.core.streams import stream_generator
 from mcu_lightning.metrics.suite import EvalResult, MetricSuite
 
-PROBE_PREFIX = "probe/"
-RECOVERY_SUFFIX = "_recovery"
 #: Cross-split aggregates a probe reports by default next to the per-split ones of the splits it evaluates.
 DEFAULT_CROSS_METRICS = ("forget_quality", "model_utility")
 

@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks.progress.rich_progress import CustomTimeColumn,
 from rich.text import Text
 
 from mcu_lightning.core.curve_spec import is_training_free
+from mcu_lightning.core.names import BARRIER_JSON, TEST_METRICS
 from mcu_lightning.core.storage import read_json
 
 #: INFO lines (logger, message start) that describe the library, not the run; every other line still prints
@@ -255,7 +256,7 @@ def headline(metrics: dict[str, float], names: Sequence[str], count: int = 3) ->
 def stage_headline(kind: str, directory: Path, names: Sequence[str]) -> str:
     """A finished stage's headline: a model's first main test metrics, a curve's barrier on its first one."""
     if kind == "curve":
-        path = directory / "barrier_summary.json"
+        path = directory / BARRIER_JSON
         if not path.is_file():
             return ""
         metrics = read_json(path).get("metrics", {})
@@ -267,7 +268,7 @@ def stage_headline(kind: str, directory: Path, names: Sequence[str]) -> str:
             for n, row in rows[:2]
         ]
         return f"barrier vs line: {', '.join(shown)}" if shown else ""
-    path = directory / "test_metrics.json"
+    path = directory / TEST_METRICS
     if not path.is_file():
         return ""
     data = read_json(path)

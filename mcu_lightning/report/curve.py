@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.names import BARRIER_JSON, CURVE_METRICS_CSV, PROBE_PREFIX, RECOVERY_SUFFIX
 from mcu_lightning.curves.barrier import as_direction, summarize_series
 
-CURVE_METRICS_CSV = "curve_metrics.csv"
 CURVE_FIGURE = "curve_metrics.png"  # the headline figure: the metrics a paper shows
 CURVE_APPENDIX = "curve_metrics_all.png"  # the appendix sheet: every metric and probe
-BARRIER_JSON = "barrier_summary.json"
-#: Columns of robustness probes (``probe/<name>/<metric>``), present only at the t where the probe ran.
-PROBED_PREFIX = "probe/"
-_RECOVERY = "_recovery"
 TENSORBOARD_WIDTH = 1600  # pixels of the figure's copy in TensorBoard
 
 
@@ -67,7 +63,7 @@ def barrier_summaries(
     for name in columns:
         if name == "t":
             continue
-        kept = [row for row in rows if not (name.startswith(PROBED_PREFIX) and math.isnan(row[name]))]
+        kept = [row for row in rows if not (name.startswith(PROBE_PREFIX) and math.isnan(row[name]))]
         ts, values = [row["t"] for row in kept], [row[name] for row in kept]
         try:
             way = as_direction(direction(name))
@@ -116,8 +112,8 @@ def _probe_panel(name: str) -> tuple[str, str] | None:
     of the suite metrics in :data:`PROBE_FIGURE_METRICS` only), a line per split; ``None``: not drawn."""
     _, probe, rest = name.split("/", 2)
     split, _, metric = rest.rpartition("/")
-    if metric.endswith(_RECOVERY):
-        metric = metric[: -len(_RECOVERY)]
+    if metric.endswith(RECOVERY_SUFFIX):
+        metric = metric[: -len(RECOVERY_SUFFIX)]
         if metric not in PROBE_FIGURE_METRICS:
             return None
         return f"{probe} recovery: {metric}", split or metric
@@ -128,7 +124,7 @@ def _probe_panel(name: str) -> tuple[str, str] | None:
 
 
 def _panel_of(name: str) -> str | None:
-    if name.startswith(PROBED_PREFIX):
+    if name.startswith(PROBE_PREFIX):
         probe = _probe_panel(name)
         return probe[0] if probe is not None else None
     if "/" in name:
@@ -141,7 +137,7 @@ def _panel_of(name: str) -> str | None:
 
 
 def _line_label(name: str, panel: str) -> str:
-    if name.startswith(PROBED_PREFIX):
+    if name.startswith(PROBE_PREFIX):
         probe = _probe_panel(name)
         return probe[1] if probe is not None else name
     if "/" in name:
@@ -230,7 +226,9 @@ def plot_curve(
 
     from mcu_lightning.report.figure_style import LABEL_FONT, color, direction_label, linestyle
 
-    recovered = {c[: -len(_RECOVERY)] for c in columns if c.startswith(PROBED_PREFIX) and c.endswith(_RECOVERY)}
+    recovered = {
+        c[: -len(RECOVERY_SUFFIX)] for c in columns if c.startswith(PROBE_PREFIX) and c.endswith(RECOVERY_SUFFIX)
+    }
     groups = panels([c for c in columns if c != "t" and c not in recovered])  # a probe's recovery says it all
     if only is not None:
         groups = only(groups)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 
 from mcu_lightning.core.direction import arrow, toward
+from mcu_lightning.core.names import MODEL_DIR
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 
@@ -147,7 +148,7 @@ def model_name(path: str) -> str:
     parts = [p for p in str(path).replace("\\", "/").split("/") if p]
     if not parts:
         return str(path)
-    return parts[-2] if parts[-1] in ("model", "adapter") and len(parts) > 1 else parts[-1]
+    return parts[-2] if parts[-1] in (MODEL_DIR, "adapter") and len(parts) > 1 else parts[-1]
 
 
 def curve_title(name: str, endpoints: Iterable[str] | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from mcu_lightning.core.names import PROBE_PREFIX, RECOVERY_SUFFIX
 from mcu_lightning.metrics.intervals import mean_interval
 from mcu_lightning.report.seeds import BARRIER_TOLERANCE, LEVEL, CurveOverSeeds, interval_text, num
 
@@ -21,7 +22,6 @@ from mcu_lightning.report.seeds import BARRIER_TOLERANCE, LEVEL, CurveOverSeeds,
 HEADLINE_LIMIT = 8
 #: At most this many metrics per curve in the sentences.
 SENTENCE_METRICS = 4
-_PROBE, _RECOVERY = "probe/", "_recovery"
 
 
 def _runs(curve: CurveOverSeeds) -> str:
@@ -77,12 +77,12 @@ def beats_sentence(name: str, curve: CurveOverSeeds, metrics: Sequence[str]) -> 
 def recovery_sentences(name: str, curve: CurveOverSeeds, robustness: Sequence[str]) -> list[str]:
     """Per probe: the recovery (after - before) of the first of ``robustness`` it reports, at every probed t."""
     sentences = []
-    probes = sorted({c.split("/")[1] for c in curve.columns if c.startswith(_PROBE)})
+    probes = sorted({c.split("/")[1] for c in curve.columns if c.startswith(PROBE_PREFIX)})
     for probe in probes:
-        metric = next((m for m in robustness if f"{_PROBE}{probe}/{m}{_RECOVERY}" in curve.band), None)
+        metric = next((m for m in robustness if f"{PROBE_PREFIX}{probe}/{m}{RECOVERY_SUFFIX}" in curve.band), None)
         if metric is None:
             continue
-        band = curve.band[f"{_PROBE}{probe}/{metric}{_RECOVERY}"]
+        band = curve.band[f"{PROBE_PREFIX}{probe}/{metric}{RECOVERY_SUFFIX}"]
         points = [f"{interval_text(iv)} at t = {num(t)}" for t, iv in zip(curve.ts, band, strict=True) if iv.n]
         if points:
             sentences.append(

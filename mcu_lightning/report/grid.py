@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.names import CURVES_DIR, REPORT_DIR
 from mcu_lightning.core.storage import read_json
 from mcu_lightning.metrics.intervals import Interval, mean_interval
 from mcu_lightning.report.curve import (
@@ -46,8 +47,6 @@ from mcu_lightning.report.seeds import band_over_seeds, barrier_free, interval_t
 
 GRID_JSON = "grid.json"
 GRID_REPORT = "grid.md"
-REPORT_DIR = "report"
-CURVES_DIR = "curves"
 
 
 def figure_name(metric: str) -> str:

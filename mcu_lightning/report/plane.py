@@ -11,11 +11,10 @@ from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.direction import arrow as direction_arrow
+from mcu_lightning.core.names import PLANE_CSV, PLANE_JSON
 from mcu_lightning.report.curve import render_png, write_csv
 from mcu_lightning.report.figure_style import direction, drawable
 
-PLANE_CSV = "plane_metrics.csv"
-PLANE_JSON = "plane.json"
 PLANE_FIGURE = "plane_{metric}.png"
 
 

@@ -15,6 +15,16 @@ from typing import Any
 from mcu_lightning.core.atomic import atomic_copy, atomic_write
 from mcu_lightning.core.curve_spec import objective_endpoint
 from mcu_lightning.core.direction import arrow, target
+from mcu_lightning.core.names import (
+    CURVES_DIR,
+    ENDPOINTS_DIR,
+    PROBE_PREFIX,
+    RECOVERY_SUFFIX,
+    REPORT_DIR,
+    STUDY_JSON,
+    SUMMARY_MD,
+    TEST_METRICS,
+)
 from mcu_lightning.core.pretrained import PRETRAINED
 from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.curve import (
@@ -43,10 +53,7 @@ from mcu_lightning.report.seeds import (
 from mcu_lightning.report.stages import StageState, current_folders, incomplete_lines, shown
 from mcu_lightning.report.uses import curve_use_lines, use_nodes
 
-REPORT_DIR = "report"
-SUMMARY = "summary.md"
 COMPARISON = "curves_comparison.png"
-TEST_METRICS = "test_metrics.json"
 
 #: Read once under the endpoint table: what the arrows mean.
 DIRECTION_NOTE = (
@@ -190,7 +197,7 @@ def _nodes(root: Path, allowed: set[str] | None = None) -> dict[str, dict[str, f
         for name in ("base", "oracle")
         if shown(root, root / name, allowed)
     }
-    endpoints = root / "endpoints"
+    endpoints = root / ENDPOINTS_DIR
     if endpoints.is_dir():
         for folder in sorted(p for p in endpoints.iterdir() if p.is_dir() and shown(root, p, allowed)):
             nodes[folder.name] = _aggregates(folder / TEST_METRICS)
@@ -199,7 +206,7 @@ def _nodes(root: Path, allowed: set[str] | None = None) -> dict[str, dict[str, f
 
 
 def _curves(root: Path, allowed: set[str] | None = None) -> dict[str, Path]:
-    curves = root / "curves"
+    curves = root / CURVES_DIR
     if not curves.is_dir():
         return {}
     return {
@@ -219,8 +226,6 @@ UTILITY_TOLERANCE = 0.05
 #: ... and that forgot: their robustness metric below this before the probe. A point that never forgot (the base,
 #: an interior point that kept the forget set) has nothing to recover, so its small recovery says nothing.
 FORGOTTEN_BELOW = 0.5
-_PROBE = "probe/"
-_RECOVERY = "_recovery"
 
 
 def _finite(value: float) -> bool:
@@ -232,17 +237,17 @@ def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list
     points that forgot (:data:`FORGOTTEN_BELOW`) and whose utility is within :data:`UTILITY_TOLERANCE` of their best
     the most robust one (smallest recovery) and the one lowest after the probe."""
     utility = next((m for m in UTILITY_METRICS if m in columns), None)
-    probes = sorted({c.split("/")[1] for c in columns if c.startswith(_PROBE)})
+    probes = sorted({c.split("/")[1] for c in columns if c.startswith(PROBE_PREFIX)})
     found = {}
     for probe in probes:
-        metric = next((m for m in ROBUSTNESS_METRICS if f"{_PROBE}{probe}/{m}{_RECOVERY}" in columns), None)
+        metric = next((m for m in ROBUSTNESS_METRICS if f"{PROBE_PREFIX}{probe}/{m}{RECOVERY_SUFFIX}" in columns), None)
         if metric is not None and metric in columns:
             found[probe] = metric
     if utility is None or not found:
         return []
     lines = ["Robustness probes (recovery = after - before; lower means the forgetting holds):", ""]
     for probe, metric in found.items():
-        after, recovery = f"{_PROBE}{probe}/{metric}", f"{_PROBE}{probe}/{metric}{_RECOVERY}"
+        after, recovery = f"{PROBE_PREFIX}{probe}/{metric}", f"{PROBE_PREFIX}{probe}/{metric}{RECOVERY_SUFFIX}"
         points = [r for r in rows if _finite(r[recovery]) and _finite(r[utility])]
         if not points:
             continue
@@ -258,7 +263,7 @@ def robustness_section(columns: list[str], rows: list[dict[str, float]]) -> list
 def _most_robust(probe: str, metric: str, utility: str, points: list[dict[str, float]]) -> list[str]:
     """The most robust point among those that forgot (``metric`` below :data:`FORGOTTEN_BELOW` before the probe)
     and whose utility is within :data:`UTILITY_TOLERANCE` of theirs best, or why none is named."""
-    after, recovery = f"{_PROBE}{probe}/{metric}", f"{_PROBE}{probe}/{metric}{_RECOVERY}"
+    after, recovery = f"{PROBE_PREFIX}{probe}/{metric}", f"{PROBE_PREFIX}{probe}/{metric}{RECOVERY_SUFFIX}"
     forgot = [r for r in points if _finite(r[metric]) and r[metric] < FORGOTTEN_BELOW]
     if not forgot:
         return [
@@ -285,7 +290,9 @@ def _where(row: dict[str, float]) -> str:
 
 def _without_probe_values(names: list[str]) -> list[str]:
     """Probe columns whose recovery is also there add nothing (after = before + recovery)."""
-    recovered = {n[: -len(_RECOVERY)] for n in names if n.startswith(_PROBE) and n.endswith(_RECOVERY)}
+    recovered = {
+        n[: -len(RECOVERY_SUFFIX)] for n in names if n.startswith(PROBE_PREFIX) and n.endswith(RECOVERY_SUFFIX)
+    }
     return [n for n in names if n not in recovered]
 
 
@@ -417,7 +424,7 @@ def seed_group_section(
     write_csv(out / group / "curve_metrics_seeds.csv", columns, rows)
     title = f"{group} ({pair}): mean over seeds {', '.join(map(str, curve.seeds))}, 95% band"
     save_figure(plot_seed_curve(curve, title=title, directions=directions), out / f"{group}.png", vector=vector)
-    listed = [m for m in curve.columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
+    listed = [m for m in curve.columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(PROBE_PREFIX))]
     return [
         f"## Curve `{group}` over seeds ({pair})",
         "",
@@ -442,7 +449,7 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
         raise FileNotFoundError(f"no study at '{root}'; pass runs/<name> of a study that has run")
     out = root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    study = read_json(root / "study.json") if (root / "study.json").is_file() else {}
+    study = read_json(root / STUDY_JSON) if (root / STUDY_JSON).is_file() else {}
     allowed = current_folders(stages)
     nodes = _nodes(root, allowed)
     curve_dirs = _curves(root, allowed)
@@ -496,7 +503,7 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
             continue
         lines += [curve_training(spec, study), ""] if spec else []
         lines += [f"{len(rows)} points on t in [0, 1]; path length {_fmt(summary.get('path_length'))}.", ""]
-        shown = [m for m in columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(_PROBE))]
+        shown = [m for m in columns if m in MAIN_METRICS or (m.endswith("/loss") and not m.startswith(PROBE_PREFIX))]
         lines += [*barrier_table(summary, shown), ""]
         lines += robustness_section(columns, rows)
         ranked = {m: summary["metrics"].get(m, {}) for m in shown}
@@ -516,6 +523,6 @@ def write_report(root: Path, vector: str | None = None, stages: Sequence[StageSt
         comparison = plot_comparison(tables, main_metrics(union)[:4], title=title, directions=directions)
         save_figure(comparison, out / COMPARISON, vector=vector)
         lines += ["## All curves", "", f"![comparison]({COMPARISON})", ""]
-    summary_path = out / SUMMARY
+    summary_path = out / SUMMARY_MD
     atomic_write(summary_path, "\n".join(lines).encode())
     return summary_path

@@ -7,12 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mcu_lightning.core.atomic import atomic_copy
+from mcu_lightning.core.names import BEST_JSON, MERGES_DIR, MODEL_DIR, PLANE_DIR, TEST_METRICS
 from mcu_lightning.core.storage import read_json
 from mcu_lightning.report.stages import shown
-
-TEST_METRICS = "test_metrics.json"
-BEST_FILE = "best.json"
-PLANE_DIR = "plane"
 
 
 def use_nodes(
@@ -21,7 +18,7 @@ def use_nodes(
     """Rows for the endpoint table: ``merge <name>`` (``merges/<name>/``) and ``<curve> ensemble <name>``
     (``curves/<curve>/ensemble-<name>/``), each from its test metrics."""
     rows: dict[str, dict[str, float]] = {}
-    merges = root / "merges"
+    merges = root / MERGES_DIR
     if merges.is_dir():
         for folder in sorted(p for p in merges.iterdir() if p.is_dir() and shown(root, p, allowed)):
             rows[f"merge {folder.name}"] = aggregates(folder / TEST_METRICS)
@@ -40,11 +37,11 @@ def curve_use_lines(
     ``out/<name>/`` and linked (``allowed``: the folders of the study's complete stages; ``None``: all)."""
     root = folder.parent.parent
     lines: list[str] = []
-    for path in sorted(folder.glob(f"best-*/{BEST_FILE}")):
+    for path in sorted(folder.glob(f"best-*/{BEST_JSON}")):
         if not shown(root, path.parent, allowed):
             continue
         best = read_json(path)
-        where = path.parent.relative_to(folder.parent.parent) / best.get("folder", "model")
+        where = path.parent.relative_to(folder.parent.parent) / best.get("folder", MODEL_DIR)
         lines.append(
             f"Best interior by {best['metric']} ({best['direction']}): t={fmt(best['t'])} ({fmt(best['value'])}), "
             f"exported to `{where.as_posix()}`."

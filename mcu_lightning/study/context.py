@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import (
+    CHECKPOINTS_DIR,
+    CURVES_DIR,
+    ENDPOINTS_DIR,
+    LAST_CHECKPOINT,
+    MERGES_DIR,
+    MODEL_DIR,
+    TEST_METRICS,
+)
 from mcu_lightning.study.build import build
 from mcu_lightning.study.schema import BUILTIN_NODES, CurveSpec, Merge, Study, Training
 from mcu_lightning.study.signals import TerminationWatch
-
-MODEL_DIR = "model"
-TEST_METRICS = "test_metrics.json"
-MERGES_DIR = "merges"
 
 
 @dataclass
@@ -46,7 +51,7 @@ class StageContext:
         """``base/``, ``oracle/`` or ``endpoints/<name>/``."""
         if node in BUILTIN_NODES:
             return self.root / node
-        return self.root / "endpoints" / node
+        return self.root / ENDPOINTS_DIR / node
 
     def model_path(self, node: str) -> str:
         """The model a node's stage tests and later stages read: a given ``path``, or the folder its fit exported."""
@@ -60,7 +65,7 @@ class StageContext:
         return str(self.node_dir("oracle") / TEST_METRICS)
 
     def curve_dir(self, curve: CurveSpec) -> Path:
-        return self.root / "curves" / curve.name
+        return self.root / CURVES_DIR / curve.name
 
     def use_dir(self, curve: CurveSpec, use: str) -> Path:
         """``curves/<curve>/<use>``: ``ensemble-<name>``, ``plane`` or ``best-<metric>``."""
@@ -119,7 +124,9 @@ class StageContext:
 
         every = self.study.checkpoint_every_n_steps  # mid-epoch checkpoints: a killed stage resumes where it was
         callbacks = [
-            ModelCheckpoint(dirpath=directory / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every)
+            ModelCheckpoint(
+                dirpath=directory / CHECKPOINTS_DIR, save_last=True, save_top_k=0, every_n_train_steps=every
+            )
         ]
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
@@ -154,7 +161,7 @@ class StageContext:
     ) -> dict[str, Any]:
         """Fit ``module`` (resuming from ``checkpoints/last.ckpt``), then test it; the seconds each took."""
         directory.mkdir(parents=True, exist_ok=True)
-        last = directory / "checkpoints" / "last.ckpt"
+        last = directory / CHECKPOINTS_DIR / LAST_CHECKPOINT
         if last.is_file():
             from mcu_lightning.callbacks.checkpoint import checkpoint_problem
 

@@ -24,31 +24,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcu_lightning.core.names import (
+    BARRIER_JSON,
+    BEST_JSON,
+    CHECKPOINTS_DIR,
+    CURVE_METRICS_CSV,
+    LAST_CHECKPOINT,
+    MEMBERS_JSON,
+    MODEL_DIR,
+    PLANE_CSV,
+    PLANE_JSON,
+    TEST_METRICS,
+    TOFU_EVAL_JSON,
+    TOFU_SUMMARY_JSON,
+)
 from mcu_lightning.core.version import __version__
 from mcu_lightning.data.fictitious import generated_root
 
 #: The files a stage's fit makes (its weights): what a retest keeps and what a later stage's fit reads.
-FIT_GLOBS = ("model/**/*", "checkpoints/last.ckpt")
+_LAST = f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}"
+FIT_GLOBS = (f"{MODEL_DIR}/**/*", _LAST)
 
 
 def is_fit_output(name: str) -> bool:
     """Whether output ``name`` (relative to its stage folder) is one of :data:`FIT_GLOBS`."""
-    return name.startswith("model/") or name == "checkpoints/last.ckpt"
+    return name.startswith(f"{MODEL_DIR}/") or name == _LAST
 
 
 #: Files of a stage folder that later stages or the report read (globs relative to the stage folder).
 OUTPUT_GLOBS = (
-    "test_metrics.json",
-    "TOFU_EVAL.json",
-    "TOFU_SUMMARY.json",
-    "model/**/*",
-    "curve_metrics.csv",
-    "barrier_summary.json",
-    "checkpoints/last.ckpt",
-    "members.json",
-    "plane_metrics.csv",
-    "plane.json",
-    "best.json",
+    TEST_METRICS,
+    TOFU_EVAL_JSON,
+    TOFU_SUMMARY_JSON,
+    f"{MODEL_DIR}/**/*",
+    CURVE_METRICS_CSV,
+    BARRIER_JSON,
+    _LAST,
+    MEMBERS_JSON,
+    PLANE_CSV,
+    PLANE_JSON,
+    BEST_JSON,
 )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
+from mcu_lightning.core.names import CHECKPOINTS_DIR, PLANE_DIR
 from mcu_lightning.core.version import __version__
 from mcu_lightning.study import uses
 from mcu_lightning.study.context import StageContext
@@ -191,7 +192,7 @@ class StudyRunner:
             for spec in curve.ensembles
         ]
         if curve.plane is not None:
-            found.append((uses.PLANE_DIR, "plane", partial(uses.run_plane, self.context, curve), asdict(curve.plane)))
+            found.append((PLANE_DIR, "plane", partial(uses.run_plane, self.context, curve), asdict(curve.plane)))
         for metric in curve.export_best:
             run = partial(uses.run_export_best, self.context, curve, metric)
             found.append((uses.best_folder_name(metric), "export", run, {"metric": metric}))
@@ -254,7 +255,7 @@ class StudyRunner:
         for stage in stages:
             old = StageRecord.read(stage.marker) or StageRecord.read(stage.partial_marker)
             if old is None:
-                if any((stage.directory / "checkpoints").glob("*.ckpt")):
+                if any((stage.directory / CHECKPOINTS_DIR).glob("*.ckpt")):
                     changed[stage.name] = ["holds checkpoints with no record of the config they were made with"]
                 continue
             record = now[stage.name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcu_lightning.core.names import CHECKPOINTS_DIR, LAST_CHECKPOINT
 from mcu_lightning.study.build import build, optimizer_factory
 from mcu_lightning.study.context import StageContext
 from mcu_lightning.study.schema import (
@@ -196,7 +197,9 @@ def run_curve(context: StageContext, curve: CurveSpec) -> dict[str, Any]:
 def retest_curve(context: StageContext, curve: CurveSpec) -> dict[str, Any]:
     """The curve's test on its fitted control points (``checkpoints/last.ckpt``, the end of its fit)."""
     module = curve_module(context, curve)
-    return context.test_only(context.curve_dir(curve), module, context.curve_dir(curve) / "checkpoints" / "last.ckpt")
+    return context.test_only(
+        context.curve_dir(curve), module, context.curve_dir(curve) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    )
 
 
 def is_lora_curve(context: StageContext, curve: CurveSpec) -> bool:

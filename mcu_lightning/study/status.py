@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.core.names import STUDY_JSON
 from mcu_lightning.report.stages import StageState
 from mcu_lightning.study.identity import StageRecord, outputs_digest
 from mcu_lightning.study.stage import PARTIAL_MARKER, STAGE_MARKER, Stage
 
-STUDY_JSON = "study.json"
 PLAN_KEY = "stages"
 
 

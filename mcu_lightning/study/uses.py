@@ -24,9 +24,20 @@ from typing import Any
 
 from mcu_lightning.core.atomic import atomic_write
 from mcu_lightning.core.direction import is_direction
+from mcu_lightning.core.names import (
+    BARRIER_JSON,
+    BEST_JSON,
+    CHECKPOINTS_DIR,
+    CURVE_METRICS_CSV,
+    LAST_CHECKPOINT,
+    MEMBERS_JSON,
+    MODEL_DIR,
+    PLANE_DIR,
+    TEST_METRICS,
+    TOKENIZER_CONFIG,
+)
 from mcu_lightning.core.storage import read_json
 from mcu_lightning.curves import barrier
-from mcu_lightning.report.uses import BEST_FILE, PLANE_DIR
 from mcu_lightning.study.context import StageContext
 from mcu_lightning.study.schema import CurveSpec, EnsembleSpec, Merge, StudyError, is_path
 from mcu_lightning.study.stages import curve_module
@@ -38,7 +49,7 @@ def best_folder_name(metric: str) -> str:
 
 def _tokenizer_of(path: str) -> Any:
     """The tokenizer saved with a model folder, or ``None`` (a classifier folder has none)."""
-    if not (Path(path) / "tokenizer_config.json").is_file():
+    if not (Path(path) / TOKENIZER_CONFIG).is_file():
         return None
     from mcu_lightning.models.hf import load_tokenizer
 
@@ -59,7 +70,7 @@ def run_merge(context: StageContext, merge: Merge) -> dict[str, Any]:
     else:
         state = ties(endpoints, base, density=merge.density, scale=merge.scale)
     directory = context.merge_dir(merge)
-    folder = directory / "model"
+    folder = directory / MODEL_DIR
     save_model(merged_model(base, state), folder, tokenizer=_tokenizer_of(base))
     merge_s = time.perf_counter() - started
     suite = context.suite(with_oracle=True)
@@ -73,7 +84,7 @@ def trained_curve(context: StageContext, curve: CurveSpec) -> Any:
         return curve_module(context, curve).eval()
     from mcu_lightning.modules.export import load_curve_checkpoint
 
-    last = context.curve_dir(curve) / "checkpoints" / "last.ckpt"
+    last = context.curve_dir(curve) / CHECKPOINTS_DIR / LAST_CHECKPOINT
     if not last.is_file():
         raise StudyError(f"curve '{curve.name}' has no {last}; run its stage first (`--only {curve.name}`)")
     module, _ = load_curve_checkpoint(last)
@@ -119,8 +130,8 @@ def run_ensemble(context: StageContext, curve: CurveSpec, spec: EnsembleSpec) ->
         result = evaluate_suite(ensemble, suite, batches)
     directory = context.use_dir(curve, f"ensemble-{spec.name}")
     directory.mkdir(parents=True, exist_ok=True)
-    result.to_json(directory / "test_metrics.json")
-    atomic_write(directory / "members.json", json.dumps({"curve": curve.name, "ts": ts}, indent=2).encode())
+    result.to_json(directory / TEST_METRICS)
+    atomic_write(directory / MEMBERS_JSON, json.dumps({"curve": curve.name, "ts": ts}, indent=2).encode())
     return {"test_seconds": time.perf_counter() - started}
 
 
@@ -160,7 +171,7 @@ def best_interior(rows: list[dict[str, float]], metric: str, direction: str) -> 
 def run_export_best(context: StageContext, curve: CurveSpec, metric: str) -> dict[str, Any]:
     """Export the curve's interior point best by ``metric`` (its direction from the curve's barrier summary)."""
     from mcu_lightning.modules.export import export_point
-    from mcu_lightning.report.curve import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
+    from mcu_lightning.report.curve import read_csv
 
     folder = context.curve_dir(curve)
     summary = read_json(folder / BARRIER_JSON)
@@ -184,7 +195,14 @@ def run_export_best(context: StageContext, curve: CurveSpec, metric: str) -> dic
 
     bn = evaluation_batches(context, context.suite(with_oracle=False))[1] if has_batchnorm(module.template) else []
     tokenizer = _tokenizer_of(context.model_path(curve.endpoints[0]))
-    export_point(module, t, directory / "model", bn_batches=bn, tokenizer=tokenizer)
-    record = {"curve": curve.name, "metric": metric, "direction": direction, "t": t, "value": value, "folder": "model"}
-    atomic_write(directory / BEST_FILE, json.dumps(record, indent=2).encode())
+    export_point(module, t, directory / MODEL_DIR, bn_batches=bn, tokenizer=tokenizer)
+    record = {
+        "curve": curve.name,
+        "metric": metric,
+        "direction": direction,
+        "t": t,
+        "value": value,
+        "folder": MODEL_DIR,
+    }
+    atomic_write(directory / BEST_JSON, json.dumps(record, indent=2).encode())
     return {"export_seconds": time.perf_counter() - started}

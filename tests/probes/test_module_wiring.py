@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
+from mcu_lightning.core.names import TEST_METRICS
 from mcu_lightning.metrics import ClassificationSuite
 from mcu_lightning.models import MLP, save_model
 from mcu_lightning.modules import CurveModule, FineTuneModule
-from mcu_lightning.modules.base import TEST_METRICS_FILE
 from mcu_lightning.probes import Distance, Probe, ProbeContext, Quantize, Relearn
 from mcu_lightning.report.curve import BARRIER_JSON, CURVE_METRICS_CSV, read_csv
 from tests.probes.helpers import same_state, state_copy
@@ -54,7 +54,7 @@ def test_finetune_test_writes_probe_numbers_and_keeps_the_model(tmp_path: Path, 
     module = FineTuneModule(_mlp(0), suite=ClassificationSuite(), output_dir=str(tmp_path), probes=probes)
     state = state_copy(module.model)
     _trainer(tmp_path).test(module, datamodule=digits, verbose=False)
-    aggregates = json.loads((tmp_path / TEST_METRICS_FILE).read_text())["aggregates"]
+    aggregates = json.loads((tmp_path / TEST_METRICS).read_text())["aggregates"]
     assert aggregates["probe/relearn/forget/acc_recovery"] > 0.1  # ten SGD steps on the forget set
     assert "probe/quant4/retain/acc" in aggregates and "probe/quant4/test/loss_recovery" in aggregates
     assert aggregates["probe/count/forget_acc_seen"] == aggregates["forget/acc"]  # "before" is the suite's result
