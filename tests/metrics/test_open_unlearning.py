@@ -7,15 +7,10 @@ import numpy as np
 import pytest
 from test_qa_suite import run
 
+from mcu_lightning.core.names import TOFU_EVAL_JSON, TOFU_SUMMARY_JSON
 from mcu_lightning.metrics import EvalResult, QASuite
 from mcu_lightning.metrics.forget_quality import forget_quality
-from mcu_lightning.metrics.open_unlearning import (
-    EVAL_FILE,
-    SUMMARY_FILE,
-    from_open_unlearning,
-    to_open_unlearning,
-    write_open_unlearning,
-)
+from mcu_lightning.metrics.open_unlearning import from_open_unlearning, to_open_unlearning, write_open_unlearning
 from mcu_lightning.metrics.oracle import load_oracle, oracle_aggregate, oracle_values
 
 
@@ -37,7 +32,7 @@ def test_round_trip_gives_the_same_forget_quality(tmp_path):
     ours = _oracle()
     ours.to_json(tmp_path / "test_metrics.json")
     write_open_unlearning(ours, tmp_path)
-    from_ours, from_theirs = load_oracle(tmp_path / "test_metrics.json"), load_oracle(tmp_path / EVAL_FILE)
+    from_ours, from_theirs = load_oracle(tmp_path / "test_metrics.json"), load_oracle(tmp_path / TOFU_EVAL_JSON)
     model_tr = np.random.default_rng(1).lognormal(0.5, 0.4, 40)
     expected = forget_quality(model_tr, oracle_values(from_ours, "forget", "truth_ratio"))
     assert 0 < expected < 0.5  # a real comparison, not the trivial p = 1
@@ -85,8 +80,8 @@ def test_reads_an_open_unlearning_retain_log(tmp_path):
         "mia_min_k": {"agg_value": 0.4, "auc": 0.4, "forget": {"value_by_index": {}}},
         "forget_quality": {"agg_value": None},
     }
-    (tmp_path / EVAL_FILE).write_text(json.dumps(log, indent=4))
-    oracle = load_oracle(tmp_path / EVAL_FILE)
+    (tmp_path / TOFU_EVAL_JSON).write_text(json.dumps(log, indent=4))
+    oracle = load_oracle(tmp_path / TOFU_EVAL_JSON)
     assert oracle.per_sample["forget"]["index"] == [0.0, 1.0]
     assert oracle.per_sample["forget"]["truth_ratio"] == [0.8, 0.5]
     assert math.isnan(oracle.per_sample["forget"]["prob"][0])
@@ -103,12 +98,12 @@ def test_suite_writes_both_files_and_reads_either_oracle(bigram, tmp_path):
         oracle = run(QASuite(rouge=False), bigram)
     oracle.aggregates.update({"mia_loss_auc": 0.5, "mia_zlib_auc": 0.5, "mia_min_k_auc": 0.5})
     names = QASuite(rouge=False).export(oracle, tmp_path)
-    assert names == [EVAL_FILE, SUMMARY_FILE]
-    logs = json.loads((tmp_path / EVAL_FILE).read_text())
+    assert names == [TOFU_EVAL_JSON, TOFU_SUMMARY_JSON]
+    logs = json.loads((tmp_path / TOFU_EVAL_JSON).read_text())
     assert "ra_Q_A_Prob_normalised" in logs and "ra_Truth_Ratio" in logs  # real authors: normalised prob
     oracle.to_json(tmp_path / "test_metrics.json")
     results = []
-    for path in (tmp_path / "test_metrics.json", tmp_path / EVAL_FILE):
+    for path in (tmp_path / "test_metrics.json", tmp_path / TOFU_EVAL_JSON):
         with pytest.warns(UserWarning, match="model_utility"):
             results.append(run(QASuite(rouge=False, oracle=str(path)), bigram))
     for name in ("forget_quality", "privleak", "privleak_loss", "privleak_zlib"):
@@ -194,14 +189,14 @@ def test_every_key_open_unlearning_writes_for_our_metrics():
 def test_round_trip_keeps_every_key_and_value(tmp_path):
     """ours -> TOFU_EVAL.json -> ours -> TOFU_EVAL.json is the same file, texts, lists and nulls included."""
     write_open_unlearning(_full(), tmp_path)
-    first = json.loads((tmp_path / EVAL_FILE).read_text())
+    first = json.loads((tmp_path / TOFU_EVAL_JSON).read_text())
     back = from_open_unlearning(first)
     assert back.per_sample["real_authors"]["loss"] == _full().per_sample["real_authors"]["loss"]  # not all NaN
     assert back.per_sample["real_authors"]["prob"] == _full().per_sample["real_authors"]["prob"]
     assert back.records["forget"]["generation"] == _full().records["forget"]["generation"]
     write_open_unlearning(back, tmp_path / "again")
-    assert json.loads((tmp_path / "again" / EVAL_FILE).read_text()) == first
-    assert (tmp_path / "again" / SUMMARY_FILE).read_text() == (tmp_path / SUMMARY_FILE).read_text()
+    assert json.loads((tmp_path / "again" / TOFU_EVAL_JSON).read_text()) == first
+    assert (tmp_path / "again" / TOFU_SUMMARY_JSON).read_text() == (tmp_path / TOFU_SUMMARY_JSON).read_text()
 
 
 def test_eval_result_json_keeps_records(tmp_path):
