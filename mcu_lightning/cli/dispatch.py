@@ -177,7 +177,7 @@ def _run(args: Sequence[str] | None) -> None:
 
     thread_choice.enable()  # each module's setup sets the count from its model's size (core.threads) and says it
     if argv[0] not in STUDY_COMMANDS:  # the same quiet console as `mcu experiment` (MCU_VERBOSE=1 keeps it all)
-        from mcu_lightning.report.console import quiet_third_party
+        from mcu_lightning.core.quiet import quiet_third_party
 
         quiet_third_party()
     if argv and argv[0] in STUDY_COMMANDS:

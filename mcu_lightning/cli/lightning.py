@@ -57,7 +57,7 @@ class MCUCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """Add the study's progress bar (steps of ``max_steps``, points of a curve test) unless the config has one."""
-        from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
+        from mcu_lightning.callbacks.progress import LogEveryNStepsFromLoader, StudyProgressBar
 
         configured = [*(config.get("callbacks") or []), *callbacks]
         extra = [LogEveryNStepsFromLoader()]
@@ -72,8 +72,8 @@ class MCUCLI(LightningCLI):
         from rich.console import Console
 
         from mcu_lightning.core.names import BARRIER_JSON
-        from mcu_lightning.report.console import barrier_table, metrics_table
         from mcu_lightning.report.summary import MAIN_METRICS
+        from mcu_lightning.report.tables import barrier_table, metrics_table
 
         if not self.trainer.is_global_zero:
             return

@@ -23,7 +23,7 @@ def run_experiment_cli(args: Sequence[str]) -> Path | None:
         study = smoke(study)
     from rich.console import Console
 
-    from mcu_lightning.report.console import quiet_third_party
+    from mcu_lightning.core.quiet import quiet_third_party
     from mcu_lightning.study.runner import (
         StudyRunner,
     )  # torch and Lightning: imported once a study runs, not for --help
@@ -51,7 +51,7 @@ def run_grid_cli(args: Sequence[str]) -> Path | None:
     grid, cfg = parse_grid(args)
     from rich.console import Console
 
-    from mcu_lightning.report.console import quiet_third_party
+    from mcu_lightning.core.quiet import quiet_third_party
 
     quiet_third_party()
     try:

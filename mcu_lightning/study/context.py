@@ -36,7 +36,7 @@ class StageContext:
     """The study a stage belongs to, its folders (``runs/<name>/...``), and the building blocks of every stage.
 
     ``console``: a ``rich`` console for the study's lines (``None``: silent); ``clock`` (a
-    ``report.console.StudyClock``, the progress bars' study row) and ``watch`` (SIGTERM stops the study) are set by
+    ``core.clock.StudyClock``, the progress bars' study row) and ``watch`` (SIGTERM stops the study) are set by
     the runner while it runs.
     """
 
@@ -129,7 +129,7 @@ class StageContext:
             )
         ]
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        from mcu_lightning.report.console import LogEveryNStepsFromLoader, StudyProgressBar
+        from mcu_lightning.callbacks.progress import LogEveryNStepsFromLoader, StudyProgressBar
 
         callbacks.append(LogEveryNStepsFromLoader())
         if self.study.progress:

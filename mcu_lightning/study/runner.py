@@ -277,7 +277,7 @@ class StudyRunner:
         """
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        from mcu_lightning.report.console import StudyClock
+        from mcu_lightning.core.clock import StudyClock
         from mcu_lightning.report.summary import write_report
 
         self.check_writable()

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mcu_lightning.report.console import StudyClock, StudyProgressBar, headline, stage_purpose
+from mcu_lightning.callbacks.progress import StudyProgressBar
+from mcu_lightning.core.clock import StudyClock
+from mcu_lightning.report.console import headline, stage_purpose
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart" / "experiment.yaml"
@@ -154,7 +156,7 @@ def test_a_training_free_curve_is_a_test_line_whenever_the_schema_calls_it_one()
 def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from mcu_lightning.report.console import quiet_third_party
+    from mcu_lightning.core.quiet import quiet_third_party
 
     monkeypatch.delenv("MCU_VERBOSE", raising=False)
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
