@@ -18,7 +18,7 @@ from torch import Tensor, nn
 #: Keyword inputs a Hugging Face model receives from a batch.
 LM_INPUT_KEYS: tuple[str, ...] = ("input_ids", "attention_mask")
 
-#: The policy seam of DESIGN.md: the model applied to a sub-batch's inputs, returning logits.
+#: The policy seam (docs/internals.md, "Batches"): the model applied to a sub-batch's inputs, returning logits.
 Policy = Callable[[Mapping[str, Any]], Tensor]
 
 

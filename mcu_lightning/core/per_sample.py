@@ -76,7 +76,7 @@ def mean_nll(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def batch_nll(logits: Tensor, labels: Tensor) -> Tensor:
-    """``NLL(x)`` of DESIGN.md: the mean over all answer tokens of the batch (HF's causal-LM loss)."""
+    """``NLL(x)``: the mean over all answer tokens of the batch (HF's causal-LM loss)."""
     if logits.dim() == 2:
         return F.cross_entropy(logits.float(), labels)
     nll, mask = token_nll(logits, labels)

@@ -1,6 +1,6 @@
 """Barriers along a curve: how much worse a metric gets between the endpoints than at them.
 
-Definitions for a lower-is-better series ``m(t_i)`` (DESIGN.md; Garipov et al., 2018; Frankle et al., 2020;
+Definitions for a lower-is-better series ``m(t_i)`` (Garipov et al., 2018; Frankle et al., 2020;
 Cheng & Amiri, 2025), each reported with the ``t`` of its maximum::
 
     vs_line     = max_i [m(t_i) - ((1 - t_i) m(0) + t_i m(1))]

@@ -1,9 +1,9 @@
 """The unlearning-objective seam: a loss sees a policy and a batch, never a module.
 
-DESIGN.md, "The three seams": the same loss object trains an endpoint (``policy = model``) and a curve
-(``policy = partial(curve, t)``), which is how the MCU authors fit curves: with the unlearning method's
-own objective evaluated at theta(t). The hooks below are the loss's whole lifecycle; one driver
-(:class:`mcu_lightning.modules.lifecycle.LossLifecycle`) calls them for every module.
+The policy seam (``Policy`` in ``core/forward.py``; docs/internals.md, "Loss hooks"): the same loss object trains an
+endpoint (``policy = model``) and a curve (``policy = partial(curve, t)``), which is how the MCU authors fit curves:
+with the unlearning method's own objective evaluated at theta(t). The hooks below are the loss's whole lifecycle;
+one driver (:class:`mcu_lightning.modules.lifecycle.LossLifecycle`) calls them for every module.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ def policy_logits(policy: Policy, sub_batch: Mapping[str, Any]) -> Tensor:
 def nll_shares(logits: Tensor, labels: Tensor) -> Tensor:
     """Each sample's share of the batch token-mean NLL, scaled so that ``mean(shares) == batch_nll``.
 
-    ``share_i = B * S_i / sum_j |y_j|`` with ``S_i`` the summed answer NLL of sample i (DESIGN.md's
-    ``NLL(x)`` is the token mean over the whole batch, Hugging Face's causal-LM loss). For classification
+    ``share_i = B * S_i / sum_j |y_j|`` with ``S_i`` the summed answer NLL of sample i (``NLL(x)``,
+    :func:`~mcu_lightning.core.per_sample.batch_nll`, is the token mean over the whole batch, Hugging Face's
+    causal-LM loss). For classification
     every sample has one "token", so ``share_i`` is the sample's cross-entropy.
     """
     total, count = sequence_nll(logits, labels)

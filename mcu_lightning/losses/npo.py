@@ -33,7 +33,7 @@ class NPO(ForgetRetainLoss):
     """``gamma * mean_i npo_loss(log pi_theta(y_i|x_i), log pi_ref(y_i|x_i)) + alpha * retain term``.
 
     Args:
-        beta: inverse temperature of the preference (0.1 in the paper and DESIGN.md).
+        beta: inverse temperature of the preference (0.1 in the paper).
         gamma: weight of the forget term.
         alpha: weight of the retain term (skipped when the batch has no retain part).
         retain_loss: ``"nll"``, ``"kl"`` (KL(p_ref || p_theta) on retain answers) or None (no retain term).

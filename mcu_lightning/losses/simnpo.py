@@ -6,7 +6,7 @@ Paper, per sample: ``-(2/beta) * logsigmoid(-(beta/|y|) log pi_theta(y|x) - marg
 We follow the authors' code (OPTML-Group/Unlearn-Simple) and open-unlearning's ``SimNPO``, which put the
 margin inside the product: ``-(2/beta) * logsigmoid(beta * (S/|y| - delta))``, i.e. the paper's margin is
 ``beta * delta``. ``gamma`` weights the forget term and ``alpha`` the retain term, as in every loss of
-this package (DESIGN.md); the defaults ``beta=4.5, gamma=0.125, delta=0, alpha=1, retain NLL`` are
+this package (``losses/forget_retain.py``); the defaults ``beta=4.5, gamma=0.125, delta=0, alpha=1, retain NLL`` are
 open-unlearning's TOFU configuration (its ``gamma`` is Unlearn-Simple's ``npo_coeff``).
 """
 

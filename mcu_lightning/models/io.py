@@ -1,4 +1,4 @@
-"""Reading and writing models and their weights: the endpoint formats of DESIGN.md.
+"""Reading and writing models and their weights in the endpoint formats below.
 
 An endpoint is a Lightning ``.ckpt`` of this package's modules (weights under ``state_dict`` with a ``model.``
 prefix), a ``.safetensors`` file, a ``save_pretrained`` folder (single file, sharded, or ``pytorch_model.bin``),

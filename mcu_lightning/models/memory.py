@@ -13,7 +13,7 @@ control points      4 (n-2) = 4         ``control_points``: fp32 flat ``nn.Param
 their gradients     4 (n-2) = 4         ``.grad`` of each control point, fp32
 optimizer state     8 (n-2) = 8         AdamW ``exp_avg``, ``exp_avg_sq`` (SophiaG: ``m``, ``h``), fp32
 ------------------  ------------------  ---------------------------------------------------------------------
-persistent          22                  DESIGN.md's "~22": what lives between steps
+persistent          22                  the "~22 bytes per parameter": what lives between steps
 theta(t) cast       b = 2               ``flat_params(t).to(dtype)`` split into the weights ``functional_call``
                                         uses; autograd keeps it from forward to backward
 theta(t) fp32       4                   the fp32 sum ``sum_k c_k P_k``, freed right after the cast

@@ -1,4 +1,4 @@
-"""Optimizers: SophiaG, the second-order optimizer of SOUL (DESIGN.md, "Second order")."""
+"""Optimizers: SophiaG, the second-order optimizer of SOUL (its update rule: ``optim/sophia.py``)."""
 
 from mcu_lightning.optim.sophia import SophiaG
 

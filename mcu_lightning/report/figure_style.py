@@ -5,7 +5,7 @@ The palette is Okabe & Ito's colour-blind-safe set (Okabe and Ito, 2008, "Color 
 attack has the same colour in every panel of every figure (``forget`` is always vermillion). Names outside the
 table get a colour from the rest of the palette chosen by a stable hash of the name, so they too never change.
 
-``direction`` is the unlearning reading of a metric (DESIGN.md, "Metric direction"): ``higher``, ``lower``,
+``direction`` is the unlearning reading of a metric (``core/direction.py``): ``higher``, ``lower``,
 ``zero`` (closer to 0 is better: privleak) or ``none`` (holdout values describe the data, not the model's
 forgetting). The figures read the suites' own statement (``MetricSuite.direction``, recorded per metric in
 ``barrier_summary.json``) when they are given it; ``DIRECTIONS`` here is the fallback for files written without one

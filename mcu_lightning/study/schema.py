@@ -100,8 +100,9 @@ class EnsembleSpec:
 @dataclass
 class PlaneSpec:
     """The metric plane through a three-bend curve's endpoints and control point: a ``points x points`` grid, the
-    suite's ``metrics`` at each grid point (each costs one evaluation of the suite; ``rouge: false`` skips the
-    generation when no ROUGE metric is asked for)."""
+    suite's ``metrics`` at each grid point (each costs one evaluation of the whole suite, its generation included;
+    only the QA suite's own ``rouge: false``, in ``evaluation.suite``'s ``init_args``, drops the generation, for
+    every stage)."""
 
     metrics: list[str]
     points: int = 5

@@ -56,7 +56,7 @@ def test_public_llama_sizes():
 
 def test_bytes_per_parameter_arithmetic():
     full = estimate_memory(1000)
-    assert full.persistent == 22 * 1000  # DESIGN.md: ~22 bytes per parameter, bf16 quadratic curve with Adam
+    assert full.persistent == 22 * 1000  # ~22 bytes per parameter (models/memory.py), bf16 quadratic curve with Adam
     assert full.total == 28 * 1000  # + theta(t) cast (2) + its fp32 sum (4) during a step
     assert estimate_memory(1000, optimizer="sgd").persistent == 14 * 1000
     assert estimate_memory(1000, param_dtype="float32", num_bends=4).persistent == (8 + 4 + 2 * (4 + 4 + 8)) * 1000

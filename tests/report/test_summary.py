@@ -1,8 +1,8 @@
 """``write_report`` / ``mcu report`` on a hand-made run directory: no training, every number checkable.
 
 The curve's barrier numbers in ``summary.md`` must be the ones ``barrier_summary.json`` holds, which are
-the DESIGN.md formulas applied to ``curve_metrics.csv``: for the lower-is-better series retain/loss m = (1, 3, 2) at
-t = (0, 0.5, 1): vs_line = max_i [m_i - ((1 - t_i) m_0 + t_i m_1)] = 3 - 1.5 = 1.5,
+the formulas of ``curves/barrier.py`` applied to ``curve_metrics.csv``: for the lower-is-better series
+retain/loss m = (1, 3, 2) at t = (0, 0.5, 1): vs_line = max_i [m_i - ((1 - t_i) m_0 + t_i m_1)] = 3 - 1.5 = 1.5,
 vs_max_end = 3 - max(1, 2) = 1, vs_mean_end = 3 - 1.5 = 1.5. The directions are QASuite's: forget/loss is better
 higher, so a curve whose midpoint relearned the forget set (its loss drops) does not "beat both endpoints" there.
 """
