@@ -10,15 +10,26 @@ from mcu_lightning.data.classification import (
     select_forget,
 )
 from mcu_lightning.data.classification_datamodule import ClassificationDataModule
-from mcu_lightning.data.fictitious import (
-    build_fictitious_tokenizer,
-    fictitious_tokenizer_path,
-    generate_fictitious,
-    prepare_fictitious,
-)
 from mcu_lightning.data.paired import KeyedCollator, PairedDataset
-from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, QATokenizer, ensure_pad_token, format_qa
-from mcu_lightning.data.qa_datamodule import QADataModule
+from mcu_lightning.data.qa import (
+    PRESETS,
+    TOFU_CONFIGS,
+    PromptTemplate,
+    QACollator,
+    QADataModule,
+    QADataset,
+    QAEvalDataset,
+    QATokenizer,
+    build_fictitious_tokenizer,
+    ensure_pad_token,
+    fictitious_tokenizer_path,
+    format_qa,
+    generate_fictitious,
+    load_tofu_split,
+    load_tofu_splits,
+    prepare_fictitious,
+    resolve_template,
+)
 from mcu_lightning.data.samplers import (
     Curriculum,
     CurriculumSampler,
@@ -29,8 +40,6 @@ from mcu_lightning.data.samplers import (
     RootPacing,
     StepPacing,
 )
-from mcu_lightning.data.templates import PRESETS, PromptTemplate, resolve_template
-from mcu_lightning.data.tofu import TOFU_CONFIGS, load_tofu_split, load_tofu_splits
 
 __all__ = [
     "PRESETS",

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.storage import read_utf8
-from mcu_lightning.data.qa import pad_sequences, padding_mask
+from mcu_lightning.data.padding import pad_sequences, padding_mask
 
 IMAGE_COLUMNS = ("image", "img", "pixel_values")
 TEXT_COLUMNS = ("text", "sentence", "content")

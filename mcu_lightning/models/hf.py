@@ -62,7 +62,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     A tokenizer without a pad token gets ``pad = eos`` (the usual choice for decoder-only LMs).
     """
     if name_or_path == FICTITIOUS:
-        from mcu_lightning.data.fictitious import fictitious_tokenizer_path
+        from mcu_lightning.data.qa.fictitious import fictitious_tokenizer_path
 
         name_or_path = str(fictitious_tokenizer_path())
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(name_or_path))

@@ -39,7 +39,7 @@ from mcu_lightning.core.names import (
     TOFU_SUMMARY_JSON,
 )
 from mcu_lightning.core.version import __version__
-from mcu_lightning.data.fictitious import generated_root
+from mcu_lightning.data.qa.fictitious import generated_root
 
 #: The files a stage's fit makes (its weights): what a retest keeps and what a later stage's fit reads.
 _LAST = f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}"

@@ -88,7 +88,7 @@ def test_local_image_dataset(tmp_path):
 
 
 def test_local_text_dataset(tmp_path):
-    from mcu_lightning.data.fictitious import build_fictitious_tokenizer
+    from mcu_lightning.data.qa.fictitious import build_fictitious_tokenizer
 
     texts = ["good film", "bad film", "good plot", "bad plot very bad"] * 3
     build_fictitious_tokenizer(texts).save_pretrained(str(tmp_path / "tok"))

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mcu_lightning.data.fictitious import build_fictitious_tokenizer, generate_fictitious, write_splits
-from mcu_lightning.data.qa_datamodule import QADataModule
+from mcu_lightning.data.qa.datamodule import QADataModule
+from mcu_lightning.data.qa.fictitious import build_fictitious_tokenizer, generate_fictitious, write_splits
 from mcu_lightning.data.samplers import Curriculum, ForgetRetainSampler, LinearPacing
 
 SAMPLE = Path(__file__).parents[1] / "fixtures" / "tofu_sample"  # in the repository: a fresh clone skips nothing

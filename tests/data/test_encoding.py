@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.data.qa.tofu import load_tofu_split
 from mcu_lightning.data.samplers.curriculum import read_scores
-from mcu_lightning.data.tofu import load_tofu_split
 
 
 def test_a_tofu_file_with_a_byte_that_is_not_utf8_names_file_line_and_column(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ import json
 
 from transformers import AutoTokenizer
 
-from mcu_lightning.data.fictitious import (
+from mcu_lightning.data.qa.fictitious import (
     build_fictitious_tokenizer,
     fictitious_complete,
     fictitious_tokenizer_path,
@@ -10,7 +10,7 @@ from mcu_lightning.data.fictitious import (
     prepare_fictitious,
     split_sizes,
 )
-from mcu_lightning.data.tofu import TOFU_CONFIGS, load_tofu_split
+from mcu_lightning.data.qa.tofu import TOFU_CONFIGS, load_tofu_split
 
 ATTRIBUTES = 7  # questions per person
 

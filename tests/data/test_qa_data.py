@@ -3,9 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mcu_lightning.data.fictitious import build_fictitious_tokenizer
-from mcu_lightning.data.qa import PLAIN_PROMPT, QACollator, QADataset, QAEvalDataset, QATokenizer, format_qa
-from mcu_lightning.data.tofu import load_tofu_split
+from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, QATokenizer, format_qa
+from mcu_lightning.data.qa.fictitious import build_fictitious_tokenizer
+from mcu_lightning.data.qa.tofu import load_tofu_split
+from mcu_lightning.data.qa.tokenization import PLAIN_PROMPT
 
 SAMPLE = Path(__file__).parents[1] / "fixtures" / "tofu_sample"  # in the repository: a fresh clone skips nothing
 
@@ -118,7 +119,7 @@ def test_rows_without_answer_are_refused(tokenizer):
 
 
 def test_pad_sequences_and_padding_mask_right_and_left():
-    from mcu_lightning.data.qa import pad_sequences, padding_mask
+    from mcu_lightning.data.padding import pad_sequences, padding_mask
 
     seqs = [[1, 2, 3], [4], [], [5, 6]]
     assert pad_sequences(seqs, 0).tolist() == [[1, 2, 3], [4, 0, 0], [0, 0, 0], [5, 6, 0]]

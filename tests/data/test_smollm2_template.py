@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from mcu_lightning.data.qa import IGNORE_INDEX, QADataset, QAEvalDataset, QATokenizer
+from mcu_lightning.core.per_sample import IGNORE_INDEX
+from mcu_lightning.data.qa import QADataset, QAEvalDataset, QATokenizer
 
 pytestmark = pytest.mark.slow
 

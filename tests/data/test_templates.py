@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast
 
 from mcu_lightning.data.qa import QADataset, QAEvalDataset, QATokenizer
-from mcu_lightning.data.templates import PRESETS, PromptTemplate, resolve_template
+from mcu_lightning.data.qa.templates import PRESETS, PromptTemplate, resolve_template
 
 # TOFU forget01, row 0 (locuslab/TOFU, MIT license)
 QUESTION = "What is the full name of the author born in Kuwait City, Kuwait on 08/09/1956?"

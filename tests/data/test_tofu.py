@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mcu_lightning.data.tofu import (
+from mcu_lightning.data.qa.tofu import (
     TOFU_CONFIGS,
     holdout_split_for,
     load_tofu_split,

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from mcu_lightning.data.qa import QATokenizer
-from mcu_lightning.data.qa_datamodule import QADataModule
+from mcu_lightning.data.qa.datamodule import QADataModule
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcu_lightning.core.per_sample import IGNORE_INDEX
-from mcu_lightning.data.fictitious import build_fictitious_tokenizer
 from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset
-from mcu_lightning.data.tofu import load_tofu_split
+from mcu_lightning.data.qa.fictitious import build_fictitious_tokenizer
+from mcu_lightning.data.qa.tofu import load_tofu_split
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 WORDS = ["Ana", "was", "born", "in", "Lima", "Where", "Who", "wrote", "Hamlet", "?", ".", "é", "北京", "🙂", "zzz"]

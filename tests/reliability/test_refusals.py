@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from mcu_lightning.cli import main
-from mcu_lightning.data.qa import MissingFieldError
-from mcu_lightning.data.tofu import load_tofu_split
+from mcu_lightning.data.qa.rows import MissingFieldError
+from mcu_lightning.data.qa.tofu import load_tofu_split
 from tests.reliability.helpers import CONFIGS, mlp_endpoint, one_error_line
 from tests.study.test_experiment import reduced_study
 
@@ -182,7 +182,7 @@ def test_study_on_a_local_tofu_folder_checks_every_row_before_any_stage(
 ) -> None:
     import shutil
 
-    from mcu_lightning.data.fictitious import build_fictitious_tokenizer
+    from mcu_lightning.data.qa.fictitious import build_fictitious_tokenizer
 
     sample = Path(__file__).resolve().parents[1] / "fixtures" / "tofu_sample"
     folder = shutil.copytree(sample, tmp_path / "tofu")

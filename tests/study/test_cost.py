@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from mcu_lightning.cli import main
-from mcu_lightning.data.fictitious import generate_fictitious, write_splits
-from mcu_lightning.data.tofu import check_json_lines
+from mcu_lightning.data.qa.fictitious import generate_fictitious, write_splits
+from mcu_lightning.data.qa.tofu import check_json_lines
 from mcu_lightning.study.cost import MAX_PASSES
 from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import parse_study

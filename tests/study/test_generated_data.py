@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcu_lightning.data.fictitious import fictitious_root
+from mcu_lightning.data.qa.fictitious import fictitious_root
 from mcu_lightning.study.identity import StageRecord, data_identity
 from mcu_lightning.study.runner import StudyRunner
 from mcu_lightning.study.schema import parse_study

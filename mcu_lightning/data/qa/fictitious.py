@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 
 from mcu_lightning.core.cache import cache_root
 from mcu_lightning.core.errors import InputError
-from mcu_lightning.data.tofu import FORGET_PERCENTS, TOFU_CONFIGS
+from mcu_lightning.data.qa.tofu import FORGET_PERCENTS, TOFU_CONFIGS
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 NUM_PERTURBED = 5

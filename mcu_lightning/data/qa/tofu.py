@@ -16,7 +16,7 @@ import datasets
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.storage import read_utf8
-from mcu_lightning.data.qa import MissingFieldError
+from mcu_lightning.data.qa.rows import MissingFieldError
 
 TOFU_HUB_NAME = "locuslab/TOFU"
 #: Fields every TOFU row has.

@@ -18,17 +18,19 @@ from mcu_lightning.core.compat import OPEN_UNLEARNING, check_compat
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.pretrained import resolve_pretrained
 from mcu_lightning.data.base import UnlearningDataModule
-from mcu_lightning.data.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
-from mcu_lightning.data.qa import QACollator, QADataset, QAEvalDataset, ensure_pad_token
-from mcu_lightning.data.samplers.curriculum import Curriculum
-from mcu_lightning.data.templates import TemplateSpec, resolve_template
-from mcu_lightning.data.tofu import (
+from mcu_lightning.data.qa.collate import QACollator
+from mcu_lightning.data.qa.datasets import QADataset, QAEvalDataset
+from mcu_lightning.data.qa.fictitious import TOKENIZER_DIR, fictitious_root, prepare_fictitious
+from mcu_lightning.data.qa.templates import TemplateSpec, resolve_template
+from mcu_lightning.data.qa.tofu import (
     check_config,
     holdout_split_for,
     load_tofu_splits,
     perturbed_split_for,
     retain_split_for,
 )
+from mcu_lightning.data.qa.tokenization import ensure_pad_token
+from mcu_lightning.data.samplers.curriculum import Curriculum
 
 DATA_SOURCES = ("fictitious", "tofu")
 
@@ -51,7 +53,7 @@ class QADataModule(UnlearningDataModule):
     the oracle on ``retain``.
 
     ``template`` formats the prompts as open-unlearning does for a model: a preset name (``llama3_instruct``,
-    ``llama2_chat``, ``phi_1_5``, ...; :data:`mcu_lightning.data.templates.PRESETS`) or a mapping of its fields;
+    ``llama2_chat``, ``phi_1_5``, ...; :data:`mcu_lightning.data.qa.templates.PRESETS`) or a mapping of its fields;
     ``None`` keeps this project's own format. After ``setup`` the module warns once when ``max_length`` cut any
     row, with the count and the ``max_length`` that keeps every row whole.
 

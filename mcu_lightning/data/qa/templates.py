@@ -194,7 +194,7 @@ TemplateSpec = str | Mapping[str, Any] | PromptTemplate
 
 def resolve_template(spec: TemplateSpec | None) -> PromptTemplate | None:
     """A preset name, a mapping of :class:`PromptTemplate` fields (optionally ``preset:`` plus overrides), a
-    template, or ``None`` (this project's own format: :func:`mcu_lightning.data.qa.format_qa`)."""
+    template, or ``None`` (this project's own format: :func:`mcu_lightning.data.qa.tokenization.format_qa`)."""
     if spec is None or isinstance(spec, PromptTemplate):
         return spec
     if isinstance(spec, str):
