@@ -1,15 +1,21 @@
-"""Data layer: TOFU and fictitious QA sets, classification sets, curriculum samplers, data modules."""
+"""Data layer: the data modules and what they are built from.
+
+Shared by every task: ``base`` (``UnlearningDataModule``: forget/retain training pairs, named evaluation splits),
+``samplers`` (forget/retain pairs, the fine-tuning order, the curriculum and its pacing), ``paired`` (the
+forget/retain batch), ``loader`` (exact mid-epoch resume) and ``padding``. The tasks: ``qa`` (TOFU and the generated
+fictitious set, for causal LMs) and ``classification`` (MU-Bench style image and text sets).
+"""
 
 from mcu_lightning.data.base import UnlearningDataModule
 from mcu_lightning.data.classification import (
     ClassificationCollator,
+    ClassificationDataModule,
     ClassificationDataset,
     ClassificationParts,
     load_digits_parts,
     load_hf_parts,
     select_forget,
 )
-from mcu_lightning.data.classification_datamodule import ClassificationDataModule
 from mcu_lightning.data.paired import KeyedCollator, PairedDataset
 from mcu_lightning.data.qa import (
     PRESETS,

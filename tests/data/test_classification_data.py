@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mcu_lightning.data.classification import load_digits_parts, select_forget
-from mcu_lightning.data.classification_datamodule import ClassificationDataModule
+from mcu_lightning.data.classification import ClassificationDataModule, load_digits_parts, select_forget
 
 
 def test_digits_parts():

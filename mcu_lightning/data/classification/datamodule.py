@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.data.base import UnlearningDataModule
-from mcu_lightning.data.classification import (
-    ClassificationCollator,
-    ClassificationDataset,
-    ClassificationParts,
-    load_digits_parts,
-    load_hf_parts,
-    select_forget,
-)
+from mcu_lightning.data.classification.collate import ClassificationCollator
+from mcu_lightning.data.classification.dataset import ClassificationDataset, ClassificationParts
+from mcu_lightning.data.classification.forget_set import select_forget
+from mcu_lightning.data.classification.sources import load_digits_parts, load_hf_parts
 from mcu_lightning.data.samplers.curriculum import Curriculum
 
 FINETUNE_SPLITS = ("train", "full", "retain", "forget")
