@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mcu_lightning.core.atomic import atomic_copy, atomic_write
-from mcu_lightning.core.curve_spec import objective_endpoint
+from mcu_lightning.core.curve_spec import is_training_free, objective_endpoint
 from mcu_lightning.core.direction import arrow, target
 from mcu_lightning.core.names import (
     CURVES_DIR,
@@ -161,8 +161,12 @@ def curve_training(spec: dict[str, Any], study: dict[str, Any]) -> str:
     """One line saying what a curve was fitted with: its objective at theta(t) and its t sampler (a training-free
     path: what it is)."""
     paths = {"line": "the straight line", "slerp": "SLERP per tensor", "base": "the polychain through the base"}
-    if spec.get("path") in paths or spec.get("fixed_bends"):
-        what = paths.get(spec.get("path"), "fixed bends")
+    shape = spec.get("shape")
+    if is_training_free(spec.get("path"), bool(spec.get("fixed_bends")), shape):
+        name = str(shape.get("class_path", "")).rsplit(".", 1)[-1] if isinstance(shape, dict) else ""
+        shapes = {"Slerp": "SLERP per tensor"}  # any other two-bend shape is the straight line
+        what = paths.get(spec.get("path")) or ("fixed bends" if spec.get("fixed_bends") else None)
+        what = what or shapes.get(name, "the straight line")
         return f"A training-free path ({what}): not fitted, tested on the same t grid."
     objective = spec.get("objective", "retain_nll")
     if objective == "endpoint":

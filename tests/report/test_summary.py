@@ -185,3 +185,21 @@ def test_the_report_says_what_each_mia_auc_is_ranked_against() -> None:
     assert "mia_min_k_auc by its distance from the oracle's AUC, 0.62" in note
     assert "mia_loss_auc by its distance from 0.5 (no oracle AUC), 0.5" in note
     assert mia_note({"forget/prob": "lower"}, {}) == ""
+
+
+@pytest.mark.parametrize(
+    ("spec", "what"),
+    [
+        ({"shape": {"class_path": "mcu_lightning.curves.Linear"}}, "the straight line"),
+        ({"shape": {"class_path": "mcu_lightning.curves.Slerp"}}, "SLERP per tensor"),
+        ({"path": "base"}, "the polychain through the base"),
+        ({"fixed_bends": True, "init": "base"}, "fixed bends"),
+    ],
+    ids=["shape-linear", "shape-slerp", "path-base", "fixed-bends"],
+)
+def test_a_training_free_curve_is_not_said_to_be_fitted(spec: dict, what: str) -> None:
+    """The summary names a two-bend shape a training-free path, as the schema and the console do."""
+    from mcu_lightning.report.summary import curve_training
+
+    line = curve_training({"endpoints": ["a", "b"], "objective": "endpoint", **spec}, {"endpoints": []})
+    assert line == f"A training-free path ({what}): not fitted, tested on the same t grid."
