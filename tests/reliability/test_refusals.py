@@ -232,6 +232,7 @@ def test_a_curve_from_the_base_to_a_lora_endpoint_lives_in_lora_space(
     base; the oracle (another full model) and a LoRA endpoint still do not connect."""
     from mcu_lightning.study.runner import StudyRunner
     from mcu_lightning.study.schema import parse_study
+    from mcu_lightning.study.stages import is_lora_curve
 
     config = reduced_study(tmp_path)
     raw = yaml.safe_load(config.read_text())
@@ -244,7 +245,7 @@ def test_a_curve_from_the_base_to_a_lora_endpoint_lives_in_lora_space(
     runner = StudyRunner(study)
     runner.validate()
     assert [curve.endpoints[0] for curve in study.curves] == ["graddiff", "base"]
-    assert [runner.is_lora_curve(curve) for curve in study.curves] == [True, True]
+    assert [is_lora_curve(runner.context, curve) for curve in study.curves] == [True, True]
     raw["curves"][1]["endpoints"] = ["oracle", "graddiff"]
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     line = _fail(["experiment", "--config", str(config), "--progress", "false"], capsys)
