@@ -14,13 +14,14 @@ plain model and for a curve is in its docstring in :mod:`mcu_lightning.losses.ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.curves import TemplateCurve
 from mcu_lightning.losses.base import NamedGradients, UnlearningLoss, model_gradients
 
 
@@ -58,16 +59,16 @@ class TrainedModel(TrainedNetwork):
 
 
 class TrainedCurve(TrainedNetwork):
-    """The control points of ``curve`` (a ``Curve``, or a LoRA-delta curve), run through ``template``.
+    """The control points of ``curve`` (any :class:`~mcu_lightning.curves.TemplateCurve`), run through ``template``.
 
     ``setup_model`` sees the template at ``theta(0)`` (the first endpoint) with exactly the curve's parameters
     requiring grad; afterwards they are frozen again and hold what they held before, as do the float buffers (CPU
     copies are kept meanwhile: evaluation may have left another t there). The gradients are the control points' flat
     gradients split into one slice per parameter on the curve, viewed in the parameter's shape (views: in-place
-    edits reach ``.grad``).
+    edits reach ``.grad``): the curve's ``trained_names`` and ``control_point_gradients``.
     """
 
-    def __init__(self, curve: nn.Module, template: nn.Module) -> None:
+    def __init__(self, curve: TemplateCurve, template: nn.Module) -> None:
         self.curve, self.template = curve, template
 
     def network(self) -> nn.Module:
@@ -75,17 +76,15 @@ class TrainedCurve(TrainedNetwork):
 
     @contextlib.contextmanager
     def setup_view(self) -> Iterator[nn.Module]:
-        names = getattr(self.curve, "names", None)
-        if names is None and hasattr(self.curve, "a_names"):  # a LoRA-delta curve: its template's adapter factors
-            names = [*self.curve.a_names, *self.curve.b_names]
+        names = self.curve.trained_names()
         params = dict(self.template.named_parameters())
-        # what writing theta(0) replaces and is put back afterwards: the curve's tensors and the float buffers (all of
-        # the template for a curve that names none); a LoRA curve's frozen base is not copied
-        moved = [params[name] for name in names] if names is not None else list(params.values())
+        # what writing theta(0) replaces and is put back afterwards: the curve's tensors and the float buffers; a LoRA
+        # curve's frozen base is not copied
+        moved = [params[name] for name in names]
         moved += [buffer for buffer in self.template.buffers() if buffer.is_floating_point()]
         kept = [(tensor, tensor.detach().to("cpu", copy=True)) for tensor in moved]
         self.curve.write_to(self.template, 0.0)
-        thawed = [param for param in moved[: len(names or ())] if not param.requires_grad]
+        thawed = [param for param in moved[: len(names)] if not param.requires_grad]
         for param in thawed:
             param.requires_grad_(True)
         try:
@@ -99,33 +98,7 @@ class TrainedCurve(TrainedNetwork):
                     tensor.copy_(copy)
 
     def named_gradients(self) -> NamedGradients:
-        gradients = getattr(self.curve, "control_point_gradients", None)
-        return gradients() if gradients is not None else _Unmappable(type(self.curve).__name__)
-
-
-class _Unmappable(Sequence):
-    """Named gradients of a curve whose control points are not slices of named parameters (LoRA-delta curves):
-    empty for losses that never read them, a clear error for one that does (SalUn)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def _fail(self) -> None:
-        raise InputError(
-            f"this objective edits gradients by parameter name, but a {self.kind}'s control points are not slices "
-            "of named parameters; use space='factors' for a LoRA-space curve"
-        )
-
-    def __len__(self) -> int:
-        self._fail()
-        return 0
-
-    def __getitem__(self, index: Any) -> Any:
-        self._fail()
-
-    def __iter__(self) -> Iterator[tuple[str, Tensor]]:
-        self._fail()
-        return iter(())
+        return self.curve.control_point_gradients()
 
 
 class LossLifecycle:
