@@ -41,6 +41,9 @@ THIRD_PARTY_WARNINGS = (
     # MCUModule overrides transfer_batch_to_device on purpose (a CPU batch is not walked); Lightning notes
     # that the module's hook wins over the datamodule's, which is what we want
     (r"You have overridden `transfer_batch_to_device` in `LightningModule`", r"lightning\.pytorch\.trainer"),
+    # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` whenever it wraps a model (every
+    # LoRA stage and LoRA-space curve); the property is theirs and so is the call
+    (r"`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
 )
 
 

@@ -172,6 +172,27 @@ def test_quiet_drops_lightnings_start_up_lines_by_message_only(monkeypatch: pyte
     assert len(logger.filters) == 2
 
 
+def test_quiet_hides_the_deprecation_peft_triggers_when_it_wraps_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from mcu_lightning.core.quiet import quiet_third_party
+    from mcu_lightning.models import tiny_causal_lm
+
+    monkeypatch.delenv("MCU_VERBOSE", raising=False)
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    with warnings.catch_warnings(record=True) as loud:
+        warnings.simplefilter("always")
+        get_peft_model(tiny_causal_lm(tokenizer=None, vocab_size=32, hidden_size=16, intermediate_size=32), config)
+    assert any("is_gradient_checkpointing" in str(w.message) for w in loud), "nothing to hide: the test shows nothing"
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        get_peft_model(tiny_causal_lm(tokenizer=None, vocab_size=32, hidden_size=16, intermediate_size=32), config)
+    assert not [w for w in quiet if "is_gradient_checkpointing" in str(w.message)]
+
+
 #: What `mcu fit` and `mcu test` printed before they had the study's quiet console (issue 31).
 NOISE = (
     "Tip",
