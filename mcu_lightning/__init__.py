@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Curve,
         CurveShape,
         Ensemble,
+        Line,
         Linear,
         LoraDeltaCurve,
         PolyChain,
@@ -87,7 +88,8 @@ _API: dict[str, tuple[str, ...]] = {
     "mcu_lightning.curves": (
         "Curve",
         "CurveShape",
-        "Linear",
+        "Line",
+        "Linear",  # the former name of Line
         "Bezier",
         "PolyChain",
         "Slerp",

@@ -27,7 +27,7 @@ from mcu_lightning.curves.plane import (
     plane_grid,
 )
 from mcu_lightning.curves.sampling import ClippedNormal, Stratified, TSampler, Uniform, t_grid
-from mcu_lightning.curves.shapes import Bezier, CurveShape, Linear, PolyChain
+from mcu_lightning.curves.shapes import Bezier, CurveShape, Line, Linear, PolyChain
 from mcu_lightning.curves.slerp import Slerp, SlerpCurve
 from mcu_lightning.curves.template import TemplateCurve, enable_gradient_checkpointing
 
@@ -39,6 +39,7 @@ __all__ = [
     "CurveShape",
     "CurveSummary",
     "Ensemble",
+    "Line",
     "Linear",
     "LoraDeltaCurve",
     "Member",

@@ -5,109 +5,40 @@ buffers in their own dtype) and ``P_1 .. P_{n-2}`` the trainable fp32 control po
 as ONE flat tensor per bend, so a step costs a few large ``mul``/``add`` kernels and a ``split``, not a Python loop of
 arithmetic over every tensor; the template then runs at ``theta(t)`` with the pieces swapped into its slots (what
 ``torch.func.functional_call`` does, with the names resolved once: :mod:`mcu_lightning.curves.reparametrize`).
+
+The endpoints are loaded and checked by :mod:`mcu_lightning.curves.endpoints`, the flat layout's helpers are in
+:mod:`mcu_lightning.curves.flat`, and :meth:`Curve.write_to`'s targets in a model are a
+:class:`~mcu_lightning.curves.write_plan.WritePlan`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
+from mcu_lightning.curves.endpoints import (
+    Source,
+    check_distinct,
+    check_finite,
+    check_init,
+    check_names,
+    check_off_curve,
+    check_two_endpoints,
+    endpoint_label,
+    load_endpoint,
+    parameter_ties,
+    retie,
+)
+from mcu_lightning.curves.flat import TensorStore, common_dtype, pieces
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape, as_t
 from mcu_lightning.curves.template import NamedGradients, TemplateCurve, functional_forward
-from mcu_lightning.models.io import load_state_dict
-
-Source = str | os.PathLike | Mapping[str, Tensor]
-
-
-class _TensorStore(nn.Module):
-    """Named tensors kept as non-persistent buffers, so they follow ``.to(device)`` but stay out of checkpoints."""
-
-    def __init__(self, tensors: Mapping[str, Tensor]) -> None:
-        super().__init__()
-        self.names = list(tensors)
-        for i, tensor in enumerate(tensors.values()):
-            self.register_buffer(f"t{i}", tensor, persistent=False)
-
-    def values(self) -> list[Tensor]:
-        return list(self._buffers.values())
-
-    def items(self) -> list[tuple[str, Tensor]]:
-        return list(zip(self.names, self._buffers.values(), strict=True))
-
-
-def _label(source: Source, index: int) -> str:
-    return f"#{index}" if isinstance(source, Mapping) else f"'{os.fspath(source)}'"
-
-
-def _resolve(source: Source) -> dict[str, Tensor]:
-    if isinstance(source, Mapping):
-        return dict(source)
-    if isinstance(source, (str, Path, os.PathLike)):
-        return load_state_dict(source)
-    raise TypeError(f"an endpoint is a path or a state dict, got {type(source).__name__}")
-
-
-def _tie_groups(template: nn.Module) -> dict[str, list[str]]:
-    """For each parameter name ``named_parameters()`` lists, every name that shares its tensor (itself first)."""
-    by_tensor: dict[int, list[str]] = {}
-    for name, param in template.named_parameters(remove_duplicate=False):
-        by_tensor.setdefault(id(param), []).append(name)
-    return {names[0]: names for names in by_tensor.values()}
-
-
-def _retie(state: dict[str, Tensor], groups: Mapping[str, list[str]]) -> dict[str, Tensor]:
-    """Fill a tied name a format dropped (``save_pretrained`` drops ``lm_head.weight``) from its tie partner."""
-    for canonical, names in groups.items():
-        if canonical not in state:
-            present = [name for name in names if name in state]
-            if present:
-                state[canonical] = state[present[0]]
-    return state
-
-
-def _check_finite(state: Mapping[str, Tensor], names: Sequence[str], label: str) -> None:
-    for name in names:
-        tensor = state[name]
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InputError(f"endpoint {label} has non-finite values (NaN or inf) in '{name}'")
-
-
-def _common_dtype(dtypes: Sequence[torch.dtype], floor: torch.dtype | None = None) -> torch.dtype:
-    """The one dtype shared by all ``dtypes``, or their promotion (at least ``floor``) when they differ."""
-    unique = set(dtypes)
-    if len(unique) == 1 and floor is None:
-        return unique.pop()
-    out = floor or torch.float32
-    for dtype in unique:
-        out = torch.promote_types(out, dtype)
-    return out
-
-
-class _WritePlan:
-    """The targets of :meth:`Curve.write_to` in one model: flat views of its tensors, in the order sources come."""
-
-    def __init__(self, model: nn.Module, slots: Reparametrization, curve_tensor: Tensor) -> None:
-        self.model, self.slots = model, slots
-        self.pointers = [tensor.data_ptr() for tensor in slots.current()]
-        self.curve_pointer = curve_tensor.data_ptr()
-        self.targets: list[Tensor] = []  # flat views of the model's tensors (shaped ones when not contiguous)
-        self.fixed: list[Tensor] = []  # after theta(t)'s and the moving buffers' pieces: the off-curve tensors the
-        # model does not already share
-        self.reshape: list[tuple[int, torch.Size]] = []  # sources to view in the target's shape
-
-    def is_current(self, curve_tensor: Tensor) -> bool:
-        """Neither the model's tensors nor the curve's have moved (``.to()``, reassignment) since the plan."""
-        if curve_tensor.data_ptr() != self.curve_pointer:
-            return False
-        return [tensor.data_ptr() for tensor in self.slots.current()] == self.pointers
+from mcu_lightning.curves.write_plan import WritePlan
 
 
 class Curve(TemplateCurve):
@@ -132,6 +63,10 @@ class Curve(TemplateCurve):
     taken from endpoint 0. At ``t = 0`` and ``t = 1`` every tensor equals the endpoint's exactly.
     """
 
+    #: Whether this kind computes theta(t) with weights per tensor (:class:`~mcu_lightning.curves.slerp.SlerpCurve`),
+    #: so it takes a shape without ``shared_weights``; a plain Curve mixes the bends with the shape's weights.
+    weights_per_tensor: ClassVar[bool] = False
+
     def __init__(
         self,
         template: nn.Module,
@@ -143,16 +78,20 @@ class Curve(TemplateCurve):
         fixed_bends: bool = False,
     ) -> None:
         super().__init__(template)
-        if len(endpoints) != 2:
-            raise InputError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
+        check_two_endpoints(endpoints)
         self.shape = shape if shape is not None else Bezier(3)
+        if not self.shape.shared_weights and not self.weights_per_tensor:
+            raise InputError(
+                f"{self.shape!r} weights each tensor on its own, so a plain Curve cannot use it; build its curve kind "
+                "(a SlerpCurve for Slerp())"
+            )
         self.include = include
         self._selection = f"include={include!r}" + (" and the objective's is_trainable" if trainable else "")
-        labels = [_label(source, i) for i, source in enumerate(endpoints)]
-        groups = _tie_groups(template)
-        states = [_retie(_resolve(source), groups) for source in endpoints]
+        labels = [endpoint_label(source, i) for i, source in enumerate(endpoints)]
+        ties = parameter_ties(template)
+        states = [retie(load_endpoint(source), ties) for source in endpoints]
         named = dict(template.named_parameters())
-        self._check_names(states, labels, named, "parameter")
+        check_names(states, labels, named, "parameter")
         on_curve = [name for name in named if include is None or re.search(include, name)]
         if not on_curve:
             raise InputError(f"include={include!r} matches no parameter of the template (e.g. '{next(iter(named))}')")
@@ -166,25 +105,24 @@ class Curve(TemplateCurve):
             on_curve = kept
         off_curve = [name for name in named if name not in set(on_curve)]
         for state, label in zip(states, labels, strict=True):
-            _check_finite(state, on_curve, label)
-        self._check_off_curve(states, labels, off_curve)
-        if all(torch.equal(states[0][name], states[1][name]) for name in on_curve):
-            raise InputError(f"a curve needs two different endpoints; {labels[0]} and {labels[1]} are identical")
+            check_finite(state, on_curve, label)
+        check_off_curve(states, labels, off_curve, self._selection)
+        check_distinct(states, on_curve, f"{labels[0]} and {labels[1]}")
 
         # the curve's parameters, flat: one buffer per endpoint (own dtype), one fp32 Parameter per control point
         self.names = on_curve
         self._shapes = [named[name].shape for name in on_curve]
         self._sizes = [named[name].numel() for name in on_curve]
         self._dtypes = [named[name].dtype for name in on_curve]
-        flat_dtype = _common_dtype([states[i][name].dtype for i in (0, 1) for name in on_curve])
+        flat_dtype = common_dtype([states[i][name].dtype for i in (0, 1) for name in on_curve])
         for key, state in zip(("_start", "_end"), states, strict=True):
             flat = torch.cat([state[name].detach().reshape(-1).to(flat_dtype) for name in on_curve])
             self.register_buffer(key, flat, persistent=False)
-        bends = self._initial_bends(init, groups, named, on_curve)
+        bends = self._initial_bends(init, ties, named, on_curve)
         self.fixed_bends = bool(fixed_bends)
         self.control_points = nn.ParameterList([] if fixed_bends else [nn.Parameter(bend) for bend in bends])
-        self._frozen_bends = _TensorStore({f"bend{k}": bend for k, bend in enumerate(bends, 1)} if fixed_bends else {})
-        self._fixed_params = _TensorStore({name: states[0][name].detach().to(named[name].dtype) for name in off_curve})
+        self._frozen_bends = TensorStore({f"bend{k}": bend for k, bend in enumerate(bends, 1)} if fixed_bends else {})
+        self._fixed_params = TensorStore({name: states[0][name].detach().to(named[name].dtype) for name in off_curve})
         self._init_buffers(template, states, labels)
         self._param_order = [*self.names, *self._fixed_params.names]
         self._buffer_order = [*self._buffer_names, *self._fixed_buffers.names]
@@ -192,59 +130,17 @@ class Curve(TemplateCurve):
 
     # -- construction helpers -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_names(
-        states: list[dict[str, Tensor]], labels: list[str], named: Mapping[str, Tensor], kind: str
-    ) -> None:
-        """Every template tensor in both endpoints, with the template's shape."""
-        for name, reference in named.items():
-            present = [name in state for state in states]
-            if not all(present):
-                if not any(present):
-                    raise InputError(
-                        f"endpoints {labels[0]} and {labels[1]} both lack {kind} '{name}' of the template; "
-                        "are they models of the template's architecture?"
-                    )
-                have, lack = (0, 1) if present[0] else (1, 0)
-                raise InputError(f"endpoint {labels[lack]} lacks {kind} '{name}' that endpoint {labels[have]} has")
-            shapes = [tuple(state[name].shape) for state in states]
-            if shapes[0] != shapes[1]:
-                raise InputError(
-                    f"{kind} '{name}' has shape {shapes[0]} in endpoint {labels[0]} but {shapes[1]} in {labels[1]}"
-                )
-            if shapes[0] != tuple(reference.shape):
-                raise InputError(
-                    f"{kind} '{name}' has shape {shapes[0]} in the endpoints "
-                    f"but {tuple(reference.shape)} in the template"
-                )
-
-    def _check_off_curve(self, states: list[dict[str, Tensor]], labels: list[str], off_curve: list[str]) -> None:
-        for name in off_curve:
-            if not torch.equal(states[0][name], states[1][name]):
-                raise InputError(
-                    f"parameter '{name}' is off the curve ({self._selection}) but differs between endpoints "
-                    f"{labels[0]} and {labels[1]}; parameters off the curve must agree (widen include)"
-                )
-
     def _initial_bends(
-        self, init: Source, groups: Mapping[str, list[str]], named: Mapping[str, Tensor], on_curve: list[str]
+        self, init: Source, ties: Mapping[str, list[str]], named: Mapping[str, Tensor], on_curve: list[str]
     ) -> list[Tensor]:
         """The control points' starting values, fp32 flat: on the straight line, or all at the ``init`` model."""
         inner = self.shape.bend_ts()[1:-1]
         if isinstance(init, str) and init == "linear":
             start, end = self._start.float(), self._end.float()
             return [torch.lerp(start, end, t_k) for t_k in inner]
-        state = _retie(_resolve(init), groups)
-        label = f"init {_label(init, 0)}" if not isinstance(init, Mapping) else "init state dict"
-        for name in on_curve:
-            if name not in state:
-                raise InputError(f"{label} lacks parameter '{name}' that the endpoints have")
-            if tuple(state[name].shape) != tuple(named[name].shape):
-                raise InputError(
-                    f"parameter '{name}' has shape {tuple(state[name].shape)} in {label} "
-                    f"but {tuple(named[name].shape)} in the endpoints"
-                )
-        _check_finite(state, on_curve, label)
+        state = retie(load_endpoint(init), ties)
+        label = f"init {endpoint_label(init, 0)}" if not isinstance(init, Mapping) else "init state dict"
+        check_init(state, on_curve, named, label)
         flat = torch.cat([state[name].detach().reshape(-1).float() for name in on_curve])
         return [flat.clone() for _ in inner]
 
@@ -257,10 +153,10 @@ class Curve(TemplateCurve):
             if not any(present):  # non-persistent buffers (rotary inv_freq): the template's own
                 fixed[name] = buffer.detach().clone()
                 continue
-            self._check_names(states, labels, {name: buffer}, "buffer")
+            check_names(states, labels, {name: buffer}, "buffer")
             if buffer.is_floating_point():
                 for state, label in zip(states, labels, strict=True):
-                    _check_finite(state, [name], label)
+                    check_finite(state, [name], label)
                 moving[name] = buffer
             else:
                 fixed[name] = states[0][name].detach().to(buffer.dtype).clone()
@@ -268,18 +164,22 @@ class Curve(TemplateCurve):
         self._buffer_shapes = [moving[name].shape for name in moving]
         self._buffer_sizes = [moving[name].numel() for name in moving]
         self._buffer_dtypes = [moving[name].dtype for name in moving]
-        dtype = _common_dtype([*self._buffer_dtypes, *(s[n].dtype for s in states for n in moving)], torch.float32)
+        dtype = common_dtype([*self._buffer_dtypes, *(s[n].dtype for s in states for n in moving)], torch.float32)
         for key, state in zip(("_buffers_start", "_buffers_end"), states, strict=True):
             pieces = [state[name].detach().reshape(-1).to(dtype) for name in moving]
             flat = torch.cat(pieces) if pieces else torch.zeros(0, dtype=dtype)
             self.register_buffer(key, flat, persistent=False)
-        self._fixed_buffers = _TensorStore(fixed)
+        self._fixed_buffers = TensorStore(fixed)
 
     # -- the curve ----------------------------------------------------------------------------------------------------
 
     def trained_names(self) -> list[str]:
         """The template's parameters on the curve (``include`` and the objective's ``is_trainable``), in order."""
         return list(self.names)
+
+    def flat_bends(self) -> list[Tensor]:
+        """``P_0 .. P_{n-1}``, flat: endpoint 0 and 1 as stored (their dtype), the interior bends (fp32) between."""
+        return [self._start, *self._interior_bends(), self._end]
 
     def _interior_bends(self) -> list[Tensor]:
         """``P_1 .. P_{n-2}``, flat: the control points, or the frozen bends of a ``fixed_bends`` curve."""
@@ -307,20 +207,10 @@ class Curve(TemplateCurve):
             theta = torch.mul(self._start.float(), c[0])
         return theta.add_(self._end, alpha=c[-1])
 
-    @staticmethod
-    def _pieces(flat: Tensor, sizes: list[int], shapes: list, dtypes: list) -> list[Tensor]:
-        """``flat`` split into tensors of ``shapes`` (views when one dtype is shared, else converted copies)."""
-        if not sizes:
-            return []
-        if len(set(dtypes)) == 1:
-            flat = flat.to(dtypes[0])
-            return [piece.view(shape) for piece, shape in zip(flat.split(sizes), shapes, strict=True)]
-        return [p.view(s).to(d) for p, s, d in zip(flat.split(sizes), shapes, dtypes, strict=True)]
-
     def _param_values(self, t: float | Tensor) -> list[Tensor]:
         """The template's parameters at ``theta(t)`` in ``_param_order``: pieces of theta(t), then the fixed ones."""
-        pieces = self._pieces(self.flat_params(t), self._sizes, self._shapes, self._dtypes)
-        return [*pieces, *self._fixed_params.values()]
+        values = pieces(self.flat_params(t), self._sizes, self._shapes, self._dtypes)
+        return [*values, *self._fixed_params.values()]
 
     def _flat_buffers(self, t: float) -> Tensor:
         """The moving buffers at ``t``, flat: ``(1 - t) b_0 + t b_1``, the stored endpoint itself at 0 and 1."""
@@ -333,8 +223,8 @@ class Curve(TemplateCurve):
         t = as_t(t)
         flat = self._flat_buffers(t)
         flat = flat.clone() if t in (0.0, 1.0) else flat  # at an endpoint it is the stored buffer itself
-        pieces = self._pieces(flat, self._buffer_sizes, self._buffer_shapes, self._buffer_dtypes)
-        return [*pieces, *(buffer.clone() for buffer in self._fixed_buffers.values())]
+        values = pieces(flat, self._buffer_sizes, self._buffer_shapes, self._buffer_dtypes)
+        return [*values, *(buffer.clone() for buffer in self._fixed_buffers.values())]
 
     def params(self, t: float | Tensor) -> dict[str, Tensor]:
         """Every parameter of the template at ``theta(t)``, by name, in the template's dtypes.
@@ -386,45 +276,20 @@ class Curve(TemplateCurve):
             raise InputError(f"write_flat: a flat vector of {self._start.numel()} values, got {tuple(flat.shape)}")
         t = as_t(buffers_t)
         plan = self._write_plan(model)
-        sources = [*flat.split(self._sizes)]
+        moving = [*flat.split(self._sizes)]
         if self._buffer_sizes:
-            sources += self._flat_buffers(t).split(self._buffer_sizes)
-        sources += plan.fixed
-        for i, shape in plan.reshape:
-            sources[i] = sources[i].view(shape)
-        if plan.targets:
-            torch._foreach_copy_(plan.targets, sources)
+            moving += self._flat_buffers(t).split(self._buffer_sizes)
+        plan.copy(moving)
         return model
 
-    def _write_plan(self, model: nn.Module) -> _WritePlan:
+    def _write_plan(self, model: nn.Module) -> WritePlan:
         """Where :meth:`write_to` copies into ``model``: resolved once, kept while the model's tensors stay put."""
         plan = self.__dict__.get("_write_plan_cache")  # plain attribute: not state, not a submodule
-        if plan is not None and plan.model is model and plan.is_current(self._start):
+        if plan is not None and plan.is_current(model, self._start):
             return plan
         names = [*self.names, *self._buffer_names, *self._fixed_params.names, *self._fixed_buffers.names]
-        try:
-            slots = Reparametrization(model, names)
-        except ValueError as error:
-            raise InputError(f"write_to: {error}; is the model of the template's architecture?") from error
-        moving = len(self._shapes) + len(self._buffer_shapes)
         fixed = [*self._fixed_params.values(), *self._fixed_buffers.values()]
-        shapes = [*self._shapes, *self._buffer_shapes, *(source.shape for source in fixed)]
-        plan = _WritePlan(model, slots, self._start)
-        for i, (name, target, shape) in enumerate(zip(names, slots.current(), shapes, strict=True)):
-            if target.shape != shape:
-                raise InputError(
-                    f"write_to: '{name}' has shape {tuple(target.shape)} in the model, {tuple(shape)} on the curve"
-                )
-            contiguous = target.is_contiguous()
-            if i < moving:  # a piece of theta(t) or of the moving buffers: flat, viewed in shape if it must be
-                if not contiguous:
-                    plan.reshape.append((len(plan.targets), shape))
-            else:
-                source = fixed[i - moving]
-                if source.data_ptr() == target.data_ptr():
-                    continue  # already the model's own tensor (a LoRA curve's frozen base)
-                plan.fixed.append(source.reshape(-1) if contiguous else source)
-            plan.targets.append(target.detach().view(-1) if contiguous else target.detach())
+        plan = WritePlan(model, names, [*self._shapes, *self._buffer_shapes], fixed, self._start)
         self.__dict__["_write_plan_cache"] = plan
         return plan
 

@@ -8,7 +8,7 @@ tensors live on the curve. Two spaces:
 Eq. 1-2), ``A(t) = sum_k c_k(t) A_k``, ``B(t) = sum_k c_k(t) B_k``, and ``W(t) = W0 + s B(t) A(t)``. This is the
 plain :class:`~mcu_lightning.curves.curve.Curve` over the peft model with ``include="lora_"``; the base weights are
 identical in both endpoints, so they sit off the curve. ``B(t) A(t)`` is NOT the straight line in ``dW``: for
-``Bezier(3)`` it is a degree-4 polynomial in ``t``, and even the ``Linear`` shape gives
+``Bezier(3)`` it is a degree-4 polynomial in ``t``, and even the ``Line`` shape gives
 ``dW(t) = s [(1-t)^2 B0 A0 + t(1-t)(B0 A1 + B1 A0) + t^2 B1 A1]``.
 
 **delta** (exact): the curve lives in ``dW`` itself, ``dW(t) = s sum_k c_k(t) B_k A_k``. It is realised as ONE
@@ -42,12 +42,12 @@ from torch import Tensor, nn
 from mcu_lightning.core.errors import InputError
 from mcu_lightning.core.names import ADAPTER_CONFIG
 from mcu_lightning.curves.curve import Curve
+from mcu_lightning.curves.endpoints import check_distinct, check_two_endpoints
 from mcu_lightning.curves.reparametrize import Reparametrization
 from mcu_lightning.curves.shapes import Bezier, CurveShape
 from mcu_lightning.curves.template import NamedGradients, TemplateCurve, functional_forward
 from mcu_lightning.models.io import load_model
 
-AdapterSource = str | os.PathLike | Mapping[str, Tensor]
 _CONFIG_FIELDS = ("r", "lora_alpha", "target_modules", "use_rslora", "rank_pattern", "alpha_pattern")
 
 
@@ -189,8 +189,7 @@ class LoraDeltaCurve(TemplateCurve):
         super().__init__(template)
         from peft.tuners.lora import LoraLayer
 
-        if len(endpoints) != 2:
-            raise InputError(f"a curve needs exactly two endpoints, got {len(endpoints)}")
+        check_two_endpoints(endpoints)
         self.shape = shape if shape is not None else Bezier(3)
         names = _adapter_param_names(template, adapter_name)
         self.a_names, self.b_names = names[0::2], names[1::2]
@@ -200,8 +199,7 @@ class LoraDeltaCurve(TemplateCurve):
                 if name not in state:
                     raise InputError(f"endpoint #{i} lacks LoRA factor '{name}' of the template")
         start, end = ({name: state[name].detach() for name in names} for state in endpoints)
-        if all(torch.equal(start[name], end[name]) for name in names):
-            raise InputError("a curve needs two different endpoints; the two adapters are identical")
+        check_distinct([start, end], names, "the two adapters")
         n = self.shape.num_bends
         r = start[self.a_names[0]].shape[0]
         init_state = None if isinstance(init, str) and init == "linear" else init

@@ -26,29 +26,21 @@ import torch
 from torch import Tensor, nn
 
 from mcu_lightning.core.errors import InputError
-from mcu_lightning.curves.curve import _tie_groups
-from mcu_lightning.models.io import load_model, load_state_dict
-
-StateSource = str | os.PathLike | Mapping[str, Tensor]
+from mcu_lightning.curves.endpoints import Source, load_endpoint, parameter_ties
+from mcu_lightning.models.io import load_model
 
 
-def _state(source: StateSource) -> dict[str, Tensor]:
-    if isinstance(source, Mapping):
-        return dict(source)
-    if isinstance(source, (str, os.PathLike)):
-        return load_state_dict(source)
-    raise TypeError(f"a model to merge is a path or a state dict, got {type(source).__name__}")
+def _state(source: Source) -> dict[str, Tensor]:
+    return load_endpoint(source, what="a model to merge")
 
 
-def _label(source: StateSource, index: int | None) -> str:
+def _label(source: Source, index: int | None) -> str:
     if isinstance(source, Mapping):
         return "the base" if index is None else f"endpoint #{index}"
     return f"{'the base' if index is None else f'endpoint #{index}'} '{os.fspath(source)}'"
 
 
-def task_vectors(
-    endpoints: Sequence[StateSource], base: StateSource
-) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
+def task_vectors(endpoints: Sequence[Source], base: Source) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
     """The base's state dict and, per endpoint, ``tau_i = theta_i - theta_base`` over the base's floating tensors
     (float32 or wider). Every endpoint must have exactly the base's tensor names and shapes; else a ValueError
     names the first difference in one line."""
@@ -90,7 +82,7 @@ def _apply(base: Mapping[str, Tensor], delta: Mapping[str, Tensor], scale: float
     return out
 
 
-def task_arithmetic(endpoints: Sequence[StateSource], base: StateSource, scale: float = 1.0) -> dict[str, Tensor]:
+def task_arithmetic(endpoints: Sequence[Source], base: Source, scale: float = 1.0) -> dict[str, Tensor]:
     """``theta = theta_base + scale * sum_i (theta_i - theta_base)`` (Ilharco et al., 2023), a state dict."""
     base_state, vectors = task_vectors(endpoints, base)
     summed = {name: torch.stack([vector[name] for vector in vectors]).sum(0) for name in vectors[0]}
@@ -120,9 +112,7 @@ def ties_delta(vectors: Sequence[Tensor], density: float) -> Tensor:
     return torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0) / count
 
 
-def ties(
-    endpoints: Sequence[StateSource], base: StateSource, density: float = 0.2, scale: float = 1.0
-) -> dict[str, Tensor]:
+def ties(endpoints: Sequence[Source], base: Source, density: float = 0.2, scale: float = 1.0) -> dict[str, Tensor]:
     """TIES-merging of the endpoints' task vectors (Yadav et al., 2023), a state dict; see the module docstring.
 
     ``density`` is the fraction of each task vector's entries kept per tensor (the paper's top-k%, 20 by default),
@@ -143,7 +133,7 @@ def merged_model(template: nn.Module | str | os.PathLike, state: Mapping[str, Te
     (``lm_head.weight`` next to the embedding); a ValueError names the first one missing or unexpected.
     """
     model = copy.deepcopy(template) if isinstance(template, nn.Module) else load_model(template)
-    tied = {name for names in _tie_groups(model).values() if any(n in state for n in names) for name in names}
+    tied = {name for names in parameter_ties(model).values() if any(n in state for n in names) for name in names}
     missing, unexpected = model.load_state_dict(dict(state), strict=False)
     missing = [name for name in missing if name not in tied]
     if missing:

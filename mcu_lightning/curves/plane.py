@@ -79,9 +79,10 @@ def plane_basis(curve: Curve, tolerance: float = 1e-6) -> PlaneBasis:
             f"{curve.shape} with {curve.num_bends} bends"
         )
     with torch.no_grad():
-        origin = curve._start.float()
-        end = curve._end.float()
-        theta = curve._interior_bends()[0].detach().float()  # a control point, or a fixed_bends curve's frozen bend
+        start, bend, stop = curve.flat_bends()  # bend: a control point, or a fixed_bends curve's frozen bend
+        origin = start.float()
+        end = stop.float()
+        theta = bend.detach().float()
         u = end - origin
         dx = math.sqrt(_dot(u, u))
         u.div_(dx)

@@ -100,10 +100,19 @@ def checkpoint_context() -> tuple[contextlib.AbstractContextManager, contextlib.
     return contextlib.nullcontext(), reparametrization.applied(values)
 
 
-def _aliases(module: nn.Module) -> dict[str, list[str]]:
-    """For each name of a parameter or buffer, every name that shares its tensor (itself included)."""
-    named = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+def tie_groups(module: nn.Module, buffers: bool = True) -> list[list[str]]:
+    """The names of ``module``'s parameters (and buffers) grouped by the tensor they share, one group per tensor,
+    in ``named_parameters()`` (then ``named_buffers()``) order: ``[["embed_tokens.weight", "lm_head.weight"], ...]``.
+    """
+    named = [*module.named_parameters(remove_duplicate=False)]
+    if buffers:
+        named += module.named_buffers(remove_duplicate=False)
     by_tensor: dict[int, list[str]] = {}
     for name, tensor in named:
         by_tensor.setdefault(id(tensor), []).append(name)
-    return {name: group for group in by_tensor.values() for name in group}
+    return list(by_tensor.values())
+
+
+def _aliases(module: nn.Module) -> dict[str, list[str]]:
+    """For each name of a parameter or buffer, every name that shares its tensor (itself included)."""
+    return {name: group for group in tie_groups(module) for name in group}

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -30,8 +31,14 @@ class CurveShape:
     """Base class of curve shapes: ``num_bends`` bends (endpoints included) and their weights at ``t``.
 
     Subclasses implement :meth:`_weights` on a Python float; :meth:`weights` validates ``t`` and returns the
-    ``num_bends`` weights (they sum to 1), :meth:`coefficients` the same as a float32 tensor.
+    ``num_bends`` weights (they sum to 1), :meth:`coefficients` the same as a float32 tensor. A shape whose weights
+    differ per tensor (SLERP's) sets ``shared_weights = False``: it has no weights of its own, and only the curve kind
+    built for it (:class:`~mcu_lightning.curves.slerp.SlerpCurve`) computes its ``theta(t)``.
     """
+
+    #: Whether ``theta(t) = sum_k c_k(t) P_k`` with ONE weight list ``c(t)`` for every tensor (what a plain
+    #: :class:`~mcu_lightning.curves.curve.Curve` computes).
+    shared_weights: ClassVar[bool] = True
 
     def __init__(self, num_bends: int) -> None:
         if int(num_bends) != num_bends or num_bends < 2:
@@ -44,6 +51,8 @@ class CurveShape:
 
     def weights(self, t: float | Tensor) -> list[float]:
         """The weights ``[c_0(t), ..., c_{n-1}(t)]`` as Python floats (no tensor on a curve's hot path)."""
+        if not self.shared_weights:
+            raise InputError(f"{self!r} has no weights shared by every tensor; build its own curve kind")
         return self._weights(as_t(t))
 
     def _weights(self, t: float) -> list[float]:
@@ -91,11 +100,19 @@ class PolyChain(CurveShape):
         return weights
 
 
-class Linear(PolyChain):
-    """The straight line ``theta(t) = (1 - t) w_0 + t w_1`` (two bends, no control point)."""
+class Line(PolyChain):
+    """The straight line ``theta(t) = (1 - t) w_0 + t w_1`` (two bends, no control point): a training-free path."""
 
     def __init__(self) -> None:
         super().__init__(num_bends=2)
+
+    def __repr__(self) -> str:
+        return "Line()"
+
+
+class Linear(Line):
+    """:class:`Line` under its former name: the same path, kept for shipped configs (``mcu_lightning.curves.Linear``)
+    and what runs built from them record (``Linear()`` in checkpoints and export records)."""
 
     def __repr__(self) -> str:
         return "Linear()"

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from mcu_lightning.core.errors import InputError
-from mcu_lightning.curves.curve import Curve, Source
+from mcu_lightning.curves.curve import Curve
+from mcu_lightning.curves.endpoints import Source
 from mcu_lightning.curves.shapes import CurveShape, as_t
 
 DOT_THRESHOLD = 0.9995
@@ -32,15 +32,15 @@ NORM_EPS = 1e-8
 class Slerp(CurveShape):
     """The SLERP path's shape: two bends (the endpoints), weights per tensor (see :class:`SlerpCurve`).
 
-    It has no single weight list for all tensors, so a plain :class:`Curve` cannot use it; ``CurveModule`` builds
-    a :class:`SlerpCurve` when its ``shape`` is ``Slerp()``.
+    Each tensor is weighted by its own angle, so the shape has no weights shared by every tensor
+    (``shared_weights = False``) and a plain :class:`Curve` refuses it; ``CurveModule`` builds a :class:`SlerpCurve`
+    when its ``shape`` is ``Slerp()``.
     """
+
+    shared_weights = False
 
     def __init__(self) -> None:
         super().__init__(num_bends=2)
-
-    def _weights(self, t: float) -> list[float]:
-        raise InputError("Slerp() weights each tensor by its own angle: build a SlerpCurve, not a Curve")
 
     def __repr__(self) -> str:
         return "Slerp()"
@@ -61,7 +61,7 @@ def slerp_angles(
     return torch.arccos(dot.clamp(-1.0, 1.0)), dot.abs() > dot_threshold
 
 
-def slerp_coefficients(t: float, theta_0: Tensor, linear: Tensor) -> tuple[list[float], list[float]]:
+def slerp_weights(t: float, theta_0: Tensor, linear: Tensor) -> tuple[list[float], list[float]]:
     """``(s0, s1)`` per tensor at ``t``: the SLERP weights, ``(1 - t, t)`` where ``linear``."""
     t = as_t(t)
     sin_0 = torch.sin(theta_0)
@@ -78,6 +78,8 @@ class SlerpCurve(Curve):
     on the straight line. ``include``/``trainable`` select the tensors on the curve as for :class:`Curve`.
     """
 
+    weights_per_tensor = True
+
     def __init__(
         self,
         template: nn.Module,
@@ -92,9 +94,9 @@ class SlerpCurve(Curve):
         # plain tensors, not buffers: they stay on the CPU, where the per-tensor scalars are computed
         self._theta_0, self._linear = theta_0, linear
 
-    def coefficients(self, t: float | Tensor) -> tuple[list[float], list[float]]:
-        """``(s0, s1)``: one weight per tensor on the curve (in ``self.names`` order) for each endpoint at ``t``."""
-        return slerp_coefficients(as_t(t), self._theta_0, self._linear)
+    def endpoint_weights(self, t: float | Tensor) -> tuple[list[float], list[float]]:
+        """``(s0, s1)``: each endpoint's weight at ``t``, one per tensor on the curve (in ``self.names`` order)."""
+        return slerp_weights(as_t(t), self._theta_0, self._linear)
 
     def flat_params(self, t: float | Tensor) -> Tensor:
         """``theta(t)`` over the curve's parameters, flat: ``s0_k v0_k + s1_k v1_k`` per tensor ``k`` (fp32), the
@@ -104,7 +106,7 @@ class SlerpCurve(Curve):
             return self._start
         if t == 1.0:
             return self._end
-        s0, s1 = self.coefficients(t)
+        s0, s1 = self.endpoint_weights(t)
         theta = self._start.to(torch.promote_types(self._start.dtype, torch.float32), copy=True)
         pieces = list(theta.split(self._sizes))
         torch._foreach_mul_(pieces, s0)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mcu_lightning.curves import Curve, Linear, Slerp, SlerpCurve
-from mcu_lightning.curves.slerp import slerp_angles, slerp_coefficients
+from mcu_lightning.curves.slerp import slerp_angles, slerp_weights
 
 
 class Pair(nn.Module):
@@ -86,12 +86,13 @@ def test_near_parallel_within_threshold_is_the_line_and_just_outside_is_not() ->
     outside = torch.tensor([1.0, 0.05])  # cos = 0.99875 < 0.9995
     _, linear = slerp_angles([v0, v0], [inside, outside])
     assert linear.tolist() == [True, False]
-    s0, s1 = slerp_coefficients(0.3, *slerp_angles([v0], [outside]))
+    s0, s1 = slerp_weights(0.3, *slerp_angles([v0], [outside]))
     expected = _reference(0.3, v0, outside)
     torch.testing.assert_close((s0[0] * v0 + s1[0] * outside).double(), expected)
 
 
 def test_slerp_shape_refuses_a_plain_curve(endpoints) -> None:
-    curve = Curve(Pair(), endpoints, shape=Slerp())
-    with pytest.raises(ValueError, match="build a SlerpCurve"):
-        curve.params(0.5)
+    with pytest.raises(ValueError, match="a SlerpCurve for Slerp"):
+        Curve(Pair(), endpoints, shape=Slerp())
+    with pytest.raises(ValueError, match="no weights shared by every tensor"):
+        Slerp().weights(0.5)
