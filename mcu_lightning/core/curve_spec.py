@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: Shapes (by class name) of two bends only, the endpoints: no free point to fit.
-TWO_BEND_SHAPES = ("Linear", "Slerp")
+#: Shapes (by class name) of two bends only, the endpoints: no free point to fit (``Linear`` is ``Line``'s former name).
+TWO_BEND_SHAPES = ("Line", "Linear", "Slerp")
 
 
 def shape_bends(path: str | None, shape: Any) -> int:
