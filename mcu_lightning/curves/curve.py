@@ -166,8 +166,8 @@ class Curve(TemplateCurve):
         self._buffer_dtypes = [moving[name].dtype for name in moving]
         dtype = common_dtype([*self._buffer_dtypes, *(s[n].dtype for s in states for n in moving)], torch.float32)
         for key, state in zip(("_buffers_start", "_buffers_end"), states, strict=True):
-            pieces = [state[name].detach().reshape(-1).to(dtype) for name in moving]
-            flat = torch.cat(pieces) if pieces else torch.zeros(0, dtype=dtype)
+            parts = [state[name].detach().reshape(-1).to(dtype) for name in moving]
+            flat = torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
             self.register_buffer(key, flat, persistent=False)
         self._fixed_buffers = TensorStore(fixed)
 
@@ -318,8 +318,8 @@ class Curve(TemplateCurve):
         pairs: list[tuple[str, Tensor]] = []
         for point in self.control_points:
             if point.grad is not None:
-                pieces = point.grad.split(self._sizes)
-                pairs += [(n, p.view(s)) for n, p, s in zip(self.names, pieces, self._shapes, strict=True)]
+                parts = point.grad.split(self._sizes)
+                pairs += [(n, p.view(s)) for n, p, s in zip(self.names, parts, self._shapes, strict=True)]
         return pairs
 
     def extra_repr(self) -> str:
