@@ -51,14 +51,11 @@ def loss_of(logits: Tensor, batch: dict) -> Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
 
 
-def make_steps(model: nn.Module, batch: dict, lr: float = 1e-4) -> dict[str, Callable[[], None]]:
-    """The curve step and the plain step, each with its own AdamW, on copies of ``model``."""
-    plain = copy.deepcopy(model).train()
-    plain_opt = torch.optim.AdamW(plain.parameters(), lr=lr)
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    template = copy.deepcopy(model).requires_grad_(False)
-    curve = Curve(template, [start, perturbed(start, 0.05, seed=1)], shape=Bezier(3)).train()
-    curve_opt = torch.optim.AdamW(curve.control_points.parameters(), lr=lr)
+def paired_steps(
+    plain: nn.Module, plain_opt: torch.optim.Optimizer, curve: nn.Module, curve_opt: torch.optim.Optimizer, batch: dict
+) -> dict[str, Callable[[], None]]:
+    """One training step each of ``curve`` (at a fresh random t per call) and ``plain``: forward, loss, backward,
+    optimizer step, zero_grad."""
     ts = iter(torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)).tolist())
 
     def plain_step() -> None:
@@ -74,6 +71,17 @@ def make_steps(model: nn.Module, batch: dict, lr: float = 1e-4) -> dict[str, Cal
         curve_opt.zero_grad(set_to_none=True)
 
     return {"curve": curve_step, "plain": plain_step}
+
+
+def make_steps(model: nn.Module, batch: dict, lr: float = 1e-4) -> dict[str, Callable[[], None]]:
+    """The curve step and the plain step, each with its own AdamW, on copies of ``model``."""
+    plain = copy.deepcopy(model).train()
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=lr)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    template = copy.deepcopy(model).requires_grad_(False)
+    curve = Curve(template, [start, perturbed(start, 0.05, seed=1)], shape=Bezier(3)).train()
+    curve_opt = torch.optim.AdamW(curve.control_points.parameters(), lr=lr)
+    return paired_steps(plain, plain_opt, curve, curve_opt, batch)
 
 
 def lora_config(rank: int):
@@ -99,21 +107,7 @@ def make_lora_steps(model: nn.Module, batch: dict, rank: int, folder: Path, lr: 
     plain_opt = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=lr)
     curve = lora_curve(copy.deepcopy(model), [folder / "end0", folder / "end1"]).train()
     curve_opt = torch.optim.AdamW(curve.control_points.parameters(), lr=lr)
-    ts = iter(torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)).tolist())
-
-    def plain_step() -> None:
-        loss = loss_of(call_model(plain, batch), batch)
-        loss.backward()
-        plain_opt.step()
-        plain_opt.zero_grad(set_to_none=True)
-
-    def curve_step() -> None:
-        loss = loss_of(curve(next(ts), batch), batch)
-        loss.backward()
-        curve_opt.step()
-        curve_opt.zero_grad(set_to_none=True)
-
-    return {"curve": curve_step, "plain": plain_step}
+    return paired_steps(plain, plain_opt, curve, curve_opt, batch)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
